@@ -1,0 +1,44 @@
+# `make demo` and `make test` each create .venv and install what they need (idempotent).
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PIP := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
+STAMP := $(VENV)/.installed
+export MUJOCO_GL ?= egl
+
+.PHONY: install install-dev demo test test-slow bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --disable-pip-version-check -q --upgrade pip
+
+# Reinstall only when the project's metadata or pins change.
+$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+	$(PIP) -e .
+	touch $@
+
+$(STAMP)-dev: $(STAMP)
+	$(PIP) -e '.[dev]'
+	touch $@
+
+install: $(STAMP)
+
+install-dev: $(STAMP)-dev
+
+demo: install
+	$(BIN)/workbench run tasks/mujoco/reacher.yaml
+
+# pytest exit 5 (no tests collected) is a failure here, as it should be.
+test: install-dev
+	$(BIN)/python -m pytest -q
+
+test-slow: install-dev
+	$(BIN)/python -m pytest -q -m slow
+
+bench: install
+	$(BIN)/python benchmarks/reward_overhead.py
+	$(BIN)/python benchmarks/ppo_fps.py
+
+clean:
+	rm -rf $(VENV) *.egg-info

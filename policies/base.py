@@ -1,0 +1,77 @@
+"""The Learner and Policy contracts every learner implements (SB3-shaped, as the house plan says).
+
+``Learner.fit`` trains on env factories for a step budget inside a run directory and returns a
+:class:`Policy`. A saved policy directory carries ``policy.json`` naming the class that loads it,
+so ``workbench eval`` can load any learner's policy without knowing which learner made it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import gymnasium as gym
+import numpy as np
+
+from workbench.errors import RunDirError
+from workbench.registry import Registry
+
+if TYPE_CHECKING:
+    from workbench.runs import Run
+    from workbench.spec import TaskSpec
+
+__all__ = ["Policy", "Learner", "FitHooks", "TrainingInterrupted", "load_policy", "POLICY_FILE"]
+
+POLICY_FILE = "policy.json"
+
+
+class Policy(Protocol):
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = False) -> tuple[np.ndarray, Any]: ...
+
+    def save(self, directory: Path) -> None: ...
+
+    @classmethod
+    def load(cls, directory: Path) -> Policy: ...
+
+
+@dataclass
+class FitHooks:
+    """What the run asks of a learner while it trains (all optional)."""
+
+    on_steps: Callable[[int], None] | None = None  # global step count, called often (progress bar)
+    on_eval: Callable[[int, Policy], dict[str, float]] | None = None  # periodic evaluation
+    eval_every: int = 0
+    checkpoint_every: int = 10_000
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C during fit: a checkpoint at ``step`` was saved before this was raised."""
+
+    def __init__(self, step: int):
+        self.step = step
+        super().__init__(f"interrupted at step {step}")
+
+
+class Learner(Protocol):
+    name: str
+
+    @classmethod
+    def validate_spec(cls, spec: TaskSpec, *, file: str) -> None: ...
+
+    def fit(self, spec: TaskSpec, env_fns: Sequence[Callable[[], gym.Env]], budget: int, run: Run, *,
+            hooks: FitHooks, resume: bool = False) -> Policy: ...
+
+
+def load_policy(directory: Path) -> Policy:
+    """Load a saved policy directory through the class named in its ``policy.json``."""
+    meta_file = Path(directory) / POLICY_FILE
+    if not meta_file.is_file():
+        raise RunDirError(f"{directory}: no saved policy ({POLICY_FILE} missing)\n"
+                          "  fix: finish or resume the run (`workbench run --resume RUN_DIR`)")
+    meta = json.loads(meta_file.read_text())
+    cls = Registry("policy class", {}).get(meta["class"])
+    return cls.load(Path(directory))

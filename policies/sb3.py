@@ -1,0 +1,235 @@
+"""PPO and SAC from stable-baselines3 behind the Learner protocol — configured, not rewritten.
+
+Hyperparameters are the SB3 constructor's own keyword arguments. Checkpoints (model, replay
+buffer, VecNormalize statistics) are written to a fresh directory and only then pointed to by
+``latest.json``, so a run killed at any moment resumes from its last complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import pickle
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3 import PPO, SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
+
+from policies.base import POLICY_FILE, FitHooks, TrainingInterrupted
+from workbench.errors import TaskError
+from workbench.runs import atomic_path, write_json
+
+if TYPE_CHECKING:
+    from workbench.runs import Run
+    from workbench.spec import TaskSpec
+
+__all__ = ["SB3Learner", "PPOLearner", "SACLearner", "SB3Policy"]
+
+# Arguments the workbench sets itself; a task may not pass them as hyperparameters.
+_RESERVED = {"self", "policy", "env", "seed", "tensorboard_log", "verbose", "_init_setup_model"}
+_ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
+
+
+class SB3Policy:
+    """An SB3 model plus (optionally) the VecNormalize statistics its observations need."""
+
+    def __init__(self, model: BaseAlgorithm, obs_normalizer: VecNormalize | None = None):
+        self.model = model
+        self.obs_normalizer = obs_normalizer
+
+    def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
+                deterministic: bool = False) -> tuple[np.ndarray, Any]:
+        if self.obs_normalizer is not None:
+            observation = self.obs_normalizer.normalize_obs(observation)
+        return self.model.predict(observation, state, episode_start, deterministic)
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(directory / "model.zip") as tmp:
+            self.model.save(tmp)  # SB3 appends .zip only when the name has no suffix
+        if self.obs_normalizer is not None:
+            with atomic_path(directory / "vecnormalize.pkl") as tmp:
+                self.obs_normalizer.save(tmp)
+        algo = next(k for k, v in _ALGOS.items() if isinstance(self.model, v))
+        write_json(directory / POLICY_FILE, {"class": "policies.sb3:SB3Policy", "algo": algo})
+
+    @classmethod
+    def load(cls, directory: Path) -> SB3Policy:
+        meta = json.loads((directory / POLICY_FILE).read_text())
+        return cls.from_checkpoint(directory, meta["algo"])
+
+    @classmethod
+    def from_checkpoint(cls, directory: Path, algo: str) -> SB3Policy:
+        """Load ``model.zip`` (+ ``vecnormalize.pkl``) from a policy or checkpoint directory."""
+        model = _ALGOS[algo].load(directory / "model.zip", device="cpu")
+        normalizer = None
+        if (directory / "vecnormalize.pkl").is_file():
+            with open(directory / "vecnormalize.pkl", "rb") as fh:  # our own run file, like SB3's zip
+                normalizer = pickle.load(fh)
+            normalizer.training = False
+        return cls(model, normalizer)
+
+
+class _RunCallback(BaseCallback):
+    """Progress, periodic evaluation, reward-component logging and checkpoints in one pass."""
+
+    def __init__(self, learner: SB3Learner, run: Run, hooks: FitHooks, normalizer: VecNormalize | None):
+        super().__init__()
+        self.learner, self.run, self.hooks, self.normalizer = learner, run, hooks, normalizer
+        self._sums: dict[str, float] = defaultdict(float)
+        self._count = 0
+        self._next_ckpt = 0
+        self._next_eval = 0
+
+    def _on_training_start(self) -> None:
+        step = self.num_timesteps
+        self._next_ckpt = step + self.hooks.checkpoint_every
+        self._next_eval = step + self.hooks.eval_every if self.hooks.eval_every else 0
+
+    def _on_step(self) -> bool:
+        for info in self.locals.get("infos", ()):
+            for key, value in info.items():
+                if key.startswith("reward/"):
+                    self._sums[key] += value
+            self._count += 1
+        if self._count >= 1000:
+            for key, total in self._sums.items():
+                self.logger.record(key, total / self._count)
+            self._sums.clear()
+            self._count = 0
+        step = self.num_timesteps
+        if self.hooks.on_steps is not None:
+            self.hooks.on_steps(step)
+        if step >= self._next_ckpt:
+            self.learner.save_checkpoint(self.model, self.run, self.normalizer)
+            self._next_ckpt = step + self.hooks.checkpoint_every
+        if self._next_eval and step >= self._next_eval and self.hooks.on_eval is not None:
+            metrics = self.hooks.on_eval(step, SB3Policy(self.model, self.normalizer))
+            for key, value in metrics.items():
+                if value is not None:
+                    self.logger.record(f"eval/{key}", value)
+            self._next_eval = step + self.hooks.eval_every
+        return True
+
+
+class SB3Learner:
+    algo: ClassVar[str]
+
+    @property
+    def algo_cls(self) -> type[BaseAlgorithm]:
+        return _ALGOS[self.algo]
+
+    @property
+    def name(self) -> str:
+        return self.algo
+
+    # ------------------------------------------------------------------ validation
+    @classmethod
+    def valid_hyperparams(cls) -> list[str]:
+        params = inspect.signature(_ALGOS[cls.algo].__init__).parameters
+        return sorted(p for p in params if p not in _RESERVED)
+
+    @classmethod
+    def validate_spec(cls, spec: TaskSpec, *, file: str) -> None:
+        algo = _ALGOS[cls.algo]
+        valid = cls.valid_hyperparams()
+        for key in spec.learner.hyperparams:
+            if key not in valid:
+                import difflib
+
+                close = difflib.get_close_matches(key, valid, n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise TaskError(f"{algo.__name__} has no hyperparameter {key!r}", file=file,
+                                key=f"learner.hyperparams.{key}",
+                                hint=f"{hint}valid: {', '.join(valid)}")
+        if spec.learner.policy not in algo.policy_aliases:
+            raise TaskError(f"unknown {algo.__name__} policy {spec.learner.policy!r}", file=file,
+                            key="learner.policy", hint=f"valid: {', '.join(algo.policy_aliases)}")
+
+    # ------------------------------------------------------------------ training
+    @staticmethod
+    def _vec(fns: list[Callable[[], gym.Env]], spec: TaskSpec, run: Run) -> VecEnv:
+        monitor_dir = run.subdir("monitor")
+        keywords = ("is_success",)  # TaskWrapper sets it at every episode end
+
+        def factory(i: int) -> Callable[[], gym.Env]:
+            def make() -> gym.Env:
+                return Monitor(fns[i](), str(monitor_dir / f"env{i}"), info_keywords=keywords)
+            return make
+
+        cls = SubprocVecEnv if spec.training.vec_env == "subproc" else DummyVecEnv
+        venv = cls([factory(i) for i in range(len(fns))])
+        venv.seed(spec.training.seed)
+        return venv
+
+    def save_checkpoint(self, model: BaseAlgorithm, run: Run, normalizer: VecNormalize | None) -> int:
+        step = int(model.num_timesteps)
+        directory = run.new_checkpoint_dir(step)
+        model.save(directory / "model.zip")
+        if isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None:
+            model.save_replay_buffer(directory / "replay_buffer.pkl")
+        if normalizer is not None:
+            normalizer.save(directory / "vecnormalize.pkl")
+        run.commit_checkpoint(step, directory)
+        run.update_info(steps=step)
+        return step
+
+    def fit(self, spec: TaskSpec, env_fns: Sequence[Callable[[], gym.Env]], budget: int, run: Run, *,
+            hooks: FitHooks, resume: bool = False) -> SB3Policy:
+        import torch
+
+        torch.set_num_threads(spec.learner.torch_threads)
+        venv: VecEnv = self._vec(list(env_fns), spec, run)
+        normalizer: VecNormalize | None = None
+        checkpoint = run.latest_checkpoint() if resume else None
+        if checkpoint is not None:
+            _, ckpt = checkpoint
+            if (ckpt / "vecnormalize.pkl").is_file():
+                normalizer = VecNormalize.load(str(ckpt / "vecnormalize.pkl"), venv)
+                venv = normalizer
+            model = self.algo_cls.load(ckpt / "model.zip", env=venv, device=self._device(spec),
+                                       tensorboard_log=str(run.subdir("tb")))
+            if (ckpt / "replay_buffer.pkl").is_file() and isinstance(model, OffPolicyAlgorithm):
+                model.load_replay_buffer(ckpt / "replay_buffer.pkl")
+        else:
+            if spec.learner.normalize:
+                normalizer = VecNormalize(venv, gamma=spec.learner.hyperparams.get("gamma", 0.99))
+                venv = normalizer
+            kwargs = dict(spec.learner.hyperparams)
+            kwargs.setdefault("device", "cpu")
+            model = self.algo_cls(spec.learner.policy, venv, seed=spec.training.seed, verbose=0,
+                                  tensorboard_log=str(run.subdir("tb")), **kwargs)
+        remaining = budget - int(model.num_timesteps)
+        callback = _RunCallback(self, run, hooks, normalizer)
+        try:
+            if remaining > 0:
+                model.learn(remaining, callback=callback, reset_num_timesteps=checkpoint is None,
+                            tb_log_name=self.algo)
+        except KeyboardInterrupt:
+            step = self.save_checkpoint(model, run, normalizer)
+            raise TrainingInterrupted(step) from None
+        finally:
+            venv.close()
+        self.save_checkpoint(model, run, normalizer)
+        return SB3Policy(model, normalizer)
+
+    @staticmethod
+    def _device(spec: TaskSpec) -> str:
+        return str(spec.learner.hyperparams.get("device", "cpu"))
+
+
+class PPOLearner(SB3Learner):
+    algo = "ppo"
+
+
+class SACLearner(SB3Learner):
+    algo = "sac"

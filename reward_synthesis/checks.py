@@ -1,0 +1,225 @@
+"""Pre-flight checks: is a reward program safe and sane on states from the real task?
+
+:func:`preflight` runs the sandbox's AST check, then the program itself in an isolated,
+resource-limited process on sampled states (:func:`collect_samples`), and judges what came back:
+the output contract, finiteness, scale, variation and speed. It never raises for a bad program;
+the :class:`CheckReport` says what failed and why, and can be raised as
+:class:`~workbench.errors.RewardCodeRejected`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from reward_synthesis.sandbox import IsolatedResult, run_isolated, static_check
+from workbench.errors import RewardCodeRejected
+from workbench.state import State, StateSchema
+
+__all__ = ["CHECK_NAMES", "CheckReport", "CheckResult", "collect_samples", "preflight"]
+
+CHECK_NAMES = ("static", "isolated_run", "output_contract", "finite", "scale", "non_constant",
+               "time_budget")
+_SKIPPED = "skipped: "
+_CONSTANT_STD = 1e-9
+
+Sample = tuple[State, np.ndarray]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    passed: bool
+    detail: str
+
+    @property
+    def skipped(self) -> bool:
+        return self.detail.startswith(_SKIPPED)
+
+
+@dataclass
+class CheckReport:
+    """The verdict on one program; ``sha256`` is of its source text (UTF-8)."""
+
+    program: str
+    sha256: str
+    results: list[CheckResult] = field(default_factory=list)
+
+    @property
+    def accepted(self) -> bool:
+        return bool(self.results) and all(r.passed for r in self.results)
+
+    @property
+    def reasons(self) -> list[str]:
+        """``"name: detail"`` for each failed check, leaving out the ones merely skipped."""
+        return [f"{r.name}: {r.detail}" for r in self.results if not r.passed and not r.skipped]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "program": self.program,
+            "sha256": self.sha256,
+            "accepted": self.accepted,
+            "results": [{"name": r.name, "passed": r.passed, "detail": r.detail}
+                        for r in self.results],
+        }
+
+    def render(self) -> str:
+        """One line per check: ``PASS  name  detail``."""
+        width = max((len(r.name) for r in self.results), default=0)
+        return "\n".join(
+            f"{'PASS' if r.passed else 'FAIL'}  {r.name:<{width}}  {' '.join(r.detail.split())}"
+            for r in self.results
+        )
+
+    def raise_if_rejected(self) -> None:
+        """Raise :class:`RewardCodeRejected` (carrying this report) unless accepted."""
+        if not self.accepted:
+            listing = "\n".join(f"  - {reason}" for reason in self.reasons)
+            raise RewardCodeRejected(
+                f"reward program {self.program} failed pre-flight checks:\n{listing}", report=self
+            )
+
+
+def preflight(source: str, samples: Sequence[Sample], *, program: str = "<reward>",
+              per_call_budget_s: float = 2e-3, max_abs_reward: float = 1e3,
+              cpu_seconds: float = 10, wall_seconds: float = 30,
+              memory_mb: int = 2048) -> CheckReport:
+    """Run the checks in :data:`CHECK_NAMES` order; stop at the first failure and report the
+    rest as skipped. ``program`` labels the report and the violation messages."""
+    if not samples:
+        raise ValueError("preflight needs at least one sample; see collect_samples()")
+    text = source if isinstance(source, str) else repr(source)
+    report = CheckReport(program, hashlib.sha256(text.encode("utf-8", "replace")).hexdigest())
+
+    def isolated() -> CheckResult:
+        result = run_isolated(source, samples, filename=program, cpu_seconds=cpu_seconds,
+                              wall_seconds=wall_seconds, memory_mb=memory_mb)
+        runs["run"] = result
+        return _check_isolated_run(result, cpu_seconds, memory_mb, wall_seconds)
+
+    runs: dict[str, IsolatedResult] = {}
+    steps: list[tuple[str, Callable[[], CheckResult]]] = [
+        ("static", lambda: _check_static(source, program)),
+        ("isolated_run", isolated),
+        ("output_contract", lambda: _check_output_contract(runs["run"])),
+        ("finite", lambda: _check_finite(runs["run"])),
+        ("scale", lambda: _check_scale(runs["run"], max_abs_reward)),
+        ("non_constant", lambda: _check_non_constant(runs["run"])),
+        ("time_budget", lambda: _check_time_budget(runs["run"], per_call_budget_s)),
+    ]
+    failed: str | None = None
+    for name, step in steps:
+        if failed is not None:
+            report.results.append(CheckResult(name, False, f"{_SKIPPED}{failed} failed"))
+            continue
+        result = step()
+        report.results.append(result)
+        if not result.passed:
+            failed = name
+    return report
+
+
+# -- the checks ---------------------------------------------------------------------------------
+
+
+def _check_static(source: str, program: str) -> CheckResult:
+    violations = static_check(source, program)
+    if not violations:
+        return CheckResult("static", True, "AST allow-list: no violations")
+    shown = "; ".join(str(v) for v in violations[:10])
+    more = f" (+{len(violations) - 10} more)" if len(violations) > 10 else ""
+    count = f"{len(violations)} violation{'s' if len(violations) != 1 else ''}"
+    return CheckResult("static", False, f"{count}: {shown}{more}")
+
+
+def _check_isolated_run(run: IsolatedResult, cpu_seconds: float, memory_mb: int,
+                        wall_seconds: float) -> CheckResult:
+    # A bad return value is the next check's business: the program itself ran fine.
+    if run.ok or run.error_kind == "bad_output":
+        limits = f"{cpu_seconds:g} s CPU, {memory_mb} MB, {wall_seconds:g} s wall"
+        return CheckResult("isolated_run", True, f"{run.n_calls} call(s) in a separate process "
+                                                 f"({limits}) in {run.wall_seconds:.2f} s")
+    return CheckResult("isolated_run", False, f"{run.error_kind}: {run.error}")
+
+
+def _check_output_contract(run: IsolatedResult) -> CheckResult:
+    if not run.ok:
+        return CheckResult("output_contract", False, run.error)
+    if run.components:
+        names = ", ".join(run.components)
+        return CheckResult("output_contract", True, f"returns (total, {{{names}}})")
+    return CheckResult("output_contract", True, "returns a number (no components)")
+
+
+def _check_finite(run: IsolatedResult) -> CheckResult:
+    problems = []
+    for label, values in [("total", run.totals)] + [
+        (f"component {name!r}", v) for name, v in run.components.items()
+    ]:
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            problems.append(f"{label} is nan/inf at {bad.size} of {values.size} samples "
+                            f"(first: sample {int(bad[0])}, value {values[bad[0]]})")
+    if problems:
+        return CheckResult("finite", False, "; ".join(problems))
+    return CheckResult("finite", True, f"all values finite over {run.n_calls} samples")
+
+
+def _check_scale(run: IsolatedResult, max_abs_reward: float) -> CheckResult:
+    peak = float(np.max(np.abs(run.totals)))
+    if peak > max_abs_reward:
+        return CheckResult("scale", False, f"max |total| = {peak:.4g} exceeds {max_abs_reward:g}; "
+                                           "rescale the reward")
+    if peak == 0.0:
+        return CheckResult("scale", False, f"total is exactly 0 at all {run.n_calls} samples")
+    return CheckResult("scale", True, f"max |total| = {peak:.4g} (limit {max_abs_reward:g})")
+
+
+def _check_non_constant(run: IsolatedResult) -> CheckResult:
+    spread = float(np.std(run.totals))
+    if spread > _CONSTANT_STD:
+        return CheckResult("non_constant", True, f"total varies across {run.n_calls} samples "
+                                                 f"(std {spread:.4g})")
+    for name, values in run.components.items():
+        component_spread = float(np.std(values))
+        if component_spread > _CONSTANT_STD:
+            return CheckResult("non_constant", True, f"total is constant but component {name!r} "
+                                                     f"varies (std {component_spread:.4g})")
+    return CheckResult("non_constant", False, f"total and every component are constant across "
+                                              f"{run.n_calls} samples (total = "
+                                              f"{float(run.totals[0]):.6g}); it cannot guide "
+                                              "learning")
+
+
+def _check_time_budget(run: IsolatedResult, per_call_budget_s: float) -> CheckResult:
+    median = float(np.median(run.call_seconds))
+    slowest = float(np.max(run.call_seconds))
+    detail = (f"median {median * 1e3:.3g} ms per call (budget {per_call_budget_s * 1e3:.3g} ms, "
+              f"slowest {slowest * 1e3:.3g} ms)")
+    return CheckResult("time_budget", median <= per_call_budget_s, detail)
+
+
+# -- samples ------------------------------------------------------------------------------------
+
+
+def collect_samples(env: Any, schema: StateSchema, *, n: int = 64, seed: int = 0) -> list[Sample]:
+    """``n`` pairs ``(state after the step, action)`` from random actions in ``env``.
+
+    Seeds the action space and the first reset with ``seed``; resets when an episode ends.
+    """
+    env.action_space.seed(seed)
+    env.reset(seed=seed)
+    samples: list[Sample] = []
+    for _ in range(n):
+        action = env.action_space.sample()
+        _, _, terminated, truncated, _ = env.step(action)
+        frozen = np.atleast_1d(np.array(action, dtype=np.float64))
+        frozen.setflags(write=False)
+        samples.append((schema.read(env.unwrapped), frozen))
+        if terminated or truncated:
+            env.reset()
+    return samples

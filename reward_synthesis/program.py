@@ -1,0 +1,158 @@
+"""RewardProgram: the one contract every reward source produces, and the sources of the spine.
+
+A program is called after every env step as ``program(state, action, next_state)`` and returns
+``(total, {component: value})``. States are :class:`workbench.state.State` snapshots (read-only
+copies). Sources build programs from the task's ``reward:`` section; each source validates its
+own options (``validate_spec``) so the core TaskSpec stays small.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from workbench.errors import RewardCodeRejected, TaskError, WorkbenchError
+from workbench.state import State
+
+if TYPE_CHECKING:
+    import gymnasium as gym
+
+    from reward_synthesis.checks import CheckReport
+    from workbench.sims.base import TaskProfile
+    from workbench.spec import TaskSpec
+
+__all__ = [
+    "RewardProgram", "CodeRewardProgram", "RewardRuntimeError", "RewardSource",
+    "EnvRewardSource", "CodeRewardSource", "BuiltReward",
+]
+
+
+@runtime_checkable
+class RewardProgram(Protocol):
+    name: str
+
+    def __call__(self, state: State, action: np.ndarray, next_state: State) -> tuple[float, dict[str, float]]: ...
+
+
+class RewardRuntimeError(WorkbenchError):
+    """An accepted reward program raised on a state the pre-flight run did not sample."""
+
+
+@dataclass
+class CodeRewardProgram:
+    """A sandbox-accepted ``compute_reward(state, action)`` file, called on the post-step state."""
+
+    source: str
+    name: str = "code"
+    filename: str = "<reward>"
+    _fn: Any = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        from reward_synthesis.sandbox import load_program
+
+        self._fn = load_program(self.source, filename=self.filename)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.source.encode()).hexdigest()
+
+    def __call__(self, state: State, action: np.ndarray, next_state: State) -> tuple[float, dict[str, float]]:
+        from reward_synthesis.sandbox import normalize_output
+
+        try:
+            return normalize_output(self._fn(next_state, action))
+        except Exception as err:  # untrusted code: report where, never crash with a bare traceback
+            line = err.__traceback__.tb_next.tb_lineno if err.__traceback__ and err.__traceback__.tb_next else "?"
+            raise RewardRuntimeError(
+                f"reward program {self.filename} raised {type(err).__name__}: {err} (line {line})"
+            ) from None
+
+
+@dataclass
+class BuiltReward:
+    """What a source hands to the run: the program (None = the env's own reward) and its record."""
+
+    program: RewardProgram | None
+    description: str
+    source_text: str | None = None
+    report: CheckReport | None = None
+
+
+class RewardSource(Protocol):
+    """A ``reward: {source: NAME, ...}`` plug-in."""
+
+    def validate_spec(self, spec: TaskSpec, *, file: str) -> None: ...
+
+    def build(self, spec: TaskSpec, profile: TaskProfile, env: gym.Env) -> BuiltReward: ...
+
+
+class _Options(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _validate_options(model: type[_Options], spec: TaskSpec, file: str) -> _Options:
+    from workbench.spec import pydantic_error_to_task_error
+
+    try:
+        return model.model_validate(spec.reward.options)
+    except ValidationError as err:
+        raise pydantic_error_to_task_error(err, file=file, prefix="reward.", model=model) from None
+
+
+class EnvRewardSource:
+    """``reward: {source: env}`` — the simulator's own reward, untouched."""
+
+    class Options(_Options):
+        pass
+
+    @classmethod
+    def validate_spec(cls, spec: TaskSpec, *, file: str) -> None:
+        _validate_options(cls.Options, spec, file)
+
+    @classmethod
+    def build(cls, spec: TaskSpec, profile: TaskProfile, env: gym.Env) -> BuiltReward:
+        return BuiltReward(None, f"the env's own reward ({spec.sim.env_id})")
+
+
+class CodeRewardSource:
+    """``reward: {source: code, path: rewards/x.py}`` — a reward program file, sandbox-checked."""
+
+    class Options(_Options):
+        path: str = Field(description="reward program file, relative to the task file")
+        samples: int = Field(256, gt=0, le=100_000, description="states sampled for the pre-flight checks")
+
+    samples_seed: ClassVar[int] = 12345
+
+    @classmethod
+    def program_path(cls, spec: TaskSpec) -> Path:
+        opts = cls.Options.model_validate(spec.reward.options)
+        path = Path(opts.path)
+        return path if path.is_absolute() else spec.base_dir / path
+
+    @classmethod
+    def validate_spec(cls, spec: TaskSpec, *, file: str) -> None:
+        _validate_options(cls.Options, spec, file)
+        path = cls.program_path(spec)
+        if not path.is_file():
+            raise TaskError(f"reward program not found: {path}", file=file, key="reward.path",
+                            hint="give a .py file defining compute_reward(state, action), relative to the task file")
+
+    @classmethod
+    def build(cls, spec: TaskSpec, profile: TaskProfile, env: gym.Env) -> BuiltReward:
+        from reward_synthesis.checks import collect_samples, preflight
+
+        path = cls.program_path(spec)
+        text = path.read_text(encoding="utf-8", errors="replace")
+        opts = cls.Options.model_validate(spec.reward.options)
+        samples = collect_samples(env, profile.schema, n=opts.samples, seed=cls.samples_seed)
+        report = preflight(text, samples, program=str(path))
+        if not report.accepted:
+            raise RewardCodeRejected(
+                f"reward program {path} was rejected by the pre-flight checks:\n{report.render()}", report)
+        program = CodeRewardProgram(text, name=path.stem, filename=str(path))
+        return BuiltReward(program, f"reward program {path.name} (sha256 {program.sha256[:12]})", text, report)

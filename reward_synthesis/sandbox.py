@@ -1,0 +1,748 @@
+"""The reward-program sandbox: an AST allow-list, a restricted namespace, and an isolated run.
+
+A reward program is untrusted Python (written by a user or an LLM) that defines
+``compute_reward(state, action) -> float | tuple[float, dict[str, float]]``. Three layers:
+
+1. :func:`static_check` — an AST *allow-list*: only listed syntax, only ``numpy``/``math``
+   imports, only curated ``numpy`` attributes, no ``_``-names, no dangerous builtins, no
+   introspection attributes (``gi_frame``, ``mro``, ``format``, ...), no ``while``.
+2. :func:`load_program` — executes the checked code with ``__builtins__`` reduced to
+   :data:`SAFE_BUILTINS` and an ``__import__`` that hands out read-only *views* of numpy and
+   math holding only the allowed names, so a check that missed something still finds nothing.
+3. :func:`run_isolated` — runs the program on sample states in a separate process with CPU,
+   address-space and wall-clock limits: the AST cannot stop ``sum(range(10**12))``.
+
+Layer 2 is what training uses in-process; it does not bound time or memory. Run
+:func:`run_isolated` (or ``checks.preflight``) on real states before training with a program.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import inspect
+import json
+import math
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from workbench.errors import RewardCodeRejected
+from workbench.state import State
+
+__all__ = [
+    "ALLOWED_MATH",
+    "ALLOWED_NUMPY",
+    "ALLOWED_NUMPY_LINALG",
+    "DENIED_ATTRIBUTES",
+    "ERROR_KINDS",
+    "MAX_SOURCE_BYTES",
+    "SAFE_BUILTINS",
+    "IsolatedResult",
+    "Violation",
+    "describe_exception",
+    "load_program",
+    "normalize_output",
+    "run_isolated",
+    "static_check",
+]
+
+MAX_SOURCE_BYTES = 64 * 1024
+ENTRY_POINT = "compute_reward"
+
+# --------------------------------------------------------------------------------------------
+# The allow-lists
+# --------------------------------------------------------------------------------------------
+
+_SAFE_BUILTIN_NAMES = (
+    "abs", "min", "max", "sum", "len", "range", "float", "int", "bool", "round", "enumerate",
+    "zip", "list", "tuple", "dict", "set", "sorted", "reversed", "any", "all", "isinstance",
+    "map", "filter", "pow", "divmod", "str",
+    # Exceptions a reward may raise or catch; none of them reaches anything dangerous.
+    "Exception", "ArithmeticError", "FloatingPointError", "ZeroDivisionError", "ValueError",
+    "TypeError", "IndexError", "KeyError",
+)
+SAFE_BUILTINS: Mapping[str, Any] = types.MappingProxyType(
+    {name: getattr(builtins, name) for name in _SAFE_BUILTIN_NAMES}
+)
+
+# Pure math only: nothing that reads or writes files, memory addresses or global numpy state.
+ALLOWED_NUMPY: frozenset[str] = frozenset({
+    # construction
+    "array", "asarray", "zeros", "ones", "zeros_like", "ones_like", "full", "full_like",
+    "arange", "linspace", "eye", "identity", "copy", "atleast_1d", "atleast_2d",
+    # elementwise math
+    "sqrt", "cbrt", "square", "exp", "exp2", "expm1", "log", "log2", "log10", "log1p",
+    "sin", "cos", "tan", "arcsin", "arccos", "arctan", "arctan2", "sinh", "cosh", "tanh",
+    "arcsinh", "arccosh", "arctanh", "hypot", "deg2rad", "rad2deg", "radians", "degrees",
+    "abs", "absolute", "fabs", "sign", "heaviside", "power", "floor", "ceil", "round", "rint",
+    "trunc", "clip", "minimum", "maximum", "fmin", "fmax", "add", "subtract", "multiply",
+    "divide", "true_divide", "negative", "reciprocal", "mod", "fmod", "remainder", "sinc",
+    "nan_to_num", "isfinite", "isnan", "isinf", "isclose", "allclose", "array_equal", "where",
+    "logical_and", "logical_or", "logical_not", "logical_xor", "interp", "unwrap",
+    # reductions
+    "sum", "prod", "mean", "median", "average", "std", "var", "min", "max", "amin", "amax",
+    "argmin", "argmax", "argsort", "sort", "any", "all", "count_nonzero", "cumsum", "cumprod",
+    "diff", "percentile", "quantile", "trace",
+    # linear algebra and shape
+    "dot", "vdot", "inner", "outer", "cross", "matmul", "einsum", "tensordot", "kron",
+    "concatenate", "stack", "hstack", "vstack", "tile", "repeat", "ravel", "reshape",
+    "squeeze", "expand_dims", "transpose", "flip", "roll", "linalg",
+    # constants and types
+    "pi", "e", "inf", "nan", "newaxis", "float32", "float64", "int32", "int64", "bool_",
+    "ndarray", "finfo",
+})
+ALLOWED_NUMPY_LINALG: frozenset[str] = frozenset({"norm"})
+ALLOWED_MATH: frozenset[str] = frozenset(n for n in dir(math) if not n.startswith("_"))
+
+# module key -> allowed attribute names; a value that is itself a key is a submodule.
+_MODULES: dict[str, frozenset[str]] = {
+    "numpy": ALLOWED_NUMPY,
+    "numpy.linalg": ALLOWED_NUMPY_LINALG,
+    "math": ALLOWED_MATH,
+}
+
+# Attribute names refused on *any* object, with the reason shown to the author.
+_DENIED_GROUPS: dict[str, tuple[str, ...]] = {
+    "str.format walks attributes of its arguments ('{0.__class__}')": ("format", "format_map"),
+    "file I/O or raw memory access": (
+        "tofile", "dump", "dumps", "ctypes", "data", "base", "load", "save", "savez",
+        "savez_compressed", "savetxt", "loadtxt", "genfromtxt", "fromfile", "frombuffer",
+        "fromregex", "fromstring", "memmap", "DataSource", "ctypeslib", "lib", "testing",
+        "f2py", "distutils", "open", "system", "popen",
+    ),
+    "it would make read-only state arrays writable": (
+        "setflags", "flags", "setfield", "getfield", "resize", "put", "fill", "itemset",
+    ),
+    "it changes numpy's global state": (
+        "set_printoptions", "seterr", "seterrcall", "setbufsize", "show_config", "show_runtime",
+    ),
+    "introspection can reach frames, code and builtins": (
+        "mro", "gi_frame", "gi_code", "gi_yieldfrom", "gi_running", "gi_suspended",
+        "cr_frame", "cr_code", "cr_await", "cr_origin", "cr_running", "cr_suspended",
+        "ag_frame", "ag_code", "ag_await", "ag_running", "f_back", "f_builtins", "f_code",
+        "f_globals", "f_locals", "f_lasti", "f_lineno", "f_trace", "f_trace_lines",
+        "f_trace_opcodes", "tb_frame", "tb_next", "tb_lasti", "tb_lineno", "with_traceback",
+    ),
+}
+DENIED_ATTRIBUTES: Mapping[str, str] = types.MappingProxyType(
+    {name: why for why, names in _DENIED_GROUPS.items() for name in names}
+)
+
+# Syntax that is allowed; anything else is reported (see _FORBIDDEN_SYNTAX for the wording).
+_ALLOWED_NODES: tuple[type[ast.AST], ...] = (
+    ast.Module, ast.FunctionDef, ast.arguments, ast.arg, ast.Return, ast.Assign, ast.AugAssign,
+    ast.AnnAssign, ast.For, ast.If, ast.Pass, ast.Break, ast.Continue, ast.Expr, ast.Import,
+    ast.ImportFrom, ast.alias, ast.Try, ast.ExceptHandler, ast.Raise, ast.Assert, ast.Delete,
+    ast.BoolOp, ast.BinOp, ast.UnaryOp, ast.Lambda, ast.IfExp, ast.Dict, ast.Set, ast.List,
+    ast.Tuple, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.comprehension,
+    ast.Compare, ast.Call, ast.keyword, ast.Constant, ast.Attribute, ast.Subscript, ast.Slice,
+    ast.Starred, ast.Name, ast.NamedExpr, ast.JoinedStr, ast.FormattedValue,
+    ast.expr_context, ast.operator, ast.unaryop, ast.cmpop, ast.boolop,
+)
+_FORBIDDEN_SYNTAX: dict[str, str] = {
+    "While": "'while' loops are not allowed (a state-dependent loop can hang training); "
+             "use 'for i in range(n)'",
+    "ClassDef": "'class' definitions are not allowed",
+    "AsyncFunctionDef": "'async' code is not allowed",
+    "AsyncFor": "'async' code is not allowed",
+    "AsyncWith": "'async' code is not allowed",
+    "Await": "'await' is not allowed",
+    "With": "'with' statements are not allowed",
+    "Global": "'global' statements are not allowed",
+    "Nonlocal": "'nonlocal' statements are not allowed",
+    "Yield": "'yield' (generator functions) is not allowed",
+    "YieldFrom": "'yield from' (generator functions) is not allowed",
+    "Match": "'match' statements are not allowed",
+    "TryStar": "'except*' is not allowed",
+}
+# Parts of forbidden statements: the statement itself is reported, once.
+_SILENT_NODES: tuple[type[ast.AST], ...] = (ast.withitem, ast.match_case, ast.pattern)
+# Builtins worth a specific word when they show up (the rest are just "not defined").
+_DANGEROUS_BUILTINS = frozenset(dir(builtins)) - frozenset(_SAFE_BUILTIN_NAMES)
+
+
+# --------------------------------------------------------------------------------------------
+# static_check
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One reason a program is rejected; ``line`` and ``col`` are 1-based like a compiler's."""
+
+    line: int
+    col: int
+    message: str
+    filename: str = "<reward>"
+
+    def __str__(self) -> str:
+        return f"{self.filename}:{self.line}:{self.col}: {self.message}"
+
+
+def static_check(source: str, filename: str = "<reward>") -> list[Violation]:
+    """Every allow-list violation in ``source``, sorted by position; ``[]`` means accepted.
+
+    Never raises: unparsable, oversized or pathological input comes back as a violation.
+    """
+    try:
+        return _static_check(source, filename)
+    except (RecursionError, MemoryError):
+        return [Violation(1, 1, "program is too deeply nested to check", filename)]
+
+
+def _static_check(source: str, filename: str) -> list[Violation]:
+    if not isinstance(source, str):
+        return [Violation(1, 1, f"program must be text (str), got {type(source).__name__}",
+                          filename)]
+    size = len(source.encode("utf-8", errors="replace"))
+    if size > MAX_SOURCE_BYTES:
+        return [Violation(1, 1, f"program is {size} bytes; the limit is {MAX_SOURCE_BYTES}",
+                          filename)]
+    try:
+        tree = ast.parse(source, filename=filename)
+    except SyntaxError as err:
+        return [Violation(err.lineno or 1, err.offset or 1, f"syntax error: {err.msg}", filename)]
+    except (ValueError, OverflowError) as err:  # e.g. null bytes in the source
+        return [Violation(1, 1, f"syntax error: {err}", filename)]
+    checker = _Checker(filename)
+    checker.run(tree)
+    return sorted(set(checker.violations), key=lambda v: (v.line, v.col, v.message))
+
+
+class _Checker:
+    """Walks the tree iteratively (no recursion limit) and collects violations."""
+
+    def __init__(self, filename: str):
+        self.filename = filename
+        self.violations: list[Violation] = []
+        self.parents: dict[ast.AST, ast.AST] = {}
+        self.bound: set[str] = set()
+        self.modules: dict[str, str] = {}  # local name -> module key in _MODULES
+
+    def report(self, node: ast.AST, message: str) -> None:
+        line = getattr(node, "lineno", 1) or 1
+        col = (getattr(node, "col_offset", 0) or 0) + 1
+        self.violations.append(Violation(line, col, message, self.filename))
+
+    def run(self, tree: ast.Module) -> None:
+        nodes = list(ast.walk(tree))
+        for node in nodes:
+            for child in ast.iter_child_nodes(node):
+                self.parents[child] = node
+        for node in nodes:  # first pass: what the program binds
+            self.collect_bindings(node)
+        for node in nodes:
+            self.check_node(node)
+        self.check_entry_point(tree)
+
+    # -- bindings ------------------------------------------------------------------------
+
+    def collect_bindings(self, node: ast.AST) -> None:
+        if isinstance(node, ast.Name) and isinstance(node.ctx, (ast.Store, ast.Del)):
+            self.bound.add(node.id)
+        elif isinstance(node, ast.FunctionDef):
+            self.bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            self.bound.add(node.arg)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            self.bound.add(node.name)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname:
+                    self.bind_module(alias.asname, alias.name)
+                else:  # `import numpy.linalg` binds `numpy`
+                    self.bind_module(alias.name.split(".")[0], alias.name.split(".")[0])
+        elif isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                local = alias.asname or alias.name
+                if local == "*":
+                    continue
+                self.bound.add(local)
+                qualified = f"{node.module}.{alias.name}"
+                if node.level == 0 and qualified in _MODULES:
+                    self.modules[local] = qualified
+
+    def bind_module(self, local: str, module: str) -> None:
+        self.bound.add(local)
+        if module in _MODULES:
+            self.modules[local] = module
+
+    # -- per-node rules ------------------------------------------------------------------
+
+    def check_node(self, node: ast.AST) -> None:
+        if isinstance(node, _SILENT_NODES):
+            return
+        if not isinstance(node, _ALLOWED_NODES):
+            name = type(node).__name__
+            self.report(node, _FORBIDDEN_SYNTAX.get(name, f"'{name}' syntax is not allowed"))
+            return
+        if isinstance(node, ast.Name):
+            self.check_name(node)
+        elif isinstance(node, ast.Attribute):
+            self.check_attribute(node)
+        elif isinstance(node, ast.Import):
+            self.check_import(node)
+        elif isinstance(node, ast.ImportFrom):
+            self.check_import_from(node)
+        elif isinstance(node, ast.FunctionDef):
+            self.check_identifier(node, node.name, "function name")
+            if node.decorator_list:
+                self.report(node.decorator_list[0], "decorators are not allowed")
+        elif isinstance(node, ast.arg):
+            self.check_identifier(node, node.arg, "parameter name")
+        elif isinstance(node, ast.keyword) and node.arg is not None:
+            self.check_identifier(node, node.arg, "keyword argument")
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            self.check_identifier(node, node.name, "exception name")
+        elif isinstance(node, ast.Delete):
+            for target in node.targets:
+                if isinstance(target, ast.Attribute):
+                    self.report(target, f"'del' of attribute '.{target.attr}' is not allowed")
+        elif isinstance(node, ast.comprehension) and node.is_async:
+            self.report(node.target, "'async' comprehensions are not allowed")
+
+    def check_identifier(self, node: ast.AST, name: str, what: str) -> None:
+        if name.startswith("_") and name != "_":
+            self.report(node, f"{what} '{name}' is not allowed: names starting with '_' are "
+                              "reserved")
+
+    def check_name(self, node: ast.Name) -> None:
+        name = node.id
+        if name.startswith("_") and name != "_":
+            self.report(node, f"name '{name}' is not allowed: names starting with '_' are "
+                              "reserved")
+            return
+        if not isinstance(node.ctx, ast.Load):
+            return
+        if name in self.modules:
+            self.check_module_use(node, name)
+            return
+        if name in self.bound or name in SAFE_BUILTINS:
+            return
+        parent = self.parents.get(node)
+        if name in _DANGEROUS_BUILTINS:
+            if isinstance(parent, ast.Call) and parent.func is node:
+                self.report(node, f"call to '{name}' is not allowed")
+            else:
+                self.report(node, f"use of builtin '{name}' is not allowed")
+        else:
+            self.report(node, f"name '{name}' is not defined (imports allowed: numpy, math)")
+
+    def check_module_use(self, node: ast.expr, shown: str) -> None:
+        """A module may only appear as ``mod.attr``; aliasing it would dodge the allow-list."""
+        parent = self.parents.get(node)
+        if not (isinstance(parent, ast.Attribute) and parent.value is node):
+            self.report(node, f"module '{shown}' may only be used as '{shown}.<name>'")
+
+    def check_attribute(self, node: ast.Attribute) -> None:
+        attr = node.attr
+        if attr.startswith("_"):
+            self.report(node, f"attribute '.{attr}' is not allowed: names starting with '_' "
+                              "are reserved")
+            return
+        if not isinstance(node.ctx, ast.Load):
+            self.report(node, f"assigning or deleting attribute '.{attr}' is not allowed")
+        module = self.module_of(node.value)
+        if module is not None:
+            shown = f"{_dotted(node.value)}.{attr}"
+            if attr not in _MODULES[module]:
+                self.report(node, f"'{shown}' is not allowed: {module} may be used for pure "
+                                  f"math only (no I/O, no internals)")
+            elif f"{module}.{attr}" in _MODULES:
+                self.check_module_use(node, shown)
+        elif attr in DENIED_ATTRIBUTES:
+            self.report(node, f"attribute '.{attr}' is not allowed: {DENIED_ATTRIBUTES[attr]}")
+
+    def module_of(self, expr: ast.expr) -> str | None:
+        """The module key ``expr`` refers to (``np`` -> numpy, ``np.linalg`` -> numpy.linalg)."""
+        parts: list[str] = []
+        while isinstance(expr, ast.Attribute):
+            parts.append(expr.attr)
+            expr = expr.value
+        if not isinstance(expr, ast.Name) or expr.id not in self.modules:
+            return None
+        key = self.modules[expr.id]
+        for attr in reversed(parts):
+            key = f"{key}.{attr}"
+            if key not in _MODULES:
+                return None
+        return key
+
+    def check_import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            if alias.name not in _MODULES:
+                self.report(node, f"import of '{alias.name}' is not allowed (allowed: numpy, "
+                                  "numpy.linalg, math)")
+            if alias.asname:
+                self.check_identifier(node, alias.asname, "import alias")
+
+    def check_import_from(self, node: ast.ImportFrom) -> None:
+        if node.level:
+            self.report(node, "relative import is not allowed")
+            return
+        module = node.module or ""
+        if module not in _MODULES:
+            self.report(node, f"import from '{module}' is not allowed (allowed: numpy, "
+                              "numpy.linalg, math)")
+            return
+        for alias in node.names:
+            if alias.name == "*":
+                self.report(node, f"'from {module} import *' is not allowed; import names "
+                                  "explicitly")
+            elif alias.name not in _MODULES[module]:
+                self.report(node, f"'from {module} import {alias.name}' is not allowed: "
+                                  f"{module} may be used for pure math only")
+            if alias.asname:
+                self.check_identifier(node, alias.asname, "import alias")
+
+    def check_entry_point(self, tree: ast.Module) -> None:
+        for stmt in tree.body:
+            if isinstance(stmt, ast.FunctionDef) and stmt.name == ENTRY_POINT:
+                return
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else []
+            if any(isinstance(t, ast.Name) and t.id == ENTRY_POINT for t in targets):
+                return
+        self.report(tree, f"program must define '{ENTRY_POINT}(state, action)' at top level")
+
+
+def _dotted(expr: ast.expr) -> str:
+    parts: list[str] = []
+    while isinstance(expr, ast.Attribute):
+        parts.append(expr.attr)
+        expr = expr.value
+    parts.append(expr.id if isinstance(expr, ast.Name) else "?")
+    return ".".join(reversed(parts))
+
+
+# --------------------------------------------------------------------------------------------
+# load_program: the restricted namespace
+# --------------------------------------------------------------------------------------------
+
+
+def _module_view(key: str, real: types.ModuleType) -> types.ModuleType:
+    """A stand-in module holding only the allowed names, so aliasing tricks find nothing else."""
+    view = types.ModuleType(key)
+    for name in _MODULES[key]:
+        sub = f"{key}.{name}"
+        if sub in _MODULES:
+            setattr(view, name, _module_view(sub, getattr(real, name)))
+        elif hasattr(real, name):
+            setattr(view, name, getattr(real, name))
+    return view
+
+
+_VIEWS: dict[str, types.ModuleType] = {"numpy": _module_view("numpy", np),
+                                       "math": _module_view("math", math)}
+_VIEWS["numpy.linalg"] = _VIEWS["numpy"].linalg
+
+
+def _restricted_import(name: str, globals: Any = None, locals: Any = None,
+                       fromlist: Sequence[str] | None = (), level: int = 0) -> types.ModuleType:
+    """``__import__`` for reward programs: hands out the module views and nothing else."""
+    if level != 0 or name not in _VIEWS:
+        raise ImportError(f"import of {name!r} is not allowed in a reward program")
+    if fromlist:
+        return _VIEWS[name]
+    return _VIEWS[name.split(".")[0]]  # `import numpy.linalg` binds the top package
+
+
+def _namespace() -> dict[str, Any]:
+    return {
+        "__builtins__": {**SAFE_BUILTINS, "__import__": _restricted_import},
+        "__name__": "reward_program",
+    }
+
+
+def load_program(source: str, *, filename: str = "<reward>") -> Callable[[Any, Any], Any]:
+    """Check, execute in a restricted namespace, and return the program's ``compute_reward``.
+
+    Raises :class:`RewardCodeRejected` for a violation, a missing or malformed entry point, or an
+    exception while the module body runs (the original exception is the ``__cause__``).
+    Does not bound time or memory: see :func:`run_isolated`.
+    """
+    violations = static_check(source, filename)
+    if violations:
+        listing = "\n".join(f"  {v}" for v in violations)
+        raise RewardCodeRejected(
+            f"reward program {filename} rejected by the sandbox "
+            f"({len(violations)} violation{'s' if len(violations) != 1 else ''}):\n{listing}"
+        )
+    namespace = _namespace()
+    try:
+        code = compile(source, filename, "exec", dont_inherit=True)
+        exec(code, namespace)  # noqa: S102 - the point of the sandbox: checked code, no builtins
+    except Exception as err:
+        raise RewardCodeRejected(
+            f"reward program {filename} failed while loading: "
+            f"{describe_exception(err, filename, source)}"
+        ) from err
+    return _entry_point(namespace, filename)
+
+
+def _entry_point(namespace: Mapping[str, Any], filename: str) -> Callable[[Any, Any], Any]:
+    fn = namespace.get(ENTRY_POINT)
+    if fn is None:
+        raise RewardCodeRejected(f"reward program {filename} defines no '{ENTRY_POINT}'")
+    if not isinstance(fn, types.FunctionType):
+        raise RewardCodeRejected(
+            f"reward program {filename}: '{ENTRY_POINT}' must be a function, "
+            f"got {type(fn).__name__}"
+        )
+    params = list(inspect.signature(fn).parameters.values())
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if len(params) != 2 or any(p.kind not in positional for p in params):
+        raise RewardCodeRejected(
+            f"reward program {filename}: '{ENTRY_POINT}' must take exactly two positional "
+            f"parameters (state, action); it takes {inspect.signature(fn)}"
+        )
+    return fn
+
+
+def describe_exception(err: BaseException, filename: str, source: str) -> str:
+    """``ZeroDivisionError: division by zero (reward.py:3: return 1 / x)`` — the deepest frame
+    of the reward program, so the author sees their own line, not numpy's."""
+    message = str(err)
+    text = f"{type(err).__name__}: {message}" if message else type(err).__name__
+    if len(text) > 2000:
+        text = text[:2000] + "..."
+    lineno = None
+    tb = err.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            lineno = tb.tb_lineno
+        tb = tb.tb_next
+    if lineno is None:
+        return text
+    lines = source.splitlines()
+    code = lines[lineno - 1].strip() if 0 < lineno <= len(lines) else ""
+    return f"{text} (at {filename}:{lineno}: {code})"
+
+
+# --------------------------------------------------------------------------------------------
+# normalize_output
+# --------------------------------------------------------------------------------------------
+
+_CONTRACT = ("compute_reward must return a number, or a tuple (total, components) with "
+             "components a dict[str, float]")
+
+
+def _as_float(value: Any, what: str) -> float:
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{_CONTRACT}; {what} is a bool")
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    if isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "iuf":
+        return float(value)
+    if isinstance(value, np.ndarray):
+        raise TypeError(f"{_CONTRACT}; {what} is an array of shape {value.shape} and dtype "
+                        f"{value.dtype} (reduce it to a scalar, e.g. float(x.sum()))")
+    raise TypeError(f"{_CONTRACT}; {what} is {type(value).__name__}")
+
+
+def normalize_output(value: Any) -> tuple[float, dict[str, float]]:
+    """``(total, {name: value})`` as Python floats, from any accepted return value."""
+    if isinstance(value, tuple):
+        if len(value) != 2:
+            raise TypeError(f"{_CONTRACT}; got a tuple of length {len(value)}")
+        total, components = value
+        if not isinstance(components, dict):
+            raise TypeError(f"{_CONTRACT}; the second item is {type(components).__name__}")
+        out: dict[str, float] = {}
+        for name, item in components.items():
+            if not isinstance(name, str):
+                raise TypeError(f"{_CONTRACT}; component key {name!r} is not a str")
+            out[name] = _as_float(item, f"component {name!r}")
+        return _as_float(total, "the total"), out
+    return _as_float(value, "the value"), {}
+
+
+# --------------------------------------------------------------------------------------------
+# run_isolated
+# --------------------------------------------------------------------------------------------
+
+ERROR_KINDS = ("rejected", "exception", "bad_output", "timeout", "cpu_limit", "memory", "crash")
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+_OUTPUT_LIMIT_BYTES = 64 * 1024 * 1024  # RLIMIT_FSIZE: stdout/stderr/result files
+
+
+@dataclass
+class IsolatedResult:
+    """What a reward program did on the samples in a child process.
+
+    On failure ``totals``/``components``/``call_seconds`` hold the calls made before it.
+    """
+
+    ok: bool
+    totals: np.ndarray
+    components: dict[str, np.ndarray]
+    call_seconds: np.ndarray
+    error_kind: str | None = None
+    error: str = ""
+    failed_index: int | None = None  # the sample whose call failed, when known
+    wall_seconds: float = 0.0
+    stderr_tail: str = field(default="", repr=False)
+
+    @property
+    def n_calls(self) -> int:
+        return int(self.totals.shape[0])
+
+
+def run_isolated(source: str, samples: Sequence[tuple[State, np.ndarray]], *,
+                 filename: str = "<reward>", cpu_seconds: float = 10, wall_seconds: float = 30,
+                 memory_mb: int = 2048) -> IsolatedResult:
+    """Run ``compute_reward`` on every sample in a separate, resource-limited process.
+
+    Limits: ``cpu_seconds`` of CPU (RLIMIT_CPU, whole seconds, at least 1), ``memory_mb`` of
+    address space (RLIMIT_AS), ``wall_seconds`` of wall clock. Never raises for a bad program;
+    raises ``ValueError`` for samples that cannot be stacked (different fields or shapes).
+    """
+    violations = static_check(source, filename)
+    if violations:  # no process for what the child would reject anyway
+        return _failure("rejected", "\n".join(str(v) for v in violations))
+    workdir = Path(tempfile.mkdtemp(prefix="reward-sandbox-"))
+    try:
+        _write_inputs(workdir, source, filename, samples)
+        return _run_worker(workdir, cpu_seconds=cpu_seconds, wall_seconds=wall_seconds,
+                           memory_mb=memory_mb)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _failure(kind: str, error: str, **extra: Any) -> IsolatedResult:
+    empty = np.zeros(0, dtype=np.float64)
+    return IsolatedResult(False, empty, {}, empty.copy(), error_kind=kind, error=error, **extra)
+
+
+def _write_inputs(workdir: Path, source: str, filename: str,
+                  samples: Sequence[tuple[State, np.ndarray]]) -> None:
+    """Program text, a JSON manifest and an ``.npz`` of stacked arrays (never a pickle)."""
+    names = list(samples[0][0].keys()) if samples else []
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        for i, name in enumerate(names):
+            arrays[f"field{i}"] = np.stack([np.asarray(s[name], dtype=np.float64)
+                                            for s, _ in samples])
+        arrays["action"] = np.stack([np.asarray(a, dtype=np.float64) for _, a in samples]) \
+            if samples else np.zeros((0, 0))
+    except (KeyError, ValueError) as err:
+        raise ValueError(f"samples must share state fields and shapes: {err}") from err
+    if any(set(s.keys()) != set(names) for s, _ in samples):
+        raise ValueError("samples must all have the same state fields")
+    np.savez(workdir / "samples.npz", **arrays)
+    (workdir / "program.txt").write_text(source, encoding="utf-8")
+    manifest = {"filename": filename, "fields": names, "n": len(samples)}
+    (workdir / "manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
+
+
+def _child_env(workdir: Path) -> dict[str, str]:
+    """Almost nothing from the parent; single-threaded BLAS so RLIMIT_AS is not spent on
+    thread stacks."""
+    return {
+        "PATH": os.defpath,
+        "HOME": str(workdir),
+        "PYTHONPATH": str(_PACKAGE_ROOT),
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONIOENCODING": "utf-8",
+        "LC_ALL": "C.UTF-8",
+        "OPENBLAS_NUM_THREADS": "1",
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
+    }
+
+
+def _limiter(cpu_seconds: float, memory_mb: int) -> Callable[[], None]:
+    cpu = max(1, math.ceil(cpu_seconds))
+    memory = int(memory_mb) * 1024 * 1024
+
+    def apply() -> None:  # runs in the child between fork and exec: syscalls only
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (_OUTPUT_LIMIT_BYTES, _OUTPUT_LIMIT_BYTES))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply
+
+
+def _run_worker(workdir: Path, *, cpu_seconds: float, wall_seconds: float,
+                memory_mb: int) -> IsolatedResult:
+    # -P: the temp dir is not put on sys.path; -s: no user site-packages.
+    command = [sys.executable, "-P", "-s", "-m", "reward_synthesis._sandbox_worker", str(workdir)]
+    started = time.perf_counter()
+    with open(workdir / "stdout.txt", "wb") as out, open(workdir / "stderr.txt", "wb") as err:
+        try:
+            proc = subprocess.run(
+                command, cwd=workdir, env=_child_env(workdir), stdin=subprocess.DEVNULL,
+                stdout=out, stderr=err, preexec_fn=_limiter(cpu_seconds, memory_mb),
+                timeout=wall_seconds, check=False,
+            )
+            returncode: int | None = proc.returncode
+        except subprocess.TimeoutExpired:  # run() has killed and reaped the child
+            returncode = None
+    wall = time.perf_counter() - started
+    stderr = _tail(workdir / "stderr.txt")
+    if returncode is None:
+        return _failure("timeout", f"reward program ran longer than {wall_seconds:g} s "
+                                   "(wall clock) and was stopped", wall_seconds=wall,
+                        stderr_tail=stderr)
+    result_path = workdir / "result.json"
+    if result_path.exists():
+        try:
+            return _parse_result(result_path, wall, stderr)
+        except (ValueError, KeyError, TypeError) as error:
+            return _failure("crash", f"unreadable result from the sandbox worker: {error}",
+                            wall_seconds=wall, stderr_tail=stderr)
+    if returncode == -signal.SIGXCPU:
+        return _failure("cpu_limit", f"reward program used more than "
+                                     f"{max(1, math.ceil(cpu_seconds))} s of CPU time and was "
+                                     "stopped", wall_seconds=wall, stderr_tail=stderr)
+    if returncode < 0:
+        how = f"killed by signal {signal.Signals(-returncode).name}"
+        if returncode == -signal.SIGKILL:
+            how += " (possibly out of memory)"
+    else:
+        how = f"exited with status {returncode}"
+    last = stderr.strip().splitlines()[-1] if stderr.strip() else "no output"
+    return _failure("crash", f"sandbox worker {how} without a result: {last}",
+                    wall_seconds=wall, stderr_tail=stderr)
+
+
+def _tail(path: Path, limit: int = 4000) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(max(0, path.stat().st_size - limit))
+            return handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _parse_result(path: Path, wall: float, stderr: str) -> IsolatedResult:
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    kind = raw.get("error_kind")
+    if kind is not None and kind not in ERROR_KINDS:
+        raise ValueError(f"unknown error kind {kind!r}")
+    return IsolatedResult(
+        ok=bool(raw["ok"]),
+        totals=np.asarray(raw["totals"], dtype=np.float64).reshape(-1),
+        components={str(k): np.asarray(v, dtype=np.float64).reshape(-1)
+                    for k, v in raw["components"].items()},
+        call_seconds=np.asarray(raw["call_seconds"], dtype=np.float64).reshape(-1),
+        error_kind=kind,
+        error=str(raw.get("error", "")),
+        failed_index=raw.get("failed_index"),
+        wall_seconds=wall,
+        stderr_tail=stderr,
+    )

@@ -1,0 +1,3 @@
+# expect: call to 'eval'
+def compute_reward(state, action):
+    return eval("__import__('os').getpid()")

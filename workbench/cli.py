@@ -1,0 +1,223 @@
+"""The ``workbench`` command line: run, eval, validate, reward check, list.
+
+User mistakes (:class:`WorkbenchError`) print one message and exit 2 without a traceback;
+``--debug`` shows the traceback too.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+
+from workbench.errors import WorkbenchError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="rl-workbench: task YAML -> simulator -> reward program -> learner -> evaluation.")
+reward_app = typer.Typer(no_args_is_help=True, help="Reward programs: sandbox and pre-flight checks.")
+app.add_typer(reward_app, name="reward")
+
+out = Console()
+err = Console(stderr=True)
+_state = {"debug": False}
+
+
+def _user_errors(fn: Callable[..., None]) -> Callable[..., None]:
+    """User mistakes -> one message on stderr and exit 2 (no traceback unless --debug)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            fn(*args, **kwargs)
+        except WorkbenchError as e:
+            if _state["debug"]:
+                err.print_exception()
+            err.print("[bold red]error:[/] ", end="")
+            err.print(str(e), markup=False, highlight=False)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks for errors")] = False) -> None:
+    _state["debug"] = debug
+
+
+# ----------------------------------------------------------------------------- run
+
+
+@app.command()
+@_user_errors
+def run(
+    task_file: Annotated[Optional[Path], typer.Argument(help="task YAML (omit with --resume)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override: key.path=value")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="training seed (overrides training.seed)")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="continue RUN_DIR from its last checkpoint")] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option(help="where run directories go [runs/]")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Train a policy for a task, evaluate it, and write everything to a run directory."""
+    from workbench.pipeline import resume_run, start_run
+
+    if resume is not None:
+        if set_ or seed is not None:
+            raise WorkbenchError("--resume continues a run exactly as it was configured; "
+                                 "--set and --seed cannot change it\n  fix: drop --set/--seed, or start a new run")
+        result = resume_run(resume, quiet=quiet, console=out)
+    else:
+        if task_file is None:
+            raise WorkbenchError("missing TASK_FILE\n  fix: workbench run tasks/mujoco/reacher.yaml "
+                                 "(or --resume RUN_DIR)")
+        overrides = list(set_ or [])
+        if seed is not None:
+            overrides.append(f"training.seed={seed}")
+        result = start_run(task_file, overrides, runs_root=runs_dir, quiet=quiet, console=out)
+    out.print(f"[bold green]done[/] {result.run.path}")
+    out.print(result.evaluation.summary())
+
+
+# ----------------------------------------------------------------------------- eval
+
+
+@app.command("eval")
+@_user_errors
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory made by `workbench run`")],
+    episodes: Annotated[Optional[int], typer.Option(help="episodes [task's evaluation.episodes]")] = None,
+    video: Annotated[Optional[bool], typer.Option("--video/--no-video", help="write mp4s")] = None,
+    deterministic: Annotated[Optional[bool], typer.Option("--deterministic/--stochastic")] = None,
+    seed: Annotated[int, typer.Option(help="evaluation seed")] = 0,
+) -> None:
+    """Score a run's policy in its simulator; writes eval.json (and videos) into the run."""
+    from workbench.pipeline import evaluate_run
+
+    result = evaluate_run(run_dir, episodes=episodes, video=video, deterministic=deterministic,
+                          seed=seed, console=out)
+    out.print(result.summary())
+
+
+# ----------------------------------------------------------------------------- validate
+
+
+@app.command()
+@_user_errors
+def validate(
+    task_file: Annotated[Path, typer.Argument(help="task YAML")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override: key.path=value")] = None,
+) -> None:
+    """Parse and validate a task, build its env and reward (no training)."""
+    from workbench.spec import load_task
+    from workbench.task import Task
+
+    spec = load_task(task_file, list(set_ or []))
+    task = Task.build(spec)
+    env = task.make_env()
+    try:
+        env.reset(seed=0)
+        env.step(env.action_space.sample())
+        out.print(f"[bold green]valid[/] {task_file}")
+        out.print(f"  task        {spec.name}" + (f" — {spec.goal}" if spec.goal else ""))
+        out.print(f"  simulator   {spec.sim.name}: {spec.sim.env_id}")
+        out.print(f"  obs / act   {env.observation_space} / {env.action_space}")
+        out.print(f"  reward      {task.reward.description}")
+        out.print(f"  success     {task.success_doc()}")
+        out.print(f"  learner     {spec.learner.name} ({spec.learner.policy}), "
+                  f"{spec.training.total_steps} steps on {spec.training.n_envs} env(s)")
+        out.print("  StateView:")
+        out.print(task.profile.schema.describe(), markup=False, highlight=False)
+    finally:
+        env.close()
+
+
+# ----------------------------------------------------------------------------- reward check
+
+
+@reward_app.command("check")
+@_user_errors
+def reward_check(
+    program: Annotated[Path, typer.Argument(help="reward program .py defining compute_reward(state, action)")],
+    task_file: Annotated[Path, typer.Option("--task", help="task whose states the program is checked on")],
+    samples: Annotated[int, typer.Option(help="states sampled from the task")] = 256,
+) -> None:
+    """Sandbox + pre-flight checks on a reward program: exit 0 accepted, 1 rejected."""
+    from reward_synthesis.checks import collect_samples, preflight
+    from workbench.spec import load_task
+    from workbench.task import Task
+
+    if not program.is_file():
+        raise WorkbenchError(f"{program}: no such reward program\n  fix: pass a .py file")
+    from reward_synthesis.program import BuiltReward
+
+    spec = load_task(task_file)
+    task = Task.build(spec, reward=BuiltReward(None, "checked separately"))
+    env = task.make_env()
+    try:
+        states = collect_samples(env, task.profile.schema, n=samples, seed=12345)
+    finally:
+        env.close()
+    report = preflight(program.read_text(encoding="utf-8", errors="replace"), states, program=str(program))
+    out.print(report.render(), markup=False, highlight=False)
+    if report.accepted:
+        out.print(f"[bold green]accepted[/] {program}")
+        return
+    out.print(f"[bold red]rejected[/] {program}")
+    raise typer.Exit(1)
+
+
+# ----------------------------------------------------------------------------- list
+
+
+@app.command("list")
+@_user_errors
+def list_(what: Annotated[str, typer.Argument(help="tasks | sims | rewards | learners")]) -> None:
+    """List what the workbench knows."""
+    from workbench.registry import LEARNERS, REWARDS, SIMS
+
+    if what == "tasks":
+        from workbench.pipeline import find_tasks
+
+        for path, spec_or_error in find_tasks():
+            if isinstance(spec_or_error, Exception):
+                out.print(f"{path}  [red]invalid[/]: {str(spec_or_error).splitlines()[0]}")
+            else:
+                s = spec_or_error
+                out.print(f"{path}  {s.sim.name}:{s.sim.env_id}  reward={s.reward.source}  learner={s.learner.name}"
+                          + (f"  — {s.goal}" if s.goal else ""), highlight=False)
+    elif what == "sims":
+        for name in SIMS.names():
+            adapter = SIMS.get(name)()
+            out.print(f"{name}: {', '.join(adapter.env_ids())}", highlight=False)
+    elif what == "rewards":
+        for name in REWARDS.names():
+            doc = (REWARDS.get(name).__doc__ or "").strip().splitlines()[0]
+            out.print(f"{name}: {doc}", highlight=False)
+    elif what == "learners":
+        for name in LEARNERS.names():
+            cls = LEARNERS.get(name)
+            out.print(f"{name}: stable-baselines3 {cls.algo.upper()}; hyperparams: {', '.join(cls.valid_hyperparams())}",
+                      highlight=False)
+    else:
+        raise WorkbenchError(f"cannot list {what!r}\n  fix: workbench list tasks|sims|rewards|learners")
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def main() -> None:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    app()
+
+
+if __name__ == "__main__":
+    main()

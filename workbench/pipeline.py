@@ -1,0 +1,220 @@
+"""One task, end to end: build -> train -> evaluate, recorded in a run directory.
+
+The CLI is a thin shell over these functions; tests and notebooks can call them directly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task as BarTask,
+                           TextColumn, TimeRemainingColumn)
+from rich.text import Text
+
+from policies.base import FitHooks, Policy, TrainingInterrupted, load_policy
+from workbench.errors import WorkbenchError
+from workbench.evaluate import EvalResult, evaluate
+from workbench.registry import LEARNERS
+from workbench.runs import Run, atomic_write, default_runs_root, write_json
+from workbench.spec import TaskSpec, load_task, validate_task_data
+from workbench.task import Task
+
+__all__ = ["RunResult", "start_run", "resume_run", "evaluate_run", "find_tasks", "RunInterrupted"]
+
+REWARD_DIR = "reward"
+PROGRAM_FILE = "program.py"
+
+
+class RunInterrupted(WorkbenchError):
+    exit_code = 130
+
+
+@dataclass
+class RunResult:
+    run: Run
+    evaluation: EvalResult
+
+
+class _StepsPerSecond(ProgressColumn):
+    def render(self, task: BarTask) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.0f} steps/s" if speed else "… steps/s", style="cyan")
+
+
+@contextmanager
+def _progress(total: int, start: int, *, quiet: bool, console: Console) -> Iterator[tuple[Any, Any]]:
+    """A progress bar (steps, steps/s, ETA, last evaluation); yields (on_steps, on_eval_text)."""
+    bar = Progress(TextColumn("[bold]train"), BarColumn(bar_width=20), MofNCompleteColumn(), _StepsPerSecond(),
+                   TimeRemainingColumn(), TextColumn("{task.fields[last_eval]}"),
+                   console=console, disable=quiet, transient=False, speed_estimate_period=60)
+    with bar:
+        tid = bar.add_task("train", total=total, completed=start, last_eval="")
+        last = [0.0]
+
+        def on_steps(step: int) -> None:
+            now = time.monotonic()
+            if now - last[0] > 0.2:  # rich redraws at 10 Hz anyway; keep the hot path cheap
+                bar.update(tid, completed=min(step, total))
+                last[0] = now
+
+        def on_eval_text(text: str) -> None:
+            bar.update(tid, last_eval=text)
+
+        yield on_steps, on_eval_text
+        bar.update(tid, completed=total)
+
+
+def _interrupt_on_sigterm() -> None:
+    """`kill` (SIGTERM) saves a checkpoint like Ctrl-C does."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _record_reward(run: Run, task: Task) -> None:
+    """Keep the exact reward program and its check report in the run (sha256 for audit)."""
+    built = task.reward
+    d = run.subdir(REWARD_DIR)
+    record: dict[str, Any] = {"source": task.spec.reward.source, "description": built.description}
+    if built.source_text is not None:
+        atomic_write(d / PROGRAM_FILE, built.source_text)
+        record["sha256"] = hashlib.sha256(built.source_text.encode()).hexdigest()
+    if built.report is not None:
+        record["checks"] = built.report.to_dict()
+    write_json(d / "reward.json", record)
+
+
+def _resolved_for_run(spec: TaskSpec) -> dict[str, Any]:
+    """The resolved task as a self-contained file in the run dir: code rewards point at the run's copy."""
+    data = spec.resolved_dict()
+    if spec.reward.source == "code":
+        data["reward"]["path"] = f"{REWARD_DIR}/{PROGRAM_FILE}"
+    return data
+
+
+def start_run(task_file: Path, overrides: list[str], *, runs_root: Path | None = None,
+              quiet: bool = False, console: Console | None = None) -> RunResult:
+    console = console or Console()
+    spec = load_task(task_file, overrides)
+    task = Task.build(spec)
+    run = Run.create(runs_root or default_runs_root(), task=spec.name, learner=spec.learner.name,
+                     seed=spec.training.seed, resolved=_resolved_for_run(spec), source_path=spec.source_path)
+    _record_reward(run, task)
+    if not quiet:
+        console.print(f"run directory: [bold]{run.path}[/]")
+    return _train_and_evaluate(task, run, resume=False, quiet=quiet, console=console)
+
+
+def _open_run_task(run_dir: Path) -> tuple[Run, Task]:
+    run = Run.open(run_dir)
+    data = run.resolved_task()
+    data["source_path"] = str((run.path / "task.yaml").resolve())
+    spec = validate_task_data(data, file=str(run.path / "task.yaml"))
+    return run, Task.build(spec)
+
+
+def resume_run(run_dir: Path, *, quiet: bool = False, console: Console | None = None) -> RunResult:
+    console = console or Console()
+    run, task = _open_run_task(run_dir)
+    checkpoint = run.latest_checkpoint()
+    if not quiet:
+        where = f"step {checkpoint[0]}" if checkpoint else "the start (no checkpoint yet)"
+        console.print(f"resuming [bold]{run.path}[/] from {where}")
+    return _train_and_evaluate(task, run, resume=True, quiet=quiet, console=console)
+
+
+def _train_and_evaluate(task: Task, run: Run, *, resume: bool, quiet: bool, console: Console) -> RunResult:
+    spec = task.spec
+    learner = LEARNERS.get(spec.learner.name)()
+    checkpoint = run.latest_checkpoint() if resume else None
+    start = checkpoint[0] if checkpoint else 0
+    run.update_info(status="running", resumed_from=start if resume else None)
+    _interrupt_on_sigterm()
+    with _progress(spec.training.total_steps, start, quiet=quiet, console=console) as (on_steps, on_eval_text):
+        def on_eval(step: int, policy: Policy) -> dict[str, float]:
+            result = evaluate(policy, task, episodes=spec.training.eval_episodes,
+                              deterministic=spec.evaluation.deterministic, seed=spec.training.seed)
+            success = "" if result.success_rate is None else f"success {result.success_rate:.2f}, "
+            on_eval_text(f"last eval @{step:,}: {success}return {result.mean_return:.1f}")
+            return {"success_rate": result.success_rate, "mean_return": result.mean_return,
+                    "mean_env_return": result.mean_env_return}
+
+        hooks = FitHooks(on_steps=on_steps, on_eval=on_eval, eval_every=spec.training.eval_every,
+                         checkpoint_every=spec.training.checkpoint_every)
+        try:
+            policy = learner.fit(spec, task.env_fns(spec.training.n_envs), spec.training.total_steps, run,
+                                 hooks=hooks, resume=resume)
+        except TrainingInterrupted as e:
+            run.update_info(status="interrupted", steps=e.step)
+            raise RunInterrupted(f"interrupted at step {e.step}; checkpoint saved.\n"
+                                 f"  resume with: workbench run --resume {run.path}") from None
+    policy.save(run.path / "model")
+    evaluation = _evaluate_into(run, task, policy, episodes=spec.evaluation.episodes,
+                                video=spec.evaluation.video, deterministic=spec.evaluation.deterministic,
+                                seed=spec.training.seed, quiet=quiet, console=console)
+    run.update_info(status="finished", steps=spec.training.total_steps,
+                    finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    return RunResult(run, evaluation)
+
+
+def _evaluate_into(run: Run, task: Task, policy: Policy, *, episodes: int, video: bool, deterministic: bool,
+                   seed: int, quiet: bool, console: Console) -> EvalResult:
+    bar = Progress(TextColumn("[bold]eval "), BarColumn(bar_width=20), MofNCompleteColumn(), TimeRemainingColumn(),
+                   console=console, disable=quiet)
+    with bar:
+        tid = bar.add_task("eval", total=episodes)
+        result = evaluate(policy, task, episodes=episodes, deterministic=deterministic, seed=seed,
+                          video_dir=run.path / "videos" if video else None,
+                          video_episodes=task.spec.evaluation.video_episodes if video else 0,
+                          progress=lambda n: bar.update(tid, completed=n))
+    result.write(run.path / "eval.json")
+    return result
+
+
+def evaluate_run(run_dir: Path, *, episodes: int | None = None, video: bool | None = None,
+                 deterministic: bool | None = None, seed: int = 0, quiet: bool = False,
+                 console: Console | None = None) -> EvalResult:
+    console = console or Console()
+    run, task = _open_run_task(run_dir)
+    model_dir = run.path / "model"
+    if not (model_dir / "policy.json").is_file():
+        checkpoint = run.latest_checkpoint()
+        if checkpoint is None:
+            raise WorkbenchError(f"{run.path}: no final model and no checkpoint to evaluate\n"
+                                 f"  fix: resume the run: workbench run --resume {run.path}")
+        from policies.sb3 import SB3Policy  # checkpoints are SB3 zips
+
+        step, ckpt = checkpoint
+        console.print(f"no final model yet; evaluating the checkpoint at step {step}")
+        policy: Policy = SB3Policy.from_checkpoint(ckpt, task.spec.learner.name)
+    else:
+        policy = load_policy(model_dir)
+    ev = task.spec.evaluation
+    return _evaluate_into(run, task, policy, episodes=episodes or ev.episodes,
+                          video=ev.video if video is None else video,
+                          deterministic=ev.deterministic if deterministic is None else deterministic,
+                          seed=seed, quiet=quiet, console=console)
+
+
+def find_tasks(root: Path | None = None) -> list[tuple[Path, TaskSpec | Exception]]:
+    """Every task YAML under ``tasks/`` (of the cwd, else of the source checkout), validated."""
+    if root is None:
+        root = Path("tasks")
+        if not root.is_dir():
+            root = Path(__file__).resolve().parent.parent / "tasks"
+    out: list[tuple[Path, TaskSpec | Exception]] = []
+    for path in sorted(root.rglob("*.yaml")):
+        try:
+            out.append((path, load_task(path)))
+        except WorkbenchError as e:
+            out.append((path, e))
+    return out

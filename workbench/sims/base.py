@@ -1,0 +1,58 @@
+"""The simulator adapter contract.
+
+An adapter turns a task's ``sim:`` section into a ``gymnasium.Env`` and says, through a
+:class:`TaskProfile`, what the task's StateView is and how success is judged. Success is the
+task's own metric, judged on the final StateView of an episode, independent of whatever reward
+trained the policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import gymnasium as gym
+
+from workbench.state import State, StateSchema
+
+if TYPE_CHECKING:
+    from workbench.spec import SimSpec
+
+__all__ = ["SuccessMetric", "TaskProfile", "SimAdapter"]
+
+
+@dataclass(frozen=True)
+class SuccessMetric:
+    """``passed(final_state, threshold)``; ``doc`` says what it means with ``{threshold}`` filled in."""
+
+    doc: str
+    threshold: float
+    passed: Callable[[State, float], bool]
+
+    def __call__(self, state: State, threshold: float | None = None) -> bool:
+        return bool(self.passed(state, self.threshold if threshold is None else threshold))
+
+    def describe(self, threshold: float | None = None) -> str:
+        return self.doc.format(threshold=self.threshold if threshold is None else threshold)
+
+
+@dataclass(frozen=True)
+class TaskProfile:
+    """What an adapter knows about one env: its StateView schema and its success metric."""
+
+    env_id: str
+    schema: StateSchema
+    success: SuccessMetric
+
+
+class SimAdapter(Protocol):
+    """One per simulator package. Import heavy dependencies inside the methods, not at module top."""
+
+    name: str
+
+    def make_env(self, spec: SimSpec, *, render_mode: str | None = None) -> gym.Env: ...
+
+    def profile(self, spec: SimSpec) -> TaskProfile: ...
+
+    def env_ids(self) -> list[str]: ...

@@ -1,0 +1,252 @@
+"""MuJoCo adapter: every gymnasium MuJoCo v5 env by id, plus the workbench's own MJCF tasks.
+
+Each known env has a :class:`TaskProfile`: a StateView read from the live ``MjData`` and a
+success metric. Unknown MuJoCo envs still work with a generic StateView (``qpos``, ``qvel``)
+and no success metric.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from workbench.errors import TaskError
+from workbench.sims.base import SuccessMetric, TaskProfile
+from workbench.spec import SimSpec
+from workbench.state import Field, StateSchema
+
+__all__ = ["MujocoAdapter", "GYMNASIUM_V5_IDS"]
+
+GYMNASIUM_V5_IDS = (
+    "Ant-v5", "HalfCheetah-v5", "Hopper-v5", "Humanoid-v5", "HumanoidStandup-v5",
+    "InvertedDoublePendulum-v5", "InvertedPendulum-v5", "Pusher-v5", "Reacher-v5",
+    "Swimmer-v5", "Walker2d-v5",
+)
+
+# ----------------------------------------------------------------------------- fields
+
+
+def _joint_fields(n_angles: int, n_vel: int, what: str) -> tuple[Field, Field]:
+    return (
+        Field("joint_angles", (n_angles,), "rad", f"angles of the {what} hinge joints", "joint space"),
+        Field("joint_velocities", (n_vel,), "rad/s", f"angular velocities of the {what} hinge joints", "joint space"),
+    )
+
+
+def _generalized(nq: int, nv: int) -> tuple[Field, Field]:
+    return (
+        Field("qpos", (nq,), "m or rad", "MuJoCo generalized positions (free joints: xyz then quaternion)", "generalized"),
+        Field("qvel", (nv,), "m/s or rad/s", "MuJoCo generalized velocities", "generalized"),
+    )
+
+
+def _com(env: Any, body: str) -> np.ndarray:
+    return env.get_body_com(body)
+
+
+def _reacher() -> TaskProfile:
+    fields = (
+        Field("fingertip_pos", (3,), "m", "position of the arm's fingertip", "world frame"),
+        Field("target_pos", (3,), "m", "position of the target the fingertip should reach", "world frame"),
+        Field("fingertip_to_target", (3,), "m", "target_pos - fingertip_pos", "world frame"),
+        *_joint_fields(2, 2, "two arm"),
+    )
+
+    def read(env: Any) -> Mapping[str, Any]:
+        tip, target = _com(env, "fingertip"), _com(env, "target")
+        return {"fingertip_pos": tip, "target_pos": target, "fingertip_to_target": target - tip,
+                "joint_angles": env.data.qpos[:2], "joint_velocities": env.data.qvel[:2]}
+
+    success = SuccessMetric(
+        "fingertip within {threshold} m of the target at episode end", 0.02,
+        lambda s, t: float(np.linalg.norm(s.fingertip_to_target)) <= t)
+    return TaskProfile("Reacher-v5", StateSchema("Reacher-v5", fields, read,
+                       "A 2-link planar arm on a table; the target is a point on the table."), success)
+
+
+def _pusher() -> TaskProfile:
+    fields = (
+        Field("tips_arm_pos", (3,), "m", "position of the arm's distal tip", "world frame"),
+        Field("object_pos", (3,), "m", "position of the object to push", "world frame"),
+        Field("goal_pos", (3,), "m", "where the object should end up", "world frame"),
+        *_joint_fields(7, 7, "seven arm"),
+    )
+
+    def read(env: Any) -> Mapping[str, Any]:
+        return {"tips_arm_pos": _com(env, "tips_arm"), "object_pos": _com(env, "object"),
+                "goal_pos": _com(env, "goal"), "joint_angles": env.data.qpos[:7],
+                "joint_velocities": env.data.qvel[:7]}
+
+    success = SuccessMetric(
+        "object within {threshold} m of the goal (in the table plane) at episode end", 0.1,
+        lambda s, t: float(np.linalg.norm((s.object_pos - s.goal_pos)[:2])) <= t)
+    return TaskProfile("Pusher-v5", StateSchema("Pusher-v5", fields, read,
+                       "A 7-DoF arm pushes a cylinder object across a table to a goal."), success)
+
+
+def _locomotion(env_id: str, nq: int, nv: int, *, planar: bool, distance: float, doc: str) -> TaskProfile:
+    height_index = 1 if planar else 2
+    fields = (
+        Field("x_position", (), "m", "forward position of the torso/root", "world frame"),
+        Field("x_velocity", (), "m/s", "forward velocity of the root", "world frame"),
+        Field("torso_height", (), "m", "height of the root above the floor", "world frame"),
+        *_generalized(nq, nv),
+    )
+
+    def read(env: Any) -> Mapping[str, Any]:
+        qpos, qvel = env.data.qpos, env.data.qvel
+        return {"x_position": qpos[0], "x_velocity": qvel[0], "torso_height": qpos[height_index],
+                "qpos": qpos, "qvel": qvel}
+
+    success = SuccessMetric("forward distance (x_position) of at least {threshold} m at episode end",
+                            distance, lambda s, t: float(s.x_position) >= t)
+    return TaskProfile(env_id, StateSchema(env_id, fields, read, doc), success)
+
+
+def _swimmer() -> TaskProfile:
+    fields = (
+        Field("x_position", (), "m", "forward position of the front tip", "world frame"),
+        Field("x_velocity", (), "m/s", "forward velocity of the front tip", "world frame"),
+        *_generalized(5, 5),
+    )
+
+    def read(env: Any) -> Mapping[str, Any]:
+        return {"x_position": env.data.qpos[0], "x_velocity": env.data.qvel[0],
+                "qpos": env.data.qpos, "qvel": env.data.qvel}
+
+    success = SuccessMetric("forward distance (x_position) of at least {threshold} m at episode end",
+                            2.0, lambda s, t: float(s.x_position) >= t)
+    return TaskProfile("Swimmer-v5", StateSchema("Swimmer-v5", fields, read,
+                       "A 3-link swimmer in a viscous fluid, moving along +x."), success)
+
+
+def _humanoid_standup() -> TaskProfile:
+    fields = (
+        Field("torso_height", (), "m", "height of the torso above the floor", "world frame"),
+        *_generalized(24, 23),
+    )
+
+    def read(env: Any) -> Mapping[str, Any]:
+        return {"torso_height": env.data.qpos[2], "qpos": env.data.qpos, "qvel": env.data.qvel}
+
+    success = SuccessMetric("torso at least {threshold} m above the floor at episode end", 1.0,
+                            lambda s, t: float(s.torso_height) >= t)
+    return TaskProfile("HumanoidStandup-v5", StateSchema("HumanoidStandup-v5", fields, read,
+                       "A humanoid lying on the floor should stand up."), success)
+
+
+def _inverted_pendulum() -> TaskProfile:
+    fields = (
+        Field("cart_position", (), "m", "slider position of the cart", "world frame"),
+        Field("pole_angle", (), "rad", "pole angle from upright (0 = upright)", "joint space"),
+        Field("cart_velocity", (), "m/s", "cart velocity", "world frame"),
+        Field("pole_angular_velocity", (), "rad/s", "pole angular velocity", "joint space"),
+    )
+
+    def read(env: Any) -> Mapping[str, Any]:
+        q, v = env.data.qpos, env.data.qvel
+        return {"cart_position": q[0], "pole_angle": q[1], "cart_velocity": v[0], "pole_angular_velocity": v[1]}
+
+    success = SuccessMetric("pole within {threshold} rad of upright at episode end", 0.2,
+                            lambda s, t: abs(float(s.pole_angle)) <= t)
+    return TaskProfile("InvertedPendulum-v5", StateSchema("InvertedPendulum-v5", fields, read,
+                       "A cart on a rail balancing a pole upright."), success)
+
+
+def _inverted_double_pendulum() -> TaskProfile:
+    fields = (
+        Field("tip_pos", (3,), "m", "position of the tip of the second pole", "world frame"),
+        *_generalized(3, 3),
+    )
+
+    def read(env: Any) -> Mapping[str, Any]:
+        return {"tip_pos": env.data.site_xpos[0], "qpos": env.data.qpos, "qvel": env.data.qvel}
+
+    success = SuccessMetric("tip of the second pole at least {threshold} m high at episode end", 1.0,
+                            lambda s, t: float(s.tip_pos[2]) >= t)
+    return TaskProfile("InvertedDoublePendulum-v5", StateSchema("InvertedDoublePendulum-v5", fields, read,
+                       "A cart balancing two stacked poles upright."), success)
+
+
+def _planar_push() -> TaskProfile:
+    from workbench.sims.planar_push import planar_push_profile
+
+    return planar_push_profile()
+
+
+_PROFILES: dict[str, Callable[[], TaskProfile]] = {
+    "Reacher-v5": _reacher,
+    "Pusher-v5": _pusher,
+    "HalfCheetah-v5": lambda: _locomotion("HalfCheetah-v5", 9, 9, planar=True, distance=20.0,
+                                          doc="A planar cheetah running along +x."),
+    "Hopper-v5": lambda: _locomotion("Hopper-v5", 6, 6, planar=True, distance=3.0,
+                                     doc="A planar one-legged hopper moving along +x; falls end the episode."),
+    "Walker2d-v5": lambda: _locomotion("Walker2d-v5", 9, 9, planar=True, distance=3.0,
+                                       doc="A planar biped walking along +x; falls end the episode."),
+    "Ant-v5": lambda: _locomotion("Ant-v5", 15, 14, planar=False, distance=5.0,
+                                  doc="A quadruped on a plane moving along +x."),
+    "Humanoid-v5": lambda: _locomotion("Humanoid-v5", 24, 23, planar=False, distance=2.0,
+                                       doc="A humanoid walking along +x; falls end the episode."),
+    "Swimmer-v5": _swimmer,
+    "HumanoidStandup-v5": _humanoid_standup,
+    "InvertedPendulum-v5": _inverted_pendulum,
+    "InvertedDoublePendulum-v5": _inverted_double_pendulum,
+    "workbench/PlanarPush-v0": _planar_push,
+}
+
+
+def _generic(env: Any, env_id: str) -> TaskProfile:
+    nq, nv = int(env.unwrapped.model.nq), int(env.unwrapped.model.nv)
+    schema = StateSchema(env_id, _generalized(nq, nv),
+                         lambda e: {"qpos": e.data.qpos, "qvel": e.data.qvel},
+                         "A MuJoCo env without a workbench profile: generalized coordinates only.")
+    return TaskProfile(env_id, schema, None)
+
+
+class MujocoAdapter:
+    """The embedded default simulator."""
+
+    name = "mujoco"
+
+    def __init__(self) -> None:
+        from workbench.sims.planar_push import register_env
+
+        register_env()
+
+    def env_ids(self) -> list[str]:
+        return sorted(_PROFILES)
+
+    def make_env(self, spec: SimSpec, *, render_mode: str | None = None) -> gym.Env:
+        kwargs = dict(spec.kwargs)
+        if spec.max_episode_steps is not None:
+            kwargs["max_episode_steps"] = spec.max_episode_steps
+        try:
+            env = gym.make(spec.env_id, render_mode=render_mode, disable_env_checker=True, **kwargs)
+        except gym.error.Error as err:  # unknown id, bad version, missing dependency
+            close = difflib.get_close_matches(spec.env_id, self.env_ids(), n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise TaskError(f"cannot make MuJoCo env {spec.env_id!r}: {err}", key="sim.env_id",
+                            hint=f"{hint}known MuJoCo envs: {', '.join(self.env_ids())}") from None
+        except TypeError as err:
+            raise TaskError(f"bad constructor argument for {spec.env_id}: {err}", key="sim.kwargs",
+                            hint="use the keyword arguments of the gymnasium env's constructor") from None
+        if not hasattr(env.unwrapped, "data") or not hasattr(env.unwrapped, "model"):
+            env.close()
+            raise TaskError(f"{spec.env_id!r} is not a MuJoCo env", key="sim.env_id",
+                            hint=f"pick one of: {', '.join(self.env_ids())}")
+        return env
+
+    def profile(self, spec: SimSpec, env: gym.Env | None = None) -> TaskProfile:
+        factory = _PROFILES.get(spec.env_id)
+        if factory is not None:
+            return factory()
+        own = env or self.make_env(spec)
+        try:
+            return _generic(own, spec.env_id)
+        finally:
+            if env is None:
+                own.close()

@@ -1,0 +1,288 @@
+"""Task YAML -> :class:`TaskSpec`: strict validation whose errors name the file, the key and the fix.
+
+Parsing is ``yaml.SafeLoader`` plus two guards: a bound on alias expansion (a "billion laughs"
+file is rejected, not expanded) and YAML 1.2-style numbers so ``1e6`` and ``3e-4`` read as
+numbers, as a user expects. Sections owned by plug-ins (the reward source's options, the
+learner's hyperparameters) are validated by the plug-in after the core schema passes.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from workbench.errors import TaskError
+from workbench.registry import LEARNERS, REWARDS, SIMS, UnknownName
+
+__all__ = [
+    "SimSpec", "RewardSpec", "LearnerSpec", "TrainingSpec", "EvaluationSpec", "TaskSpec",
+    "load_task", "parse_overrides", "pydantic_error_to_task_error", "MAX_TASK_BYTES",
+]
+
+MAX_TASK_BYTES = 1 << 20
+MAX_ALIASES = 64
+MAX_NODES = 100_000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SimSpec(_Strict):
+    """Which simulator and which env in it."""
+
+    name: str = Field("mujoco", description="simulator adapter: `workbench list sims`")
+    env_id: str = Field(description="the env in that simulator, e.g. Reacher-v5")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="passed to the env constructor")
+    max_episode_steps: int | None = Field(None, gt=0, description="episode length (default: the env's)")
+
+
+class RewardSpec(BaseModel):
+    """``source`` picks the reward source; its other keys are that source's options."""
+
+    model_config = ConfigDict(extra="allow")
+    source: str = Field("env", description="env | code | ... (`workbench list rewards`)")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class LearnerSpec(_Strict):
+    name: str = Field(description="ppo | sac | package.module:Class (`workbench list learners`)")
+    policy: str = Field("MlpPolicy", description="SB3 policy class name")
+    hyperparams: dict[str, Any] = Field(
+        default_factory=dict, description="keyword arguments of the SB3 constructor, same names"
+    )
+    normalize: bool = Field(False, description="wrap the envs in VecNormalize (saved with the model)")
+    torch_threads: int = Field(1, gt=0, description="torch CPU threads; 1 is fastest for small MLPs")
+
+
+class TrainingSpec(_Strict):
+    total_steps: int = Field(gt=0, description="environment steps, summed over envs")
+    n_envs: int = Field(1, gt=0, le=256)
+    vec_env: Literal["dummy", "subproc"] = "dummy"
+    seed: int = Field(0, ge=0)
+    checkpoint_every: int = Field(10_000, gt=0, description="steps between checkpoints")
+    eval_every: int = Field(0, ge=0, description="steps between progress evaluations; 0 = off")
+    eval_episodes: int = Field(5, gt=0, description="episodes per progress evaluation")
+
+
+class EvaluationSpec(_Strict):
+    episodes: int = Field(20, gt=0)
+    deterministic: bool = True
+    video: bool = True
+    video_episodes: int = Field(2, ge=0)
+    success_threshold: float | None = Field(None, description="override the task's success threshold")
+
+
+class TaskSpec(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="used in run directory names")
+    sim: SimSpec
+    goal: str | None = Field(None, description="the goal in words")
+    reward: RewardSpec = Field(default_factory=RewardSpec)
+    learner: LearnerSpec
+    training: TrainingSpec
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    # Where the task was read from; relative paths in the task are resolved against it.
+    source_path: str | None = Field(None, exclude=True)
+
+    @field_validator("sim")
+    @classmethod
+    def _known_sim(cls, v: SimSpec) -> SimSpec:
+        if v.name not in SIMS:
+            raise ValueError(str(UnknownName("simulator", v.name, SIMS.names())))
+        return v
+
+    @property
+    def base_dir(self) -> Path:
+        return Path(self.source_path).parent if self.source_path else Path.cwd()
+
+    def resolved_dict(self) -> dict[str, Any]:
+        """The fully-resolved config as plain data (what a run directory records)."""
+        return self.model_dump(mode="json")
+
+
+# --------------------------------------------------------------------------- YAML parsing
+
+_FLOAT_RE = re.compile(
+    r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+    |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+    |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+    |[-+]?\.(?:inf|Inf|INF)
+    |\.(?:nan|NaN|NAN))$""",
+    re.X,
+)
+
+
+class _TaskLoader(yaml.SafeLoader):
+    """SafeLoader that reads ``1e6`` as a float and refuses alias bombs."""
+
+    _aliases = 0
+    _nodes = 0
+
+    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ALIASES:
+                raise yaml.YAMLError(f"more than {MAX_ALIASES} YAML aliases (possible alias bomb)")
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise yaml.YAMLError(f"more than {MAX_NODES} YAML nodes")
+        return super().compose_node(parent, index)
+
+
+# Copy the resolver table so the float change does not leak into yaml.SafeLoader.
+_TaskLoader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:float"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_TaskLoader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT_RE, list("-+0123456789."))
+
+
+def _count_expanded(value: Any, budget: list[int]) -> None:
+    """Shared (aliased) subtrees are walked once per reference: bound the logical size too."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise yaml.YAMLError(f"document expands to more than {MAX_NODES} values (alias bomb?)")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _count_expanded(k, budget)
+            _count_expanded(v, budget)
+    elif isinstance(value, list):
+        for v in value:
+            _count_expanded(v, budget)
+
+
+def parse_yaml(text: str, *, file: str) -> Any:
+    loader = _TaskLoader(text)
+    try:
+        data = loader.get_single_data()
+        _count_expanded(data, [MAX_NODES])
+        return data
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        problem = err.problem or str(err)
+        hint = "remove the tag: task files are plain YAML" if "tag" in problem else "fix the YAML syntax"
+        raise TaskError(f"not valid YAML at {where}: {problem}", file=file, hint=hint) from None
+    except yaml.YAMLError as err:
+        raise TaskError(f"not usable YAML: {err}", file=file, hint="write the task without anchors/aliases") from None
+    finally:
+        loader.dispose()
+
+
+# --------------------------------------------------------------------------- overrides
+
+def parse_overrides(items: list[str]) -> list[tuple[list[str], Any]]:
+    """``["training.total_steps=1e4", ...]`` -> ``[(["training", "total_steps"], 10000.0), ...]``."""
+    out = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        path = key.strip().split(".")
+        if not sep or not all(p.isidentifier() or p.replace("-", "_").isidentifier() for p in path):
+            raise TaskError(f"bad override {item!r}", key="--set", hint="write --set key.path=value, e.g. --set training.total_steps=2e4")
+        out.append((path, parse_yaml(raw, file="--set") if raw.strip() else None))
+    return out
+
+
+def _apply_override(data: dict[str, Any], path: list[str], value: Any, *, file: str) -> None:
+    node = data
+    for i, part in enumerate(path[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise TaskError(f"cannot set inside {'.'.join(path[: i + 1])}: it is not a mapping",
+                            file=file, key=".".join(path))
+        node = child
+    node[path[-1]] = value
+
+
+# --------------------------------------------------------------------------- errors
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the last key of ``loc`` (to list its valid keys)."""
+    model: Any = TaskSpec
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        ann = getattr(field, "annotation", None)
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)):
+            return None
+        model = ann
+    return model
+
+
+def pydantic_error_to_task_error(err: ValidationError, *, file: str, prefix: str = "",
+                                 model: type[BaseModel] | None = None) -> TaskError:
+    lines = []
+    first_key = None
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        key = prefix + ".".join(str(p) for p in loc)
+        first_key = first_key or key
+        if e["type"] == "extra_forbidden":
+            owner = model if model is not None and len(loc) == 1 else _model_at(loc)
+            if owner is None:
+                valid = "valid keys: see the task reference in README.md"
+            elif owner.model_fields:
+                valid = f"valid keys here: {', '.join(owner.model_fields)}"
+            else:
+                valid = "this section takes no other keys"
+            lines.append(f"{key}: unknown key; {valid}")
+        elif e["type"] == "missing":
+            lines.append(f"{key}: required key is missing")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            lines.append(f"{key}: {msg} (got {e.get('input')!r})")
+    message = "invalid task:\n  " + "\n  ".join(lines) if len(lines) > 1 else lines[0].split(": ", 1)[1]
+    return TaskError(message, file=file, key=first_key if len(lines) == 1 else None,
+                     hint="see `workbench validate` and the task reference in README.md")
+
+
+# --------------------------------------------------------------------------- loading
+
+def load_task(path: str | Path, overrides: list[str] | None = None) -> TaskSpec:
+    """Read, validate and resolve a task file. Raises :class:`TaskError` on any user mistake."""
+    path = Path(path)
+    file = str(path)
+    if not path.is_file():
+        raise TaskError("no such task file", file=file, hint="pass a path like tasks/mujoco/reacher.yaml (`workbench list tasks`)")
+    raw = path.read_bytes()
+    if len(raw) > MAX_TASK_BYTES:
+        raise TaskError(f"file is {len(raw)} bytes; a task file is at most {MAX_TASK_BYTES}", file=file)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise TaskError("not UTF-8 text", file=file, hint="save the task as UTF-8 YAML") from None
+    data = parse_yaml(text, file=file)
+    if not isinstance(data, dict):
+        raise TaskError(f"the top level must be a mapping of keys, got {type(data).__name__}",
+                        file=file, hint="start the file with keys like `name:`, `sim:`, `learner:`, `training:`")
+    if any(not isinstance(k, str) for k in data):
+        raise TaskError("every top-level key must be a string", file=file)
+    data.setdefault("name", path.stem)
+    for keypath, value in parse_overrides(overrides or []):
+        _apply_override(data, keypath, value, file=file)
+    data["source_path"] = str(path.resolve())
+    return validate_task_data(data, file=file)
+
+
+def validate_task_data(data: dict[str, Any], *, file: str) -> TaskSpec:
+    """Core schema, then the plug-in sections (reward source options, learner hyperparams)."""
+    try:
+        spec = TaskSpec.model_validate(data)
+    except ValidationError as err:
+        raise pydantic_error_to_task_error(err, file=file) from None
+    for registry, key, name in ((REWARDS, "reward.source", spec.reward.source),
+                                (LEARNERS, "learner.name", spec.learner.name)):
+        try:
+            plugin = registry.get(name)
+        except UnknownName as err:
+            raise TaskError(str(err), file=file, key=key) from None
+        plugin.validate_spec(spec, file=file)
+    return spec

@@ -1,0 +1,66 @@
+"""A validated TaskSpec made live: its simulator adapter, StateView profile and reward program.
+
+``Task.build(spec)`` does the expensive, fallible work once (making a probe env, running the
+reward pre-flight checks); ``task.make_env()`` then builds as many wrapped envs as a learner or
+an evaluation needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gymnasium as gym
+
+from reward_synthesis.program import BuiltReward
+from workbench.errors import TaskError
+from workbench.registry import REWARDS, SIMS
+from workbench.sims.base import SimAdapter, TaskProfile
+from workbench.spec import TaskSpec
+from workbench.wrappers import TaskWrapper
+
+__all__ = ["Task"]
+
+
+@dataclass
+class Task:
+    spec: TaskSpec
+    adapter: SimAdapter
+    profile: TaskProfile
+    reward: BuiltReward
+
+    @classmethod
+    def build(cls, spec: TaskSpec, *, reward: BuiltReward | None = None) -> Task:
+        """Make the adapter, probe the env once, and build (and check) the reward program.
+
+        ``reward`` skips building it, e.g. when a resumed run reuses its recorded program.
+        """
+        file = spec.source_path
+        adapter: SimAdapter = SIMS.get(spec.sim.name)()
+        try:
+            env = adapter.make_env(spec.sim)
+        except TaskError as err:
+            if err.file is None:
+                raise TaskError(err.message, file=file, key=err.key, hint=err.hint) from None
+            raise
+        try:
+            profile = adapter.profile(spec.sim, env)
+            if reward is None:
+                reward = REWARDS.get(spec.reward.source).build(spec, profile, env)
+        finally:
+            env.close()
+        return cls(spec, adapter, profile, reward)
+
+    def make_env(self, *, render_mode: str | None = None) -> gym.Env:
+        env = self.adapter.make_env(self.spec.sim, render_mode=render_mode)
+        return TaskWrapper(env, self.profile.schema, program=self.reward.program,
+                           success=self.profile.success,
+                           success_threshold=self.spec.evaluation.success_threshold)
+
+    def env_fns(self, n: int) -> list[Callable[[], gym.Env]]:
+        return [self.make_env for _ in range(n)]
+
+    def success_doc(self) -> str:
+        if self.profile.success is None:
+            return "none (this env has no workbench success metric)"
+        return self.profile.success.describe(self.spec.evaluation.success_threshold)
