@@ -102,7 +102,9 @@ ALLOWED_NUMPY: frozenset[str] = frozenset({
     "squeeze", "expand_dims", "transpose", "flip", "roll", "linalg",
     # constants and types
     "pi", "e", "inf", "nan", "newaxis", "float32", "float64", "int32", "int64", "bool_",
-    "ndarray", "finfo",
+    "finfo",
+    # Not "ndarray": np.ndarray(shape, dtype=object, buffer=...) turns raw bytes into object
+    # pointers.
 })
 ALLOWED_NUMPY_LINALG: frozenset[str] = frozenset({"norm"})
 ALLOWED_MATH: frozenset[str] = frozenset(n for n in dir(math) if not n.startswith("_"))
@@ -123,9 +125,10 @@ _DENIED_GROUPS: dict[str, tuple[str, ...]] = {
         "fromregex", "fromstring", "memmap", "DataSource", "ctypeslib", "lib", "testing",
         "f2py", "distutils", "open", "system", "popen",
     ),
-    "it would make read-only state arrays writable": (
-        "setflags", "flags", "setfield", "getfield", "resize", "put", "fill", "itemset",
+    "it would make read-only arrays writable or reinterpret memory": (
+        "setflags", "flags", "setfield", "getfield",
     ),
+    "resize(refcheck=False) can free memory that views still point to": ("resize",),
     "it changes numpy's global state": (
         "set_printoptions", "seterr", "seterrcall", "setbufsize", "show_config", "show_runtime",
     ),
@@ -630,6 +633,10 @@ def _write_inputs(workdir: Path, source: str, filename: str,
                   samples: Sequence[tuple[State, np.ndarray]]) -> None:
     """Program text, a JSON manifest and an ``.npz`` of stacked arrays (never a pickle)."""
     names = list(samples[0][0].keys()) if samples else []
+    for index, (state, _) in enumerate(samples):
+        if set(state.keys()) != set(names):
+            raise ValueError(f"samples must all have the same state fields: sample {index} has "
+                             f"{sorted(state.keys())}, sample 0 has {sorted(names)}")
     arrays: dict[str, np.ndarray] = {}
     try:
         for i, name in enumerate(names):
@@ -637,10 +644,8 @@ def _write_inputs(workdir: Path, source: str, filename: str,
                                             for s, _ in samples])
         arrays["action"] = np.stack([np.asarray(a, dtype=np.float64) for _, a in samples]) \
             if samples else np.zeros((0, 0))
-    except (KeyError, ValueError) as err:
-        raise ValueError(f"samples must share state fields and shapes: {err}") from err
-    if any(set(s.keys()) != set(names) for s, _ in samples):
-        raise ValueError("samples must all have the same state fields")
+    except ValueError as err:
+        raise ValueError(f"samples must all have the same array shapes: {err}") from err
     np.savez(workdir / "samples.npz", **arrays)
     (workdir / "program.txt").write_text(source, encoding="utf-8")
     manifest = {"filename": filename, "fields": names, "n": len(samples)}

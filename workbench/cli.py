@@ -24,8 +24,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 reward_app = typer.Typer(no_args_is_help=True, help="Reward programs: sandbox and pre-flight checks.")
 app.add_typer(reward_app, name="reward")
 
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 _state = {"debug": False}
 
 
@@ -40,7 +40,7 @@ def _user_errors(fn: Callable[..., None]) -> Callable[..., None]:
             if _state["debug"]:
                 err.print_exception()
             err.print("[bold red]error:[/] ", end="")
-            err.print(str(e), markup=False, highlight=False)
+            err.print(str(e), markup=False, highlight=False, soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             err.print("interrupted")

@@ -198,7 +198,7 @@ def _apply_override(data: dict[str, Any], path: list[str], value: Any, *, file: 
             child = node[part] = {}
         if not isinstance(child, dict):
             raise TaskError(f"cannot set inside {'.'.join(path[: i + 1])}: it is not a mapping",
-                            file=file, key=".".join(path))
+                            file=file, key=".".join(path), hint="override a key of a mapping section")
         node = child
     node[path[-1]] = value
 
@@ -254,7 +254,8 @@ def load_task(path: str | Path, overrides: list[str] | None = None) -> TaskSpec:
         raise TaskError("no such task file", file=file, hint="pass a path like tasks/mujoco/reacher.yaml (`workbench list tasks`)")
     raw = path.read_bytes()
     if len(raw) > MAX_TASK_BYTES:
-        raise TaskError(f"file is {len(raw)} bytes; a task file is at most {MAX_TASK_BYTES}", file=file)
+        raise TaskError(f"file is {len(raw)} bytes; a task file is at most {MAX_TASK_BYTES}", file=file,
+                        hint="keep data (demos, models) in separate files and reference them by path")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -264,7 +265,8 @@ def load_task(path: str | Path, overrides: list[str] | None = None) -> TaskSpec:
         raise TaskError(f"the top level must be a mapping of keys, got {type(data).__name__}",
                         file=file, hint="start the file with keys like `name:`, `sim:`, `learner:`, `training:`")
     if any(not isinstance(k, str) for k in data):
-        raise TaskError("every top-level key must be a string", file=file)
+        raise TaskError("every top-level key must be a string", file=file,
+                        hint="use keys like `sim:`, `learner:`, `training:` (`workbench validate` explains each)")
     data.setdefault("name", path.stem)
     for keypath, value in parse_overrides(overrides or []):
         _apply_override(data, keypath, value, file=file)
@@ -283,6 +285,7 @@ def validate_task_data(data: dict[str, Any], *, file: str) -> TaskSpec:
         try:
             plugin = registry.get(name)
         except UnknownName as err:
-            raise TaskError(str(err), file=file, key=key) from None
+            raise TaskError(str(err), file=file, key=key,
+                            hint=f"pick a {registry.kind} from `workbench list {registry.kind.split()[0]}s`") from None
         plugin.validate_spec(spec, file=file)
     return spec

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from workbench.errors import TaskError
+from workbench.spec import TaskSpec, load_task, parse_yaml
+
+REPO = Path(__file__).resolve().parents[2]
+MALFORMED = sorted((REPO / "tests" / "data" / "malformed_tasks").glob("*.yaml"))
+
+
+def _expected(path: Path) -> str:
+    first = path.read_bytes().split(b"\n", 1)[0].decode()
+    assert first.startswith("# expect: "), f"{path.name} must start with '# expect: <text>'"
+    return first.removeprefix("# expect: ")
+
+
+def _load_fully(path: Path) -> None:
+    """What `workbench validate` does short of training: parse, validate, build the env."""
+    from reward_synthesis.program import BuiltReward
+    from workbench.task import Task
+
+    Task.build(load_task(path), reward=BuiltReward(None, "not needed"))
+
+
+@pytest.mark.parametrize("path", MALFORMED, ids=[p.stem for p in MALFORMED])
+def test_malformed_task_names_file_key_and_fix(path: Path) -> None:
+    with pytest.raises(TaskError) as info:
+        _load_fully(path)
+    message = str(info.value)
+    assert str(path) in message
+    assert _expected(path) in message
+    assert "fix:" in message
+
+
+def test_corpus_is_large_enough() -> None:
+    assert len(MALFORMED) >= 20
+
+
+@pytest.mark.parametrize("name", ["alias_bomb", "python_tag", "typo_nested_key", "not_mapping"])
+def test_cli_exits_2_without_traceback(name: str) -> None:
+    path = REPO / "tests" / "data" / "malformed_tasks" / f"{name}.yaml"
+    proc = subprocess.run([sys.executable, "-m", "workbench.cli", "validate", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert str(path) in proc.stderr
+    assert _expected(path).split(":")[0] in proc.stderr
+
+
+def test_scientific_notation_reads_as_numbers() -> None:
+    data = parse_yaml("a: 1e6\nb: 3e-4\nc: 1.5\nd: '1e6'\ne: 10\n", file="x")
+    assert data == {"a": 1e6, "b": 3e-4, "c": 1.5, "d": "1e6", "e": 10}
+    assert isinstance(data["a"], float) and isinstance(data["e"], int)
+
+
+def test_overrides_apply_and_are_validated(tmp_path: Path) -> None:
+    spec = load_task(TASKS_REACHER, ["training.total_steps=2e4", "learner.hyperparams.gamma=0.9",
+                                     "training.seed=7"])
+    assert spec.training.total_steps == 20000 and spec.training.seed == 7
+    assert spec.learner.hyperparams["gamma"] == 0.9
+    with pytest.raises(TaskError, match="training.totl_steps"):
+        load_task(TASKS_REACHER, ["training.totl_steps=5"])
+    with pytest.raises(TaskError, match="--set"):
+        load_task(TASKS_REACHER, ["no_equals_sign"])
+
+
+def test_relative_reward_path_resolves_against_task_file() -> None:
+    spec = load_task(TASKS_REACHER)
+    from reward_synthesis.program import CodeRewardSource
+
+    assert CodeRewardSource.program_path(spec).is_file()
+    assert spec.name == "reacher"
+
+
+def test_resolved_dict_roundtrips() -> None:
+    spec = load_task(TASKS_REACHER)
+    again = TaskSpec.model_validate(spec.resolved_dict())
+    assert again.resolved_dict() == spec.resolved_dict()
+
+
+TASKS_REACHER = REPO / "tasks" / "mujoco" / "reacher.yaml"
