@@ -34,6 +34,44 @@ if TYPE_CHECKING:
 
 __all__ = ["SB3Learner", "PPOLearner", "SACLearner", "SB3Policy"]
 
+# RL Zoo's convention for schedules in config files: "lin_3e-4" decays linearly from 3e-4 to 0.
+_SCHEDULABLE = {"learning_rate", "clip_range", "clip_range_vf"}
+
+
+# policy_kwargs.activation_fn may be named in YAML; SB3 wants the torch class.
+_ACTIVATIONS = {"relu": "ReLU", "tanh": "Tanh", "elu": "ELU", "leaky_relu": "LeakyReLU", "gelu": "GELU",
+                "silu": "SiLU"}
+
+
+def _resolve_schedules(hyperparams: dict[str, Any]) -> dict[str, Any]:
+    """YAML-friendly values -> what SB3 takes: ``lin_<x>`` schedules, activation names."""
+    out = dict(hyperparams)
+    policy_kwargs = out.get("policy_kwargs")
+    if isinstance(policy_kwargs, dict) and isinstance(policy_kwargs.get("activation_fn"), str):
+        import torch.nn
+
+        out["policy_kwargs"] = {**policy_kwargs,
+                                "activation_fn": getattr(torch.nn, _ACTIVATIONS[policy_kwargs["activation_fn"]])}
+    for key in _SCHEDULABLE & out.keys():
+        value = out[key]
+        if isinstance(value, str) and value.startswith("lin_"):
+            start = float(value.removeprefix("lin_"))
+            out[key] = lambda progress_remaining, start=start: progress_remaining * start
+    return out
+
+
+def _check_schedule(key: str, value: Any, file: str) -> None:
+    if key not in _SCHEDULABLE or not isinstance(value, str):
+        return
+    try:
+        ok = value.startswith("lin_") and float(value.removeprefix("lin_")) >= 0
+    except ValueError:
+        ok = False
+    if not ok:
+        raise TaskError(f"{value!r} is not a number or a schedule", file=file, key=f"learner.hyperparams.{key}",
+                        hint="write a number (3e-4) or a linear schedule (lin_3e-4)")
+
+
 # Arguments the workbench sets itself; a task may not pass them as hyperparameters.
 _RESERVED = {"self", "policy", "env", "seed", "tensorboard_log", "verbose", "_init_setup_model"}
 _ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
@@ -142,7 +180,14 @@ class SB3Learner:
     def validate_spec(cls, spec: TaskSpec, *, file: str) -> None:
         algo = _ALGOS[cls.algo]
         valid = cls.valid_hyperparams()
-        for key in spec.learner.hyperparams:
+        activation = spec.learner.hyperparams.get("policy_kwargs", {}).get("activation_fn") \
+            if isinstance(spec.learner.hyperparams.get("policy_kwargs"), dict) else None
+        if activation is not None and activation not in _ACTIVATIONS:
+            raise TaskError(f"unknown activation {activation!r}", file=file,
+                            key="learner.hyperparams.policy_kwargs.activation_fn",
+                            hint=f"valid: {', '.join(_ACTIVATIONS)}")
+        for key, value in spec.learner.hyperparams.items():
+            _check_schedule(key, value, file)
             if key not in valid:
                 import difflib
 
@@ -204,7 +249,7 @@ class SB3Learner:
             if spec.learner.normalize:
                 normalizer = VecNormalize(venv, gamma=spec.learner.hyperparams.get("gamma", 0.99))
                 venv = normalizer
-            kwargs = dict(spec.learner.hyperparams)
+            kwargs = _resolve_schedules(spec.learner.hyperparams)
             kwargs.setdefault("device", "cpu")
             model = self.algo_cls(spec.learner.policy, venv, seed=spec.training.seed, verbose=0,
                                   tensorboard_log=str(run.subdir("tb")), **kwargs)

@@ -543,6 +543,8 @@ _CONTRACT = ("compute_reward must return a number, or a tuple (total, components
 
 
 def _as_float(value: Any, what: str) -> float:
+    if type(value) is float:  # the common case, checked first: this runs every env step
+        return value
     if isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{_CONTRACT}; {what} is a bool")
     if isinstance(value, (int, float, np.integer, np.floating)):

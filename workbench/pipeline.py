@@ -150,6 +150,7 @@ def _train_and_evaluate(task: Task, run: Run, *, resume: bool, quiet: bool, cons
 
         hooks = FitHooks(on_steps=on_steps, on_eval=on_eval, eval_every=spec.training.eval_every,
                          checkpoint_every=spec.training.checkpoint_every)
+        started = time.perf_counter()
         try:
             policy = learner.fit(spec, task.env_fns(spec.training.n_envs), spec.training.total_steps, run,
                                  hooks=hooks, resume=resume)
@@ -157,6 +158,9 @@ def _train_and_evaluate(task: Task, run: Run, *, resume: bool, quiet: bool, cons
             run.update_info(status="interrupted", steps=e.step)
             raise RunInterrupted(f"interrupted at step {e.step}; checkpoint saved.\n"
                                  f"  resume with: workbench run --resume {run.path}") from None
+    seconds = time.perf_counter() - started
+    run.update_info(train_seconds=round(seconds, 3),
+                    train_steps_per_second=round((spec.training.total_steps - start) / seconds, 1))
     policy.save(run.path / "model")
     evaluation = _evaluate_into(run, task, policy, episodes=spec.evaluation.episodes,
                                 video=spec.evaluation.video, deterministic=spec.evaluation.deterministic,

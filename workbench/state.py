@@ -19,6 +19,10 @@ import numpy as np
 __all__ = ["Field", "State", "StateSchema"]
 
 
+# Field names may not shadow State's own methods.
+_RESERVED_NAMES = frozenset({"items", "keys", "values", "get", "to_arrays"})
+
+
 @dataclass(frozen=True)
 class Field:
     """One named quantity: ``fingertip_pos: (3,) m, world frame — where the fingertip is``."""
@@ -31,8 +35,9 @@ class Field:
     dtype: str = "float64"
 
     def __post_init__(self) -> None:
-        if not self.name.isidentifier() or self.name.startswith("_"):
-            raise ValueError(f"field name {self.name!r} must be a public Python identifier")
+        if not self.name.isidentifier() or self.name.startswith("_") or self.name in _RESERVED_NAMES:
+            raise ValueError(f"field name {self.name!r} must be a public Python identifier, "
+                             f"not one of {sorted(_RESERVED_NAMES)}")
 
     def describe(self) -> str:
         shape = "scalar" if self.shape == () else f"shape {self.shape}"
@@ -40,47 +45,58 @@ class Field:
         return f"{self.name}: np.ndarray  # {shape}, {self.unit}{where}. {self.doc}"
 
 
-class State(Mapping[str, np.ndarray]):
-    """An immutable snapshot of a StateView. Attribute and mapping access; arrays are read-only copies."""
+_F64 = np.dtype(np.float64)
 
-    __slots__ = ("_values",)
+
+def _frozen_copy(value: Any) -> np.ndarray:
+    # ndarray.copy() is the cheaper path for the common case (a float64 view of MjData).
+    array = value.copy() if type(value) is np.ndarray and value.dtype is _F64 else np.array(value, dtype=_F64)
+    array.flags.writeable = False
+    return array
+
+
+class State(Mapping[str, np.ndarray]):
+    """An immutable snapshot of a StateView. Attribute and mapping access; arrays are read-only copies.
+
+    Fields live in the instance ``__dict__`` so ``state.fingertip_pos`` is a plain attribute
+    lookup: reward code reads it every env step.
+    """
 
     def __init__(self, values: Mapping[str, Any]):
-        frozen: dict[str, np.ndarray] = {}
-        for name, value in values.items():
-            array = np.array(value, dtype=np.float64, copy=True)
-            array.setflags(write=False)
-            frozen[name] = array
-        object.__setattr__(self, "_values", frozen)
+        self.__dict__.update({name: _frozen_copy(value) for name, value in values.items()})
 
-    def __getattr__(self, name: str) -> np.ndarray:
-        values = object.__getattribute__(self, "_values")
-        try:
-            return values[name]
-        except KeyError:
-            raise AttributeError(
-                f"state has no field {name!r}; fields are: {', '.join(sorted(values))}"
-            ) from None
+    @classmethod
+    def _from_frozen(cls, values: dict[str, np.ndarray]) -> State:
+        """Wrap arrays that are already read-only copies (the StateSchema.read hot path)."""
+        state = cls.__new__(cls)
+        state.__dict__.update(values)
+        return state
+
+    def __getattr__(self, name: str) -> np.ndarray:  # only called for names that are not fields
+        raise AttributeError(f"state has no field {name!r}; fields are: {', '.join(sorted(self.__dict__))}")
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("State is read-only")
 
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("State is read-only")
+
     def __getitem__(self, name: str) -> np.ndarray:
-        return self._values[name]
+        return self.__dict__[name]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
+        return iter(self.__dict__)
 
     def __len__(self) -> int:
-        return len(self._values)
+        return len(self.__dict__)
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={np.array2string(v, precision=3)}" for k, v in self._values.items())
+        inner = ", ".join(f"{k}={np.array2string(v, precision=3)}" for k, v in self.__dict__.items())
         return f"State({inner})"
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Plain writable copies, e.g. to save as ``.npz``."""
-        return {k: np.array(v) for k, v in self._values.items()}
+        return {k: np.array(v) for k, v in self.__dict__.items()}
 
 
 @dataclass(frozen=True)
@@ -104,16 +120,16 @@ class StateSchema:
     def read(self, env: Any) -> State:
         """Read every declared field from the live (unwrapped) env and check its shape."""
         raw = self.reader(env)
-        values: dict[str, Any] = {}
+        values: dict[str, np.ndarray] = {}
         for f in self.fields:
-            value = np.asarray(raw[f.name], dtype=np.float64)
+            value = _frozen_copy(raw[f.name])
             if value.shape != f.shape:
                 raise RuntimeError(
                     f"StateView {self.task}.{f.name}: reader gave shape {value.shape}, "
                     f"declared {f.shape} (adapter bug)"
                 )
             values[f.name] = value
-        return State(values)
+        return State._from_frozen(values)
 
     def describe(self) -> str:
         """A compact Pythonic class stub of the fields — the text an LLM is shown."""

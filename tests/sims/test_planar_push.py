@@ -23,6 +23,11 @@ from workbench.state import State
 SCRIPTED_MIN_SUCCESSES = 16
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _registered() -> None:
+    register_env()
+
+
 @pytest.fixture
 def env() -> PlanarPushEnv:
     env = PlanarPushEnv()
@@ -35,6 +40,8 @@ def _run_scripted(env: PlanarPushEnv, steps: int) -> None:
         env.step(scripted_push_action(env))
 
 
+# Unbounded Box observations are gymnasium's own MuJoCo convention; the checker warns anyway.
+@pytest.mark.filterwarnings("ignore:.*Box observation space m:UserWarning")
 def test_passes_gymnasium_env_checker(env: PlanarPushEnv) -> None:
     check_env(env, skip_render_check=True)
     assert env.observation_space.shape == (18,)
