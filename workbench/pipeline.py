@@ -52,8 +52,8 @@ class _StepsPerSecond(ProgressColumn):
 @contextmanager
 def _progress(total: int, start: int, *, quiet: bool, console: Console) -> Iterator[tuple[Any, Any]]:
     """A progress bar (steps, steps/s, ETA, last evaluation); yields (on_steps, on_eval_text)."""
-    bar = Progress(TextColumn("[bold]train"), BarColumn(bar_width=20), MofNCompleteColumn(), _StepsPerSecond(),
-                   TimeRemainingColumn(), TextColumn("{task.fields[last_eval]}"),
+    bar = Progress(BarColumn(bar_width=16), TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
+                   _StepsPerSecond(), TimeRemainingColumn(), TextColumn("{task.fields[last_eval]}"),
                    console=console, disable=quiet, transient=False, speed_estimate_period=60)
     with bar:
         tid = bar.add_task("train", total=total, completed=start, last_eval="")
@@ -70,6 +70,10 @@ def _progress(total: int, start: int, *, quiet: bool, console: Console) -> Itera
 
         yield on_steps, on_eval_text
         bar.update(tid, completed=total)
+
+
+def _short(step: int) -> str:
+    return f"{step / 1e6:g}M" if step >= 1_000_000 else f"{step / 1e3:g}k" if step >= 1000 else str(step)
 
 
 def _interrupt_on_sigterm() -> None:
@@ -143,8 +147,8 @@ def _train_and_evaluate(task: Task, run: Run, *, resume: bool, quiet: bool, cons
         def on_eval(step: int, policy: Policy) -> dict[str, float]:
             result = evaluate(policy, task, episodes=spec.training.eval_episodes,
                               deterministic=spec.evaluation.deterministic, seed=spec.training.seed)
-            success = "" if result.success_rate is None else f"success {result.success_rate:.2f}, "
-            on_eval_text(f"last eval @{step:,}: {success}return {result.mean_return:.1f}")
+            success = "" if result.success_rate is None else f"success {result.success_rate:.2f} "
+            on_eval_text(f"eval@{_short(step)}: {success}return {result.mean_return:.1f}")
             return {"success_rate": result.success_rate, "mean_return": result.mean_return,
                     "mean_env_return": result.mean_env_return}
 

@@ -178,3 +178,38 @@ def test_resume_of_a_non_run_dir_is_a_user_error(tmp_path: Path) -> None:
     proc = wb("run", "--resume", str(tmp_path))
     assert proc.returncode == 2 and "not a workbench run directory" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_reward_check_accepts_a_good_program() -> None:
+    program = REPO / "tasks" / "mujoco" / "rewards" / "reacher_precise.py"
+    proc = wb("reward", "check", "--task", str(REACHER), str(program))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "accepted" in proc.stdout
+    for check in ("static", "isolated_run", "finite", "scale", "non_constant", "time_budget"):
+        assert check in proc.stdout
+
+
+@pytest.mark.parametrize("body,reason", [
+    ("import os\ndef compute_reward(state, action):\n    return 0.0\n", "import of 'os'"),
+    ("def compute_reward(state, action):\n    return float('nan')\n", "finite"),
+    ("def compute_reward(state, action):\n    return 1.0\n", "non_constant"),
+    ("def compute_reward(state, action):\n    return float(state.no_such_field[0])\n", "no_such_field"),
+])
+def test_reward_check_rejects_with_reasons(tmp_path: Path, body: str, reason: str) -> None:
+    program = tmp_path / "bad.py"
+    program.write_text(body)
+    proc = wb("reward", "check", "--task", str(REACHER), str(program))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "rejected" in proc.stdout and reason in proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+def test_run_with_a_rejected_program_is_a_user_error(tmp_path: Path) -> None:
+    (tmp_path / "r.py").write_text("def compute_reward(state, action):\n    return open('/etc/passwd')\n")
+    task = tmp_path / "t.yaml"
+    task.write_text("sim: {env_id: Reacher-v5}\nreward: {source: code, path: r.py}\n"
+                    "learner: {name: ppo}\ntraining: {total_steps: 64}\n")
+    proc = wb("run", str(task), "--runs-dir", str(tmp_path / "runs"))
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "call to 'open' is not allowed" in proc.stderr
+    assert not (tmp_path / "runs").exists()  # nothing half-made
