@@ -17,6 +17,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task as BarTask,
                            TextColumn, TimeRemainingColumn)
+from rich.table import Column
 from rich.text import Text
 
 from policies.base import FitHooks, Policy, TrainingInterrupted, load_policy
@@ -44,9 +45,12 @@ class RunResult:
 
 
 class _StepsPerSecond(ProgressColumn):
+    def __init__(self) -> None:
+        super().__init__(table_column=Column(no_wrap=True, min_width=15))
+
     def render(self, task: BarTask) -> Text:
         speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.0f} steps/s" if speed else "… steps/s", style="cyan")
+        return Text(f"{speed:,.0f} steps/s" if speed else "… steps/s", style="cyan", no_wrap=True)
 
 
 @contextmanager
@@ -73,7 +77,7 @@ def _progress(total: int, start: int, *, quiet: bool, console: Console) -> Itera
 
 
 def _short(step: int) -> str:
-    return f"{step / 1e6:g}M" if step >= 1_000_000 else f"{step / 1e3:g}k" if step >= 1000 else str(step)
+    return f"{step / 1e6:.3g}M" if step >= 1_000_000 else f"{step / 1e3:.3g}k" if step >= 1000 else str(step)
 
 
 def _interrupt_on_sigterm() -> None:
