@@ -35,8 +35,10 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=2)
     args = parser.parse_args()
 
+    # The env's own reward on both sides, so the env is identical (reward_overhead.py measures
+    # the cost of a code reward separately).
     overrides = [f"training.total_steps={args.steps}", "training.eval_every=0", "evaluation.episodes=1",
-                 "evaluation.video=false", "learner.name=ppo"]
+                 "evaluation.video=false", "learner.name=ppo", "reward={source: env}"]
     spec = load_task(args.task, overrides)
     hp = dict(spec.learner.hyperparams)
     hp.setdefault("device", "cpu")

@@ -34,7 +34,10 @@ __all__ = [
 
 @runtime_checkable
 class RewardProgram(Protocol):
+    """``inputs``: the StateView fields the program reads (None = any); only those are copied."""
+
     name: str
+    inputs: frozenset[str] | None
 
     def __call__(self, state: State, action: np.ndarray, next_state: State) -> tuple[float, dict[str, float]]: ...
 
@@ -50,12 +53,14 @@ class CodeRewardProgram:
     source: str
     name: str = "code"
     filename: str = "<reward>"
+    inputs: frozenset[str] | None = field(init=False)
     _fn: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        from reward_synthesis.sandbox import load_program
+        from reward_synthesis.sandbox import load_program, state_inputs
 
         self._fn = load_program(self.source, filename=self.filename)
+        self.inputs = state_inputs(self.source)
 
     @property
     def sha256(self) -> str:
@@ -67,10 +72,10 @@ class CodeRewardProgram:
         try:
             return normalize_output(self._fn(next_state, action))
         except Exception as err:  # untrusted code: report where, never crash with a bare traceback
-            line = err.__traceback__.tb_next.tb_lineno if err.__traceback__ and err.__traceback__.tb_next else "?"
-            raise RewardRuntimeError(
-                f"reward program {self.filename} raised {type(err).__name__}: {err} (line {line})"
-            ) from None
+            from reward_synthesis.sandbox import describe_exception
+
+            raise RewardRuntimeError(f"reward program raised during training: "
+                                     f"{describe_exception(err, self.filename, self.source)}") from None
 
 
 @dataclass

@@ -56,6 +56,7 @@ __all__ = [
     "load_program",
     "normalize_output",
     "run_isolated",
+    "state_inputs",
     "static_check",
 ]
 
@@ -419,6 +420,34 @@ class _Checker:
             if any(isinstance(t, ast.Name) and t.id == ENTRY_POINT for t in targets):
                 return
         self.report(tree, f"program must define '{ENTRY_POINT}(state, action)' at top level")
+
+
+def state_inputs(source: str) -> frozenset[str] | None:
+    """The ``state.<field>`` names ``compute_reward`` reads, or None when it uses ``state`` in
+    any other way (passes it on, subscripts it) and so may read anything.
+
+    These are the program's declared inputs: the wrapper copies only these fields every step.
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return None
+    fn = next((s for s in tree.body if isinstance(s, ast.FunctionDef) and s.name == ENTRY_POINT), None)
+    if fn is None or not fn.args.args:
+        return None
+    param = fn.args.args[0].arg
+    parents = {child: node for node in ast.walk(fn) for child in ast.iter_child_nodes(node)}
+    fields: set[str] = set()
+    for node in ast.walk(fn):
+        if isinstance(node, ast.Name) and node.id == param:
+            parent = parents.get(node)
+            if not (isinstance(node.ctx, ast.Load) and isinstance(parent, ast.Attribute)
+                    and parent.value is node):
+                return None
+            fields.add(parent.attr)
+        elif isinstance(node, ast.arg) and node.arg == param and node is not fn.args.args[0]:
+            return None  # shadowed by an inner function's parameter: be conservative
+    return frozenset(fields)
 
 
 def _dotted(expr: ast.expr) -> str:

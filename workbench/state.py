@@ -117,11 +117,13 @@ class StateSchema:
     def names(self) -> tuple[str, ...]:
         return tuple(f.name for f in self.fields)
 
-    def read(self, env: Any) -> State:
-        """Read every declared field from the live (unwrapped) env and check its shape."""
+    def read(self, env: Any, fields: frozenset[str] | None = None) -> State:
+        """Read the declared fields (or only ``fields``) from the live (unwrapped) env."""
         raw = self.reader(env)
         values: dict[str, np.ndarray] = {}
         for f in self.fields:
+            if fields is not None and f.name not in fields:
+                continue
             value = _frozen_copy(raw[f.name])
             if value.shape != f.shape:
                 raise RuntimeError(

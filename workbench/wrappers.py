@@ -27,29 +27,33 @@ class TaskWrapper(gym.Wrapper):
         self.success = success
         self.success_threshold = success_threshold
         self._state: State | None = None
+        # Only the fields the program reads are copied each step; success reads the full view.
+        self._inputs = getattr(program, "inputs", None)
+        self._keys: dict[str, str] = {}
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         if self.program is not None:
-            self._state = self.schema.read(self.env.unwrapped)
+            self._state = self.schema.read(self.env.unwrapped, self._inputs)
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, env_reward, terminated, truncated, info = self.env.step(action)
         info["reward/env"] = float(env_reward)
         reward = env_reward
-        next_state: State | None = None
         if self.program is not None:
-            next_state = self.schema.read(self.env.unwrapped)
+            next_state = self.schema.read(self.env.unwrapped, self._inputs)
             reward, components = self.program(self._state, np.asarray(action), next_state)
+            keys = self._keys
             for name, value in components.items():
-                info[f"reward/{name}"] = value
+                key = keys.get(name) or keys.setdefault(name, f"reward/{name}")
+                info[key] = value
             self._state = next_state
         if terminated or truncated:
             # None when the env has no success metric: SB3 and the evaluation skip it.
             info["is_success"] = None
             if self.success is not None:
-                final = next_state if next_state is not None else self.schema.read(self.env.unwrapped)
+                final = self.schema.read(self.env.unwrapped)
                 info["is_success"] = self.success(final, self.success_threshold)
         return obs, reward, terminated, truncated, info
 
