@@ -113,6 +113,14 @@ def test_code_reward_run_records_program_and_components(tmp_path: Path) -> None:
     assert record["checks"]["accepted"] is True
     # The resolved task in the run points at the run's own copy of the program.
     assert "path: reward/program.py" in (run / "task.yaml").read_text()
+    # Every reward component is logged to TensorBoard next to SB3's own metrics.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = list((run / "tb").rglob("events.out.tfevents.*"))
+    acc = EventAccumulator(str(events))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"reward/distance", "reward/control", "reward/precision", "reward/env"} <= tags, tags
 
 
 def _wait_for_checkpoint(run_root: Path, min_step: int, proc: subprocess.Popen, timeout: float = 240) -> Path:
