@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "RewardProgram", "CodeRewardProgram", "RewardRuntimeError", "RewardSource",
-    "EnvRewardSource", "CodeRewardSource", "BuiltReward",
+    "EnvRewardSource", "CodeRewardSource", "BuiltReward", "SourceOptions", "validate_options",
 ]
 
 
@@ -80,12 +80,18 @@ class CodeRewardProgram:
 
 @dataclass
 class BuiltReward:
-    """What a source hands to the run: the program (None = the env's own reward) and its record."""
+    """What a source hands to the run: the program (None = the env's own reward) and its record.
+
+    ``files`` are extra artifacts (path relative to the run directory -> text), e.g. an LLM
+    transcript; ``record`` extra fields for ``reward/reward.json``.
+    """
 
     program: RewardProgram | None
     description: str
     source_text: str | None = None
     report: CheckReport | None = None
+    files: dict[str, str] = field(default_factory=dict)
+    record: dict[str, Any] = field(default_factory=dict)
 
 
 class RewardSource(Protocol):
@@ -96,11 +102,13 @@ class RewardSource(Protocol):
     def build(self, spec: TaskSpec, profile: TaskProfile, env: gym.Env) -> BuiltReward: ...
 
 
-class _Options(BaseModel):
+class SourceOptions(BaseModel):
+    """Base for a reward source's options: the keys of ``reward:`` besides ``source``."""
+
     model_config = ConfigDict(extra="forbid")
 
 
-def _validate_options(model: type[_Options], spec: TaskSpec, file: str) -> _Options:
+def validate_options(model: type[SourceOptions], spec: TaskSpec, file: str) -> SourceOptions:
     from workbench.spec import pydantic_error_to_task_error
 
     try:
@@ -112,12 +120,12 @@ def _validate_options(model: type[_Options], spec: TaskSpec, file: str) -> _Opti
 class EnvRewardSource:
     """``reward: {source: env}`` — the simulator's own reward, untouched."""
 
-    class Options(_Options):
+    class Options(SourceOptions):
         pass
 
     @classmethod
     def validate_spec(cls, spec: TaskSpec, *, file: str) -> None:
-        _validate_options(cls.Options, spec, file)
+        validate_options(cls.Options, spec, file)
 
     @classmethod
     def build(cls, spec: TaskSpec, profile: TaskProfile, env: gym.Env) -> BuiltReward:
@@ -127,7 +135,7 @@ class EnvRewardSource:
 class CodeRewardSource:
     """``reward: {source: code, path: rewards/x.py}`` — a reward program file, sandbox-checked."""
 
-    class Options(_Options):
+    class Options(SourceOptions):
         path: str = Field(description="reward program file, relative to the task file")
         samples: int = Field(256, gt=0, le=100_000, description="states sampled for the pre-flight checks")
 
@@ -141,7 +149,7 @@ class CodeRewardSource:
 
     @classmethod
     def validate_spec(cls, spec: TaskSpec, *, file: str) -> None:
-        _validate_options(cls.Options, spec, file)
+        validate_options(cls.Options, spec, file)
         path = cls.program_path(spec)
         if not path.is_file():
             raise TaskError(f"reward program not found: {path}", file=file, key="reward.path",

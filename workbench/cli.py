@@ -24,6 +24,15 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 reward_app = typer.Typer(no_args_is_help=True, help="Reward programs: sandbox and pre-flight checks.")
 app.add_typer(reward_app, name="reward")
 
+
+def _mount_llm() -> None:
+    from reward_synthesis.llm.cli import llm_app
+
+    app.add_typer(llm_app, name="llm", help="The embedded local LLM server: serve | status | stop.")
+
+
+_mount_llm()
+
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 _state = {"debug": False}
@@ -173,6 +182,66 @@ def reward_check(
         return
     out.print(f"[bold red]rejected[/] {program}")
     raise typer.Exit(1)
+
+
+@reward_app.command("synth")
+@_user_errors
+def reward_synth(
+    task_file: Annotated[Path, typer.Option("--task", help="task whose StateView and success metric the LLM is shown")],
+    goal: Annotated[Optional[str], typer.Option(help="the goal in words [the task's goal]")] = None,
+    llm_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible base URL [embedded local server]")] = None,
+    model: Annotated[Optional[str], typer.Option(help="model name at that endpoint")] = None,
+    attempts: Annotated[int, typer.Option(help="replies to try (each failure is sent back for repair)")] = 4,
+    samples: Annotated[int, typer.Option(help="states sampled from the task for the checks")] = 256,
+    seed: Annotated[int, typer.Option(help="request seed of the first attempt")] = 0,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="output directory [runs/synth/<task>__<time>]")] = None,
+    offline: Annotated[bool, typer.Option("--offline", help="replay cached replies only; never call the LLM")] = False,
+) -> None:
+    """Turn a goal in words into a checked reward program (Text2Reward): exit 0 accepted, 1 none accepted."""
+    import time as _time
+
+    from reward_synthesis.checks import collect_samples
+    from reward_synthesis.program import BuiltReward
+    from reward_synthesis.text2reward import make_client, synthesize
+    from workbench.runs import atomic_write, default_runs_root, write_json
+    from workbench.spec import load_task
+    from workbench.task import Task
+
+    spec = load_task(task_file)
+    goal = goal or spec.goal
+    if not goal:
+        raise WorkbenchError(f"{task_file}: no goal to synthesize from\n  fix: pass --goal \"...\" or set `goal:` in the task")
+    task = Task.build(spec, reward=BuiltReward(None, "synthesizing"))
+    out_dir = out_dir or default_runs_root() / "synth" / f"{spec.name}__{_time.strftime('%Y%m%d-%H%M%S')}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = task.make_env()
+    try:
+        states = collect_samples(env, task.profile.schema, n=samples, seed=12345)
+    finally:
+        env.close()
+    llm: dict[str, Any] = {k: v for k, v in {"base_url": llm_url, "model": model}.items() if v}
+    client = make_client(llm, transcript=out_dir / "llm" / "transcript.jsonl", offline=offline)
+    out_attempts = out_dir / "attempts"
+
+    def show(attempt: Any) -> None:
+        if attempt.code is not None:
+            atomic_write(out_attempts / f"attempt_{attempt.index}.py", attempt.code)
+        atomic_write(out_attempts / f"attempt_{attempt.index}.reply.txt", attempt.reply)
+        verdict = "[green]accepted[/]" if attempt.accepted else "[red]rejected[/]"
+        cached = " (cached)" if attempt.cached else ""
+        out.print(f"attempt {attempt.index + 1}/{attempts}: {verdict} in {attempt.latency_s:.1f}s{cached}")
+        if attempt.reason:
+            out.print("  " + attempt.reason.replace("\n", "\n  "), markup=False, highlight=False)
+
+    err.print(f"asking {client.endpoint} ({client.model}) for a reward for: {goal}", highlight=False)
+    result = synthesize(task, goal, client, states, attempts=attempts, seed=seed, on_attempt=show)
+    write_json(out_dir / "synthesis.json", result.to_dict())
+    if result.accepted is None:
+        out.print(f"[bold red]no program accepted[/] after {attempts} attempts; details in {out_dir}")
+        raise typer.Exit(1)
+    atomic_write(out_dir / "program.py", result.code)
+    write_json(out_dir / "check.json", result.accepted.report)
+    out.print(f"[bold green]accepted[/] {out_dir / 'program.py'}")
 
 
 # ----------------------------------------------------------------------------- list

@@ -92,20 +92,26 @@ def _record_reward(run: Run, task: Task) -> None:
     """Keep the exact reward program and its check report in the run (sha256 for audit)."""
     built = task.reward
     d = run.subdir(REWARD_DIR)
-    record: dict[str, Any] = {"source": task.spec.reward.source, "description": built.description}
+    record: dict[str, Any] = {"source": task.spec.reward.source, "description": built.description,
+                              "spec": task.spec.reward.model_dump(mode="json")}
     if built.source_text is not None:
         atomic_write(d / PROGRAM_FILE, built.source_text)
         record["sha256"] = hashlib.sha256(built.source_text.encode()).hexdigest()
     if built.report is not None:
         record["checks"] = built.report.to_dict()
+    record.update(built.record)
     write_json(d / "reward.json", record)
+    for relative, text in built.files.items():
+        atomic_write(run.path / relative, text)
 
 
-def _resolved_for_run(spec: TaskSpec) -> dict[str, Any]:
-    """The resolved task as a self-contained file in the run dir: code rewards point at the run's copy."""
-    data = spec.resolved_dict()
-    if spec.reward.source == "code":
-        data["reward"]["path"] = f"{REWARD_DIR}/{PROGRAM_FILE}"
+def _resolved_for_run(task: Task) -> dict[str, Any]:
+    """The resolved task as a self-contained file in the run dir: any reward that is a program
+    (written by hand or synthesized) becomes ``source: code`` pointing at the run's copy, so a
+    resumed run uses exactly the program that trained (and never re-asks an LLM)."""
+    data = task.spec.resolved_dict()
+    if task.reward.source_text is not None:
+        data["reward"] = {"source": "code", "path": f"{REWARD_DIR}/{PROGRAM_FILE}"}
     return data
 
 
@@ -115,7 +121,7 @@ def start_run(task_file: Path, overrides: list[str], *, runs_root: Path | None =
     spec = load_task(task_file, overrides)
     task = Task.build(spec)
     run = Run.create(runs_root or default_runs_root(), task=spec.name, learner=spec.learner.name,
-                     seed=spec.training.seed, resolved=_resolved_for_run(spec), source_path=spec.source_path)
+                     seed=spec.training.seed, resolved=_resolved_for_run(task), source_path=spec.source_path)
     _record_reward(run, task)
     if not quiet:
         console.print(f"run directory: [bold]{run.path}[/]")

@@ -73,6 +73,7 @@ REWARDS = Registry(
     {
         "env": "reward_synthesis.program:EnvRewardSource",
         "code": "reward_synthesis.program:CodeRewardSource",
+        "text2reward": "reward_synthesis.text2reward:Text2RewardSource",
     },
 )
 LEARNERS = Registry(

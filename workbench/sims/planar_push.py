@@ -93,8 +93,10 @@ class PlanarPushEnv(MujocoEnv, EzPickle):
         reward_control_weight: float = 0.1,
         reward_success_weight: float = 0.0,
         success_threshold: float = SUCCESS_THRESHOLD,
-        puck_radius_range: tuple[float, float] = (0.10, 0.22),
-        min_goal_distance: float = 0.10,
+        puck_radius_range: tuple[float, float] = (0.12, 0.22),
+        puck_angle_range: tuple[float, float] = (-np.pi / 2, np.pi / 2),
+        goal_distance_range: tuple[float, float] = (0.08, 0.15),
+        goal_radius_range: tuple[float, float] = (0.10, 0.24),
         min_path_clearance: float = 0.10,
         camera_name: str | None = None,
         camera_id: int | None = None,
@@ -110,25 +112,29 @@ class PlanarPushEnv(MujocoEnv, EzPickle):
             reward_success_weight,
             success_threshold,
             puck_radius_range,
-            min_goal_distance,
+            puck_angle_range,
+            goal_distance_range,
+            goal_radius_range,
             min_path_clearance,
             camera_name,
             camera_id,
             **kwargs,
         )
-        lo, hi = puck_radius_range
-        if not 0.0 < lo < hi <= 0.30 - _CONTACT_DIST:
-            raise ValueError(
-                f"puck_radius_range={puck_radius_range}: need 0 < low < high <= "
-                f"{0.30 - _CONTACT_DIST:.2f} m so the fingertip can get behind the puck"
-            )
+        for name, (lo, hi) in (("puck_radius_range", puck_radius_range), ("goal_radius_range", goal_radius_range)):
+            if not 0.0 < lo < hi <= 0.30 - _CONTACT_DIST:
+                raise ValueError(
+                    f"{name}=({lo}, {hi}): need 0 < low < high <= {0.30 - _CONTACT_DIST:.2f} m "
+                    "so the fingertip can get behind the puck"
+                )
         self._w_dist = reward_dist_weight
         self._w_near = reward_near_weight
         self._w_ctrl = reward_control_weight
         self._w_success = reward_success_weight
         self.success_threshold = success_threshold
-        self._radius_range = (float(lo), float(hi))
-        self._min_goal_distance = min_goal_distance
+        self._puck_radius_range = puck_radius_range
+        self._puck_angle_range = puck_angle_range
+        self._goal_distance_range = goal_distance_range
+        self._goal_radius_range = goal_radius_range
         self._min_path_clearance = min_path_clearance
         if camera_name is None and camera_id is None:
             camera_name = "top"  # the XML's overhead camera sees the whole table
@@ -196,31 +202,28 @@ class PlanarPushEnv(MujocoEnv, EzPickle):
         return float(sum(terms.values())), info
 
     def reset_model(self) -> np.ndarray:
-        rng = self.np_random
         qpos = self.init_qpos.copy()
         qvel = self.init_qvel.copy()
-        qpos[:2] += rng.uniform(-0.1, 0.1, size=2)
-        qvel[:2] += rng.uniform(-0.005, 0.005, size=2)
+        qpos[:2] += self.np_random.uniform(-0.1, 0.1, size=2)
+        qvel[:2] += self.np_random.uniform(-0.005, 0.005, size=2)
         # The fingertip starts ~0.30 m out and pucks lie within 0.26 m, so they never overlap.
-        puck = self._sample_in_annulus()
+        rng = self.np_random
         while True:
-            goal = self._sample_in_annulus()
-            if (
-                np.linalg.norm(goal - puck) >= self._min_goal_distance
-                and _segment_distance_to_origin(puck, goal) >= self._min_path_clearance
-            ):
+            # sqrt makes the puck's density uniform over the area, not over the radius
+            lo, hi = self._puck_radius_range
+            radius = np.sqrt(rng.uniform(lo**2, hi**2))
+            angle = rng.uniform(*self._puck_angle_range)
+            puck = radius * np.array([np.cos(angle), np.sin(angle)])
+            heading = rng.uniform(-np.pi, np.pi)
+            goal = puck + rng.uniform(*self._goal_distance_range) * np.array([np.cos(heading), np.sin(heading)])
+            # A push path through the shoulder's dead zone cannot be followed.
+            lo, hi = self._goal_radius_range
+            if lo <= np.linalg.norm(goal) <= hi and _segment_distance_to_origin(puck, goal) >= self._min_path_clearance:
                 break
         qpos[2:4] = puck
         qpos[4:6] = goal
         self.set_state(qpos, qvel)
         return self._get_obs()
-
-    def _sample_in_annulus(self) -> np.ndarray:
-        lo, hi = self._radius_range
-        # sqrt makes the density uniform over the annulus' area, not its radius
-        radius = np.sqrt(self.np_random.uniform(lo**2, hi**2))
-        angle = self.np_random.uniform(-np.pi, np.pi)
-        return np.array([radius * np.cos(angle), radius * np.sin(angle)])
 
     def _get_obs(self) -> np.ndarray:
         theta = self.data.qpos[:2]
