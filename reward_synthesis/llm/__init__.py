@@ -1,0 +1,35 @@
+"""The LLM layer: one client for any OpenAI-compatible chat endpoint, with retries, a JSONL
+transcript, a response cache that replays without a server, and an embedded local server
+(llama.cpp + SmolLM2-135M-Instruct) used when no endpoint is configured.
+
+    from reward_synthesis.llm import LLMClient, LLMConfig
+    client = LLMClient(LLMConfig().resolve({"base_url": cli_url}), transcript=run.path / "llm/transcript.jsonl")
+    answer = client.chat([{"role": "user", "content": "..."}], seed=3).text
+
+Importing this package is light: ``openai`` is imported on the first request, ``llama_cpp`` only
+inside the server process.
+"""
+
+from .cache import ResponseCache, default_cache_dir
+from .client import ChatResult, LLMClient, LLMConfig
+from .errors import LLMCacheMiss, LLMError, LLMNotInstalled, LLMRequestError, LLMServerError, LLMUnavailable
+from .server import LOCAL_MODEL, ensure_server, server_status, start_server, stop_server
+
+__all__ = [
+    "LLMConfig",
+    "LLMClient",
+    "ChatResult",
+    "ResponseCache",
+    "default_cache_dir",
+    "ensure_server",
+    "start_server",
+    "server_status",
+    "stop_server",
+    "LOCAL_MODEL",
+    "LLMError",
+    "LLMUnavailable",
+    "LLMRequestError",
+    "LLMCacheMiss",
+    "LLMServerError",
+    "LLMNotInstalled",
+]

