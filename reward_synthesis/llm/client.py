@@ -45,7 +45,7 @@ class LLMConfig(BaseModel):
     base_url: str | None = None
     model: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
-    timeout_s: float = Field(120.0, gt=0)
+    timeout_s: float = Field(600.0, gt=0)  # the local CPU server queues requests: prompts take a while
     max_retries: int = Field(3, ge=0)
     backoff_s: float = Field(1.0, ge=0)  # first retry waits this long, each next one twice as long
     temperature: float = Field(0.7, ge=0, le=2)

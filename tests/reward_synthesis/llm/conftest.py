@@ -32,14 +32,11 @@ def needs_local_llm() -> None:
 
 @pytest.fixture(scope="session")
 def local_llm(needs_local_llm: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """The local server: a healthy one already running (default state dir) is reused and left
-    running; otherwise one is started in a private state dir and stopped at the end."""
+    """A local server of the test session's own (a private state dir), reused by every test and
+    stopped at the end. Not the user's shared one: its queue of other callers' long requests would
+    make the tests slow, and stopping it is not ours to do."""
     from reward_synthesis.llm.server import server_status, start_server, stop_server
 
-    running = server_status()
-    if running and running.get("healthy"):
-        yield {"url": running["url"], "state_dir": None, "pid": running["pid"]}
-        return
     state = tmp_path_factory.mktemp("llm-state")
     url = start_server(state_dir=state)
     info = server_status(state_dir=state)
@@ -55,7 +52,6 @@ def llm_env(local_llm: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     """Point ``base_url=None`` at the session's server; a private cache per test; no env overrides."""
     for name in ("WORKBENCH_LLM_URL", "WORKBENCH_LLM_MODEL", "WORKBENCH_LLM_API_KEY_ENV"):
         monkeypatch.delenv(name, raising=False)
-    if local_llm["state_dir"] is not None:
-        monkeypatch.setenv("WORKBENCH_LLM_STATE_DIR", str(local_llm["state_dir"]))
+    monkeypatch.setenv("WORKBENCH_LLM_STATE_DIR", str(local_llm["state_dir"]))
     monkeypatch.setenv("WORKBENCH_LLM_CACHE", str(tmp_path / "cache"))
     return local_llm
