@@ -28,6 +28,7 @@ class EpisodeResult:
     env_return: float
     length: int
     success: bool | None
+    components: dict[str, float]  # per-episode sum of each info["reward/<name>"] term
 
 
 @dataclass
@@ -38,6 +39,7 @@ class EvalResult:
     mean_env_return: float
     success_rate: float | None
     mean_length: float
+    components: dict[str, dict[str, float]]  # term -> mean/min/max of its per-episode sums
     deterministic: bool
     success_metric: str
     rows: list[EpisodeResult]
@@ -80,6 +82,7 @@ def evaluate(policy: Any, task: Any, *, episodes: int, deterministic: bool = Tru
                 frames.append(env.render())
             ret = env_ret = 0.0
             length = 0
+            components: dict[str, float] = {}
             success: bool | None = None
             done = False
             while not done:
@@ -87,13 +90,17 @@ def evaluate(policy: Any, task: Any, *, episodes: int, deterministic: bool = Tru
                 obs, reward, terminated, truncated, info = env.step(action)
                 ret += float(reward)
                 env_ret += float(info.get("reward/env", reward))
+                for key, value in info.items():
+                    if key.startswith("reward/"):
+                        components[key[7:]] = components.get(key[7:], 0.0) + float(value)
                 length += 1
                 done = terminated or truncated
                 if filming:
                     frames.append(env.render())
                 if done:
                     success = info.get("is_success")
-            rows.append(EpisodeResult(i, ep_seed, ret, env_ret, length, None if success is None else bool(success)))
+            rows.append(EpisodeResult(i, ep_seed, ret, env_ret, length, None if success is None else bool(success),
+                                      components))
             if filming:
                 videos.append(str(_write_video(video_dir / f"episode_{i:03d}.mp4", frames,
                                                fps or env.metadata.get("render_fps", 30))))
@@ -107,8 +114,18 @@ def evaluate(policy: Any, task: Any, *, episodes: int, deterministic: bool = Tru
         episodes=episodes, mean_return=float(returns.mean()), std_return=float(returns.std()),
         mean_env_return=float(np.mean([r.env_return for r in rows])),
         success_rate=float(np.mean(flags)) if flags else None,
-        mean_length=float(np.mean([r.length for r in rows])), deterministic=deterministic,
+        mean_length=float(np.mean([r.length for r in rows])), components=_component_stats(rows),
+        deterministic=deterministic,
         success_metric=task.success_doc(), rows=rows, videos=videos)
+
+
+def _component_stats(rows: list[EpisodeResult]) -> dict[str, dict[str, float]]:
+    names = sorted({name for r in rows for name in r.components})
+    stats = {}
+    for name in names:
+        sums = np.array([r.components.get(name, 0.0) for r in rows])
+        stats[name] = {"mean": float(sums.mean()), "min": float(sums.min()), "max": float(sums.max())}
+    return stats
 
 
 def _write_video(path: Path, frames: list[np.ndarray], fps: int) -> Path:
