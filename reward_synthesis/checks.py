@@ -20,14 +20,29 @@ from reward_synthesis.sandbox import IsolatedResult, run_isolated, static_check
 from workbench.errors import RewardCodeRejected
 from workbench.state import State, StateSchema
 
-__all__ = ["CHECK_NAMES", "CheckReport", "CheckResult", "collect_samples", "preflight"]
+__all__ = ["CHECK_NAMES", "CheckReport", "CheckResult", "Preference", "collect_samples",
+           "collect_preference", "check_inputs", "preflight", "SAMPLES_SEED"]
+
+SAMPLES_SEED = 12345
 
 CHECK_NAMES = ("static", "isolated_run", "output_contract", "finite", "scale", "non_constant",
-               "time_budget")
+               "time_budget", "preference")
 _SKIPPED = "skipped: "
 _CONSTANT_STD = 1e-9
 
 Sample = tuple[State, np.ndarray]
+
+
+@dataclass(frozen=True)
+class Preference:
+    """Episodes of the task's scripted reference policy and of random actions: an accepted
+    program must give the reference episodes the higher mean return."""
+
+    reference: list[list[Sample]]
+    random: list[list[Sample]]
+
+    def flat(self) -> list[Sample]:
+        return [s for ep in self.reference + self.random for s in ep]
 
 
 @dataclass(frozen=True)
@@ -87,11 +102,17 @@ class CheckReport:
 def preflight(source: str, samples: Sequence[Sample], *, program: str = "<reward>",
               per_call_budget_s: float = 2e-3, max_abs_reward: float = 1e3,
               cpu_seconds: float = 10, wall_seconds: float = 30,
-              memory_mb: int = 2048) -> CheckReport:
+              memory_mb: int = 2048, preference: Preference | None = None) -> CheckReport:
     """Run the checks in :data:`CHECK_NAMES` order; stop at the first failure and report the
-    rest as skipped. ``program`` labels the report and the violation messages."""
+    rest as skipped. ``program`` labels the report and the violation messages.
+
+    With ``preference`` the program also scores those episodes (in the same isolated run) and
+    must rank the reference policy's above the random ones."""
     if not samples:
         raise ValueError("preflight needs at least one sample; see collect_samples()")
+    n_plain = len(samples)
+    if preference is not None:
+        samples = list(samples) + preference.flat()
     text = source if isinstance(source, str) else repr(source)
     report = CheckReport(program, hashlib.sha256(text.encode("utf-8", "replace")).hexdigest())
 
@@ -110,6 +131,7 @@ def preflight(source: str, samples: Sequence[Sample], *, program: str = "<reward
         ("scale", lambda: _check_scale(runs["run"], max_abs_reward)),
         ("non_constant", lambda: _check_non_constant(runs["run"])),
         ("time_budget", lambda: _check_time_budget(runs["run"], per_call_budget_s)),
+        ("preference", lambda: _check_preference(runs["run"], n_plain, preference)),
     ]
     failed: str | None = None
     for name, step in steps:
@@ -203,6 +225,24 @@ def _check_time_budget(run: IsolatedResult, per_call_budget_s: float) -> CheckRe
     return CheckResult("time_budget", median <= per_call_budget_s, detail)
 
 
+def _check_preference(run: IsolatedResult, start: int, preference: Preference | None) -> CheckResult:
+    if preference is None:
+        return CheckResult("preference", True, "not run: the task ships no reference policy")
+    returns: dict[str, list[float]] = {"reference": [], "random": []}
+    i = start
+    for label, episodes in (("reference", preference.reference), ("random", preference.random)):
+        for ep in episodes:
+            returns[label].append(float(np.sum(run.totals[i:i + len(ep)])))
+            i += len(ep)
+    ref, rnd = np.array(returns["reference"]), np.array(returns["random"])
+    detail = (f"reference policy {ref.mean():.3g} ± {ref.std():.2g} per episode vs random "
+              f"{rnd.mean():.3g} ± {rnd.std():.2g} ({len(ref)} + {len(rnd)} episodes)")
+    if ref.mean() > rnd.mean():
+        return CheckResult("preference", True, detail)
+    return CheckResult("preference", False, detail + ": the reward prefers random actions to the "
+                                                     "scripted solution")
+
+
 # -- samples ------------------------------------------------------------------------------------
 
 
@@ -223,3 +263,36 @@ def collect_samples(env: Any, schema: StateSchema, *, n: int = 64, seed: int = 0
         if terminated or truncated:
             env.reset()
     return samples
+
+
+def _episode(env: Any, schema: StateSchema, act: Callable[[], Any], seed: int, max_steps: int) -> list[Sample]:
+    env.reset(seed=seed)
+    episode: list[Sample] = []
+    for _ in range(max_steps):
+        action = np.asarray(act(), dtype=env.action_space.dtype)
+        _, _, terminated, truncated, _ = env.step(action)
+        frozen = np.atleast_1d(np.array(action, dtype=np.float64))
+        frozen.setflags(write=False)
+        episode.append((schema.read(env.unwrapped), frozen))
+        if terminated or truncated:
+            break
+    return episode
+
+
+def collect_preference(env: Any, schema: StateSchema, reference: Callable[[Any], Any] | None, *,
+                       episodes: int = 4, seed: int = 0, max_steps: int = 200) -> Preference | None:
+    """Episodes of ``reference(env.unwrapped) -> action`` and of random actions from the same
+    seeded starts; None when the task has no reference policy."""
+    if reference is None:
+        return None
+    env.action_space.seed(seed)
+    ref = [_episode(env, schema, lambda: reference(env.unwrapped), seed + i, max_steps) for i in range(episodes)]
+    rnd = [_episode(env, schema, env.action_space.sample, seed + i, max_steps) for i in range(episodes)]
+    return Preference(ref, rnd)
+
+
+def check_inputs(env: Any, profile: Any, *, n: int = 256, seed: int = SAMPLES_SEED) -> tuple[list[Sample], Preference | None]:
+    """What every pre-flight on a task uses: ``n`` random-action states, and preference episodes
+    when the task's profile (a :class:`workbench.sims.base.TaskProfile`) ships a reference policy."""
+    samples = collect_samples(env, profile.schema, n=n, seed=seed)
+    return samples, collect_preference(env, profile.schema, profile.reference, seed=seed)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -139,8 +139,6 @@ class CodeRewardSource:
         path: str = Field(description="reward program file, relative to the task file")
         samples: int = Field(256, gt=0, le=100_000, description="states sampled for the pre-flight checks")
 
-    samples_seed: ClassVar[int] = 12345
-
     @classmethod
     def program_path(cls, spec: TaskSpec) -> Path:
         opts = cls.Options.model_validate(spec.reward.options)
@@ -157,13 +155,13 @@ class CodeRewardSource:
 
     @classmethod
     def build(cls, spec: TaskSpec, profile: TaskProfile, env: gym.Env) -> BuiltReward:
-        from reward_synthesis.checks import collect_samples, preflight
+        from reward_synthesis.checks import check_inputs, preflight
 
         path = cls.program_path(spec)
         text = path.read_text(encoding="utf-8", errors="replace")
         opts = cls.Options.model_validate(spec.reward.options)
-        samples = collect_samples(env, profile.schema, n=opts.samples, seed=cls.samples_seed)
-        report = preflight(text, samples, program=str(path))
+        samples, preference = check_inputs(env, profile, n=opts.samples)
+        report = preflight(text, samples, program=str(path), preference=preference)
         if not report.accepted:
             raise RewardCodeRejected(
                 f"reward program {path} was rejected by the pre-flight checks:\n{report.render()}", report)

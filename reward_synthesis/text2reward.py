@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from reward_synthesis.checks import CheckReport, preflight
+from reward_synthesis.checks import CheckReport, Preference, preflight
 
 if TYPE_CHECKING:
     from reward_synthesis.llm import LLMClient
@@ -129,7 +129,8 @@ def _first_failure(report: CheckReport) -> str:
 
 def synthesize(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[State, np.ndarray]], *,
                attempts: int = 4, seed: int = 0, examples: Sequence[tuple[str, str]] = (),
-               messages: list[dict[str, str]] | None = None, on_attempt: Any = None) -> SynthesisResult:
+               messages: list[dict[str, str]] | None = None, on_attempt: Any = None,
+               preference: Preference | None = None) -> SynthesisResult:
     """Ask for a program, check it, and repair with the exact reason until one is accepted.
 
     ``messages`` replaces the initial prompt (``refine`` uses it). Each attempt's request uses
@@ -145,7 +146,7 @@ def synthesize(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple
                               "the reply has no code: put compute_reward(state, action) in a ```python block",
                               latency_s=reply.latency_s, cached=reply.cached)
         else:
-            report = preflight(code, samples, program=f"attempt_{i}.py")
+            report = preflight(code, samples, program=f"attempt_{i}.py", preference=preference)
             reason = "" if report.accepted else _first_failure(report)
             attempt = Attempt(i, reply.text, code, report.accepted, reason, report.to_dict(),
                               hashlib.sha256(code.encode()).hexdigest(), reply.latency_s, reply.cached)
@@ -213,21 +214,22 @@ class Text2RewardSource:
         import tempfile
         from pathlib import Path
 
-        from reward_synthesis.checks import collect_samples
+        from reward_synthesis.checks import check_inputs
         from reward_synthesis.program import BuiltReward, CodeRewardProgram
         from workbench.errors import RewardCodeRejected
         from workbench.task import Task
 
         opts = cls.Options.model_validate(spec.reward.options)
         goal = opts.goal or spec.goal
-        samples = collect_samples(env, profile.schema, n=opts.samples, seed=12345)
+        samples, preference = check_inputs(env, profile, n=opts.samples)
         from workbench.registry import SIMS
 
         task = Task(spec, SIMS.get(spec.sim.name)(), profile, BuiltReward(None, "synthesizing"))
         with tempfile.TemporaryDirectory() as tmp:
             transcript = Path(tmp) / "transcript.jsonl"
             client = make_client(opts.llm, transcript=transcript, offline=opts.offline)
-            result = synthesize(task, goal, client, samples, attempts=opts.attempts, seed=opts.seed)
+            result = synthesize(task, goal, client, samples, attempts=opts.attempts, seed=opts.seed,
+                                preference=preference)
             transcript_text = transcript.read_text() if transcript.is_file() else ""
         files = {"llm/transcript.jsonl": transcript_text,
                  "reward/synthesis.json": json.dumps(result.to_dict(), indent=2)}

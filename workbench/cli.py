@@ -160,7 +160,7 @@ def reward_check(
     samples: Annotated[int, typer.Option(help="states sampled from the task")] = 256,
 ) -> None:
     """Sandbox + pre-flight checks on a reward program: exit 0 accepted, 1 rejected."""
-    from reward_synthesis.checks import collect_samples, preflight
+    from reward_synthesis.checks import check_inputs, preflight
     from workbench.spec import load_task
     from workbench.task import Task
 
@@ -172,10 +172,11 @@ def reward_check(
     task = Task.build(spec, reward=BuiltReward(None, "checked separately"))
     env = task.make_env()
     try:
-        states = collect_samples(env, task.profile.schema, n=samples, seed=12345)
+        states, preference = check_inputs(env, task.profile, n=samples)
     finally:
         env.close()
-    report = preflight(program.read_text(encoding="utf-8", errors="replace"), states, program=str(program))
+    report = preflight(program.read_text(encoding="utf-8", errors="replace"), states, program=str(program),
+                       preference=preference)
     out.print(report.render(), markup=False, highlight=False)
     if report.accepted:
         out.print(f"[bold green]accepted[/] {program}")
@@ -201,7 +202,7 @@ def reward_synth(
     """Turn a goal in words into a checked reward program (Text2Reward): exit 0 accepted, 1 none accepted."""
     import time as _time
 
-    from reward_synthesis.checks import collect_samples
+    from reward_synthesis.checks import check_inputs
     from reward_synthesis.program import BuiltReward
     from reward_synthesis.text2reward import make_client, synthesize
     from workbench.runs import atomic_write, default_runs_root, write_json
@@ -217,7 +218,7 @@ def reward_synth(
     out_dir.mkdir(parents=True, exist_ok=True)
     env = task.make_env()
     try:
-        states = collect_samples(env, task.profile.schema, n=samples, seed=12345)
+        states, preference = check_inputs(env, task.profile, n=samples)
     finally:
         env.close()
     llm: dict[str, Any] = {k: v for k, v in {"base_url": llm_url, "model": model,
@@ -236,7 +237,8 @@ def reward_synth(
             out.print("  " + attempt.reason.replace("\n", "\n  "), markup=False, highlight=False)
 
     err.print(f"asking {client.endpoint} ({client.model}) for a reward for: {goal}", highlight=False)
-    result = synthesize(task, goal, client, states, attempts=attempts, seed=seed, on_attempt=show)
+    result = synthesize(task, goal, client, states, attempts=attempts, seed=seed, on_attempt=show,
+                        preference=preference)
     write_json(out_dir / "synthesis.json", result.to_dict())
     if result.accepted is None:
         out.print(f"[bold red]no program accepted[/] after {attempts} attempts; details in {out_dir}")
@@ -260,7 +262,7 @@ def reward_refine(
     """Human feedback -> the next version of a run's reward program (reward/program_vN.py)."""
     import json
 
-    from reward_synthesis.checks import collect_samples
+    from reward_synthesis.checks import check_inputs
     from reward_synthesis.text2reward import make_client, refine_messages, synthesize
     from workbench.pipeline import open_run_task
     from workbench.runs import atomic_write, write_json
@@ -279,13 +281,14 @@ def reward_refine(
     goal = record.get("goal") or task.spec.goal or "the task's goal"
     env = task.make_env()
     try:
-        states = collect_samples(env, task.profile.schema, n=256, seed=12345)
+        states, preference = check_inputs(env, task.profile)
     finally:
         env.close()
     llm: dict[str, Any] = {k: v for k, v in {"base_url": llm_url, "model": model}.items() if v}
     client = make_client(llm, transcript=run.path / "llm" / "transcript.jsonl", offline=offline)
     messages = refine_messages(task, goal, latest.read_text(), history)
-    result = synthesize(task, goal, client, states, attempts=attempts, seed=seed, messages=messages)
+    result = synthesize(task, goal, client, states, attempts=attempts, seed=seed, messages=messages,
+                        preference=preference)
     version = len(versions) + 2
     write_json(reward_dir / f"refine_v{version}.json", {"feedback": history, **result.to_dict()})
     if result.accepted is None:

@@ -224,3 +224,30 @@ def test_rejection_can_be_raised_with_the_report(samples: list) -> None:
 def test_preflight_needs_samples() -> None:
     with pytest.raises(ValueError, match="at least one sample"):
         preflight(GOOD, [])
+
+
+def test_preference_check_needs_a_reference_policy_and_ranks_it_first() -> None:
+    from reward_synthesis.checks import check_inputs
+    from workbench.sims.mujoco import MujocoAdapter
+    from workbench.spec import SimSpec
+
+    adapter = MujocoAdapter()
+    for env_id, has_reference in (("Reacher-v5", True), ("HalfCheetah-v5", False)):
+        spec = SimSpec(env_id=env_id)
+        env = adapter.make_env(spec)
+        profile = adapter.profile(spec, env)
+        samples, preference = check_inputs(env, profile, n=16)
+        env.close()
+        assert (preference is not None) == has_reference
+        if not has_reference:
+            report = preflight("def compute_reward(state, action):\n    return float(state.x_velocity)\n",
+                               samples, preference=preference)
+            assert report.accepted and "not run" in report.results[-1].detail
+            continue
+        toward = ("import numpy as np\ndef compute_reward(state, action):\n"
+                  "    return -float(np.linalg.norm(state.fingertip_to_target))\n")
+        away = toward.replace("return -float", "return float")
+        assert preflight(toward, samples, preference=preference).accepted
+        rejected = preflight(away, samples, preference=preference)
+        assert not rejected.accepted and rejected.results[-1].name == "preference"
+        assert "prefers random" in rejected.results[-1].detail

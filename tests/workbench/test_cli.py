@@ -202,6 +202,10 @@ def test_reward_check_accepts_a_good_program() -> None:
     ("def compute_reward(state, action):\n    return float('nan')\n", "finite"),
     ("def compute_reward(state, action):\n    return 1.0\n", "non_constant"),
     ("def compute_reward(state, action):\n    return float(state.no_such_field[0])\n", "no_such_field"),
+    # Runs fine, finite, varied -- but pays for moving AWAY from the target: the scripted
+    # reference policy scores below random actions.
+    ("import numpy as np\ndef compute_reward(state, action):\n"
+     "    return float(np.linalg.norm(state.fingertip_to_target))\n", "prefers random actions"),
 ])
 def test_reward_check_rejects_with_reasons(tmp_path: Path, body: str, reason: str) -> None:
     program = tmp_path / "bad.py"

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import gymnasium as gym
+import numpy as np
 
 from workbench.state import State, StateSchema
 
@@ -39,11 +40,14 @@ class SuccessMetric:
 
 @dataclass(frozen=True)
 class TaskProfile:
-    """What an adapter knows about one env: its StateView schema and its success metric."""
+    """What an adapter knows about one env: its StateView schema, its success metric, and
+    optionally a scripted ``reference`` policy (live unwrapped env -> action) that solves it —
+    reward programs must prefer its episodes to random ones (the pre-flight preference check)."""
 
     env_id: str
     schema: StateSchema
-    success: SuccessMetric
+    success: SuccessMetric | None
+    reference: Callable[[Any], np.ndarray] | None = None
 
 
 class SimAdapter(Protocol):

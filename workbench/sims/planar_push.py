@@ -39,6 +39,9 @@ MAX_EPISODE_STEPS = 100
 SUCCESS_THRESHOLD = 0.05  # m; the goal disc in the XML has this radius
 XML_PATH = Path(__file__).parent.parent / "assets" / "planar_push.xml"
 
+# Observation lengths are in decimetres: in metres the puck/goal coordinates differ across
+# episodes by ~0.1, too little for an MLP to resolve early on (measured: SAC ignored them).
+_OBS_LENGTH_SCALE = 10.0
 _PUCK_RADIUS = 0.025
 _TIP_RADIUS = 0.015
 _CONTACT_DIST = _PUCK_RADIUS + _TIP_RADIUS
@@ -90,7 +93,7 @@ class PlanarPushEnv(MujocoEnv, EzPickle):
         frame_skip: int = 5,
         reward_dist_weight: float = 1.0,
         reward_near_weight: float = 0.5,
-        reward_control_weight: float = 0.1,
+        reward_control_weight: float = 0.01,
         reward_success_weight: float = 0.0,
         success_threshold: float = SUCCESS_THRESHOLD,
         puck_radius_range: tuple[float, float] = (0.12, 0.22),
@@ -173,6 +176,11 @@ class PlanarPushEnv(MujocoEnv, EzPickle):
     def puck_to_goal_distance(self) -> float:
         return float(np.linalg.norm(self.goal_xy - self.puck_xy))
 
+    def push_point_xy(self) -> np.ndarray:
+        """Where the fingertip touches the puck to push it straight at the goal."""
+        to_goal = self.goal_xy - self.puck_xy
+        return self.puck_xy - _CONTACT_DIST * to_goal / max(float(np.linalg.norm(to_goal)), 1e-9)
+
     # -- gymnasium API ---------------------------------------------------------------------
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
         self.do_simulation(action, self.frame_skip)
@@ -188,7 +196,7 @@ class PlanarPushEnv(MujocoEnv, EzPickle):
 
     def _get_rew(self, action: np.ndarray) -> tuple[float, dict[str, Any]]:
         dist = self.puck_to_goal_distance()
-        near = float(np.linalg.norm(self.puck_xy - self.fingertip_xy))
+        near = float(np.linalg.norm(self.push_point_xy() - self.fingertip_xy))
         success = dist <= self.success_threshold
         terms = {
             "reward_dist": -self._w_dist * dist,
@@ -228,19 +236,8 @@ class PlanarPushEnv(MujocoEnv, EzPickle):
     def _get_obs(self) -> np.ndarray:
         theta = self.data.qpos[:2]
         tip, puck, goal = self.fingertip_xy, self.puck_xy, self.goal_xy
-        return np.concatenate(
-            [
-                np.cos(theta),
-                np.sin(theta),
-                self.data.qvel[:2],
-                tip,
-                puck,
-                self.puck_vel_xy,
-                goal,
-                puck - tip,
-                goal - puck,
-            ]
-        )
+        lengths = np.concatenate([tip, puck, self.puck_vel_xy, goal, puck - tip, goal - puck])
+        return np.concatenate([np.cos(theta), np.sin(theta), self.data.qvel[:2], _OBS_LENGTH_SCALE * lengths])
 
 
 def _segment_distance_to_origin(a: np.ndarray, b: np.ndarray) -> float:
