@@ -184,6 +184,7 @@ class Text2RewardSource:
         attempts: int = 4
         samples: int = 256
         seed: int = 0
+        few_shot: int = 0  # examples retrieved from the reward library
         offline: bool = False
         llm: dict[str, Any] = {}
 
@@ -228,8 +229,13 @@ class Text2RewardSource:
         with tempfile.TemporaryDirectory() as tmp:
             transcript = Path(tmp) / "transcript.jsonl"
             client = make_client(opts.llm, transcript=transcript, offline=opts.offline)
+            examples = []
+            if opts.few_shot:
+                from reward_synthesis.library import RewardLibrary
+
+                examples = [(e.goal, e.code) for _, e in RewardLibrary().most_similar(goal, opts.few_shot)]
             result = synthesize(task, goal, client, samples, attempts=opts.attempts, seed=opts.seed,
-                                preference=preference)
+                                preference=preference, examples=examples)
             transcript_text = transcript.read_text() if transcript.is_file() else ""
         files = {"llm/transcript.jsonl": transcript_text,
                  "reward/synthesis.json": json.dumps(result.to_dict(), indent=2)}

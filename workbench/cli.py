@@ -194,6 +194,7 @@ def reward_synth(
     model: Annotated[Optional[str], typer.Option(help="model name at that endpoint")] = None,
     attempts: Annotated[int, typer.Option(help="replies to try (each failure is sent back for repair)")] = 4,
     temperature: Annotated[Optional[float], typer.Option(help="sampling temperature [0.7, or the llm config's]")] = None,
+    few_shot: Annotated[int, typer.Option(help="examples retrieved from the reward library (0 = zero-shot)")] = 0,
     samples: Annotated[int, typer.Option(help="states sampled from the task for the checks")] = 256,
     seed: Annotated[int, typer.Option(help="request seed of the first attempt")] = 0,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="output directory [runs/synth/<task>__<time>]")] = None,
@@ -203,6 +204,7 @@ def reward_synth(
     import time as _time
 
     from reward_synthesis.checks import check_inputs
+    from reward_synthesis.library import RewardLibrary
     from reward_synthesis.program import BuiltReward
     from reward_synthesis.text2reward import make_client, synthesize
     from workbench.runs import atomic_write, default_runs_root, write_json
@@ -237,14 +239,19 @@ def reward_synth(
             out.print("  " + attempt.reason.replace("\n", "\n  "), markup=False, highlight=False)
 
     err.print(f"asking {client.endpoint} ({client.model}) for a reward for: {goal}", highlight=False)
+    library = RewardLibrary()
+    examples = [(e.goal, e.code) for _, e in library.most_similar(goal, few_shot)]
+    for goal_of_example, _ in examples:
+        err.print(f"few-shot example: {goal_of_example}", highlight=False)
     result = synthesize(task, goal, client, states, attempts=attempts, seed=seed, on_attempt=show,
-                        preference=preference)
+                        preference=preference, examples=examples)
     write_json(out_dir / "synthesis.json", result.to_dict())
     if result.accepted is None:
         out.print(f"[bold red]no program accepted[/] after {attempts} attempts; details in {out_dir}")
         raise typer.Exit(1)
     atomic_write(out_dir / "program.py", result.code)
     write_json(out_dir / "check.json", result.accepted.report)
+    library.add(goal, spec.sim.env_id, result.code)
     out.print(f"[bold green]accepted[/] {out_dir / 'program.py'}")
 
 
