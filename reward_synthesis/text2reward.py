@@ -241,11 +241,19 @@ class Text2RewardSource:
                  "reward/synthesis.json": json.dumps(result.to_dict(), indent=2)}
         accepted = result.accepted
         if accepted is None:
+            import time
+
+            from workbench.runs import atomic_write, default_runs_root
+
+            kept = default_runs_root() / "synth" / f"{spec.name}__failed__{time.strftime('%Y%m%d-%H%M%S')}"
+            for relative, text in files.items():
+                atomic_write(kept / relative, text)
             reasons = "\n".join(f"  attempt {a.index}: {a.reason.splitlines()[0] if a.reason else '?'}"
                                 for a in result.attempts)
             raise RewardCodeRejected(
                 f"text2reward: none of {len(result.attempts)} attempts from {client.model} was accepted:\n"
-                f"{reasons}\n  fix: raise reward.attempts, point reward.llm.base_url at a stronger model, "
+                f"{reasons}\n  replies and transcript: {kept}\n"
+                "  fix: raise reward.attempts, point reward.llm.base_url at a stronger model, "
                 "or write the program yourself (reward: {source: code, path: ...})")
         program = CodeRewardProgram(accepted.code, name="text2reward", filename="reward/program.py")
         return BuiltReward(program, f"Text2Reward program for {goal!r} ({client.model}, attempt "

@@ -72,3 +72,26 @@ def test_offline_without_cache_names_the_missing_request(llm_env: dict, tmp_path
     proc = _synth(tmp_path / "c", dict(os.environ), "--offline", "--seed", "987")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "cache" in proc.stderr.lower()
+
+
+def test_run_with_a_text2reward_task_synthesizes_then_trains_or_reports(llm_env: dict, tmp_path: Path) -> None:
+    """One `workbench run`: synthesize with the local model, then train on the accepted program —
+    or, when every attempt is rejected (usual for a 135M model), one clear message and exit 2."""
+    task = REPO / "tasks" / "mujoco" / "reacher_text2reward.yaml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "run", str(task), "--runs-dir", str(tmp_path / "runs"), "--quiet",
+         "--set", "reward.attempts=2", "--set", "reward.llm.max_tokens=200", "--set", "training.total_steps=512",
+         "--set", "training.n_envs=2", "--set", "learner.hyperparams.n_steps=128",
+         "--set", "learner.hyperparams.batch_size=64", "--set", "training.eval_every=0",
+         "--set", "evaluation.episodes=2", "--set", "evaluation.video=false"],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "WORKBENCH_RUNS_DIR": str(tmp_path / "w")})
+    assert "Traceback" not in proc.stderr
+    if proc.returncode == 0:
+        (run,) = list((tmp_path / "runs").iterdir())
+        assert (run / "reward" / "program.py").is_file() and (run / "llm" / "transcript.jsonl").is_file()
+        assert "path: reward/program.py" in (run / "task.yaml").read_text()
+    else:
+        assert proc.returncode == 2, proc.stderr
+        assert "none of 2 attempts" in proc.stderr and "fix:" in proc.stderr
+        (kept,) = list((tmp_path / "w" / "synth").iterdir())  # the failed synthesis is kept for the user
+        assert (kept / "llm" / "transcript.jsonl").is_file() and (kept / "reward" / "synthesis.json").is_file()

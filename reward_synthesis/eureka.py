@@ -1,0 +1,698 @@
+"""Eureka: an evolutionary search over LLM-written reward programs, judged by the task's success.
+
+Each round asks the LLM for ``candidates`` programs (one request each, distinct seeds; every reply
+goes through Text2Reward's checks and a short repair loop). Every accepted program is trained on a
+short **proxy budget** with ``seeds`` training seeds in ``workers`` spawned worker processes, and
+scored by the task's **success metric** — never by its own reward — with the shared evaluation
+protocol, at a few checkpoints during training and once at the end. The next round's prompt carries
+**reward reflection** (the best program so far, its success curve and the statistics of every
+reward term at the checkpoints). The winner is the program with the best mean success over the
+training seeds (ties: the better mean env return, then the earlier candidate).
+
+Everything lands in ``out_dir``::
+
+    candidates.json / candidates.csv   the table of all candidates (TABLE_COLUMNS), the winner
+    candidates/r{round}_c{index}.py    every candidate's code (.reply.txt when a reply had none)
+    candidates/r{round}_c{index}.json  its synthesis attempts and per-seed training curves
+    reflection/round_{round}.txt       the reflection sent to the LLM in that round
+    program.py                         the winner (absent when no candidate trained)
+
+Training jobs get only picklable inputs (the resolved task dict, the program source, a seed and
+the budget) and build the Task in the child; a program that raises in training (e.g.
+:class:`~reward_synthesis.program.RewardRuntimeError`) is recorded as failed, never fatal.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from reward_synthesis.program import RewardRuntimeError
+from reward_synthesis.text2reward import SynthesisResult, build_messages, prompt_template, synthesize
+from workbench.errors import WorkbenchError
+from workbench.runs import atomic_write, write_json
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from reward_synthesis.llm import LLMClient
+    from workbench.state import State
+    from workbench.task import Task
+
+__all__ = ["SeedRun", "Candidate", "EurekaResult", "TABLE_COLUMNS", "search", "run_search_cli",
+           "train_programs", "pick_winner", "reflection_text", "reflection_messages"]
+
+# The columns of candidates.csv; ``success_s{seed}`` stands for one column per training seed.
+TABLE_COLUMNS = ("round", "index", "request_seed", "sha256", "checks", "reason", "status", "error",
+                 "success_s{seed}", "success_mean", "mean_env_return", "mean_return", "train_seconds",
+                 "program")
+
+# Candidate.checks
+ACCEPTED, REJECTED, NO_CODE = "accepted", "rejected", "no code"
+# Candidate.status
+QUEUED, TRAINED, FAILED, NOT_TRAINED, DUPLICATE = "queued", "trained", "failed", "not trained", "duplicate"
+
+
+# ----------------------------------------------------------------------------- records
+
+
+@dataclass
+class SeedRun:
+    """One proxy training of one program with one seed, as the worker reported it."""
+
+    seed: int
+    ok: bool
+    success: float | None = None          # final evaluation, the task's success metric
+    mean_return: float | None = None      # under the candidate's own reward
+    mean_env_return: float | None = None  # the simulator's own reward
+    curve: list[dict[str, Any]] = field(default_factory=list)  # one point per evaluation checkpoint
+    error: str = ""
+    seconds: float = 0.0
+    steps: int = 0
+
+
+@dataclass
+class Candidate:
+    """One row of the table: a program, what the checks said, and how it trained."""
+
+    round: int
+    index: int
+    request_seed: int
+    code: str | None
+    sha256: str | None
+    checks: str  # accepted | rejected | no code
+    reason: str  # the first line of the first reason it was rejected ("" when accepted)
+    status: str  # queued | trained | failed | not trained | duplicate
+    error: str = ""
+    runs: list[SeedRun] = field(default_factory=list)
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return f"r{self.round}_c{self.index}"
+
+    @property
+    def success_per_seed(self) -> list[float | None]:
+        return [r.success for r in self.runs]
+
+    @property
+    def success_mean(self) -> float | None:
+        values = [r.success for r in self.runs]
+        if not values or any(v is None for v in values):
+            return None
+        return float(np.mean(values))
+
+    success = success_mean
+
+    def _mean(self, attr: str) -> float | None:
+        values = [getattr(r, attr) for r in self.runs]
+        if not values or any(v is None for v in values):
+            return None
+        return float(np.mean(values))
+
+    @property
+    def mean_env_return(self) -> float | None:
+        return self._mean("mean_env_return")
+
+    @property
+    def mean_return(self) -> float | None:
+        return self._mean("mean_return")
+
+    @property
+    def train_seconds(self) -> float:
+        return float(sum(r.seconds for r in self.runs))
+
+    def row(self, seeds: Sequence[int]) -> dict[str, Any]:
+        """The table row (flat: one ``success_s{seed}`` column per training seed)."""
+        by_seed = {r.seed: r.success for r in self.runs}
+        out: dict[str, Any] = {"round": self.round, "index": self.index, "request_seed": self.request_seed,
+                               "sha256": self.sha256, "checks": self.checks, "reason": self.reason,
+                               "status": self.status, "error": self.error}
+        for s in seeds:
+            out[f"success_s{s}"] = by_seed.get(s)
+        out.update(success_mean=self.success_mean, mean_env_return=self.mean_env_return,
+                   mean_return=self.mean_return, train_seconds=round(self.train_seconds, 2),
+                   program=_program_file(self))
+        return out
+
+    def detail(self) -> dict[str, Any]:
+        return {"round": self.round, "index": self.index, "request_seed": self.request_seed,
+                "sha256": self.sha256, "checks": self.checks, "reason": self.reason, "status": self.status,
+                "error": self.error, "success_mean": self.success_mean, "runs": [asdict(r) for r in self.runs],
+                "attempts": self.attempts}
+
+
+@dataclass
+class EurekaResult:
+    table: list[Candidate]
+    winner: Candidate | None
+    out_dir: Path
+    train_seeds: list[int]
+
+    @property
+    def exit_code(self) -> int:
+        """0: a winner was found (``program.py`` written); 1: no candidate trained."""
+        return 0 if self.winner is not None else 1
+
+    def counts(self) -> dict[str, int]:
+        out = {"candidates": len(self.table),
+               "rejected": sum(c.checks != ACCEPTED for c in self.table)}
+        for status in (TRAINED, FAILED, DUPLICATE, NOT_TRAINED):
+            out[status] = sum(c.status == status for c in self.table)
+        return out
+
+    def summary(self) -> str:
+        c = self.counts()
+        head = (f"{c['candidates']} candidates: {c['rejected']} rejected by the checks, {c['trained']} trained, "
+                f"{c[FAILED]} failed in training, {c[DUPLICATE]} duplicates")
+        if self.winner is None:
+            return f"no winner: {head}; details in {self.out_dir / 'candidates.csv'}"
+        w = self.winner
+        seeds = ", ".join(_fmt(s, ".2f") for s in w.success_per_seed)
+        return (f"winner {w.label} (sha256 {w.sha256[:12]}): success {_fmt(w.success_mean, '.2f')} "
+                f"(seeds {seeds}), env return {_fmt(w.mean_env_return, '.2f')}; {head}; "
+                f"program in {self.out_dir / 'program.py'}")
+
+
+def _fmt(value: float | None, spec: str = ".3g") -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _program_file(c: Candidate) -> str:
+    return f"candidates/{c.label}.py" if c.code is not None else f"candidates/{c.label}.reply.txt"
+
+
+def pick_winner(table: Sequence[Candidate]) -> Candidate | None:
+    """The trained candidate with the best mean success over its seeds; ties go to the better mean
+    env return, then to the earlier candidate. None when none trained."""
+    scored = [c for c in table if c.status == TRAINED and c.success_mean is not None]
+    if not scored:
+        return None
+
+    def key(c: Candidate) -> tuple[float, float, int, int]:
+        env_return = c.mean_env_return
+        return (c.success_mean, -math.inf if env_return is None else env_return, -c.round, -c.index)
+
+    return max(scored, key=key)
+
+
+# ----------------------------------------------------------------------------- training jobs
+
+
+def _init_worker() -> None:
+    """Each worker: one torch thread, Ctrl-C left to the parent (which stops the workers)."""
+    import os
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set in this process
+        pass
+
+
+def _curve_point(step: int, result: Any) -> dict[str, Any]:
+    return {"step": int(step), "success_rate": result.success_rate, "mean_return": result.mean_return,
+            "mean_env_return": result.mean_env_return, "mean_length": result.mean_length,
+            "components": result.components}
+
+
+def _train_job(job: dict[str, Any]) -> dict[str, Any]:
+    """Train one program with one seed on the proxy budget (in a worker process); never raises for
+    a bad program: the error comes back in the result."""
+    import tempfile
+    import traceback
+
+    started = time.perf_counter()
+    curve: list[dict[str, Any]] = []
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+        from policies.base import FitHooks
+        from reward_synthesis.program import BuiltReward, CodeRewardProgram
+        from workbench.evaluate import evaluate
+        from workbench.registry import LEARNERS
+        from workbench.runs import Run
+        from workbench.spec import validate_task_data
+        from workbench.task import Task
+
+        budget = int(job["proxy_steps"])
+        seed = int(job["seed"])
+        data = json.loads(json.dumps(job["task"]))  # a private copy
+        data["training"].update(total_steps=budget, seed=seed, eval_every=int(job["eval_every"]),
+                                checkpoint_every=budget)
+        data["source_path"] = job["source_path"]
+        spec = validate_task_data(data, file=job["source_path"] or "<eureka>")
+        program = CodeRewardProgram(job["code"], name="candidate", filename=job["filename"])
+        task = Task.build(spec, reward=BuiltReward(program, f"Eureka candidate {job['filename']}", job["code"]))
+        deterministic = spec.evaluation.deterministic
+
+        def on_eval(step: int, policy: Any) -> dict[str, float]:
+            if step >= budget:  # the final evaluation follows fit()
+                return {}
+            result = evaluate(policy, task, episodes=int(job["checkpoint_episodes"]), deterministic=deterministic,
+                              seed=seed)
+            curve.append(_curve_point(step, result))
+            return {"success_rate": result.success_rate, "mean_return": result.mean_return}
+
+        hooks = FitHooks(on_eval=on_eval, eval_every=int(job["eval_every"]), checkpoint_every=budget)
+        with tempfile.TemporaryDirectory(prefix="eureka-") as tmp:
+            run = Run.create(Path(tmp), task=spec.name, learner=spec.learner.name, seed=seed,
+                             resolved=spec.resolved_dict(), source_path=None)
+            learner = LEARNERS.get(spec.learner.name)()
+            policy = learner.fit(spec, task.env_fns(spec.training.n_envs), budget, run, hooks=hooks)
+            steps = int(run.info().get("steps", budget))
+            final = evaluate(policy, task, episodes=int(job["eval_episodes"]), deterministic=deterministic, seed=seed)
+        curve.append(_curve_point(max(steps, budget), final))
+        return {"seed": seed, "ok": True, "success": final.success_rate, "mean_return": final.mean_return,
+                "mean_env_return": final.mean_env_return, "curve": curve, "error": "",
+                "seconds": time.perf_counter() - started, "steps": steps}
+    except BaseException as err:  # noqa: BLE001 - untrusted code: every failure is a result
+        if isinstance(err, RewardRuntimeError):  # already says where in the program
+            text = str(err)
+        else:
+            text = f"{type(err).__name__}: {err}"
+            tail = traceback.format_exc().strip().splitlines()[-6:]
+            text += "\n" + "\n".join(tail)
+        return {"seed": int(job.get("seed", -1)), "ok": False, "curve": curve, "error": text,
+                "seconds": time.perf_counter() - started}
+
+
+class _Trainer:
+    """Proxy-training jobs in ``workers`` spawned processes; results as they finish.
+
+    A job whose worker process dies (a crash, the OOM killer) takes the pool down with every job
+    in it; those jobs are rerun one at a time in a fresh process each, so only the culprit fails.
+    """
+
+    def __init__(self, task: Task, *, workers: int, proxy_steps: int, checkpoints: int,
+                 eval_episodes: int, checkpoint_episodes: int):
+        data = task.spec.resolved_dict()
+        data["reward"] = {"source": "env"}  # the program is handed to Task.build directly
+        data["training"]["vec_env"] = "dummy"  # no process trees inside the workers
+        data["learner"]["torch_threads"] = 1
+        data["evaluation"]["video"] = False
+        self.base = {"task": data, "source_path": task.spec.source_path, "proxy_steps": int(proxy_steps),
+                     "eval_every": max(1, math.ceil(proxy_steps / max(1, checkpoints))),
+                     "eval_episodes": int(eval_episodes), "checkpoint_episodes": int(checkpoint_episodes)}
+        self.workers = workers
+        self._executor: Any = None
+        self._pending: dict[Any, tuple[Any, dict[str, Any]]] = {}
+        self._crashed: list[tuple[Any, dict[str, Any]]] = []
+
+    def _pool(self, n: int | None = None) -> Any:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(max_workers=n or self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_init_worker)
+
+    def submit(self, key: Any, code: str, seed: int, filename: str) -> None:
+        job = {**self.base, "code": code, "seed": int(seed), "filename": filename}
+        if self._executor is None:
+            self._executor = self._pool()
+        self._pending[self._executor.submit(_train_job, job)] = (key, job)
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._pending or self._crashed)
+
+    def results(self, *, block: bool) -> Iterator[tuple[Any, SeedRun]]:
+        """Finished jobs as ``(key, SeedRun)``; with ``block`` until none is left."""
+        from concurrent.futures import FIRST_COMPLETED, wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        while self._pending:
+            done, _ = wait(list(self._pending), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+            if not done:
+                return
+            for future in done:
+                key, job = self._pending.pop(future)
+                try:
+                    out = future.result()
+                except BrokenProcessPool:
+                    self._crashed.append((key, job))
+                    self._discard_pool()
+                    continue
+                except Exception as err:  # noqa: BLE001 - e.g. a result that would not pickle
+                    out = {"seed": job["seed"], "ok": False, "error": f"{type(err).__name__}: {err}"}
+                yield key, _seed_run(out)
+        if block:
+            while self._crashed:
+                key, job = self._crashed.pop(0)
+                yield key, self._isolated(job)
+
+    def _isolated(self, job: dict[str, Any]) -> SeedRun:
+        from concurrent.futures.process import BrokenProcessPool
+
+        pool = self._pool(1)
+        try:
+            return _seed_run(pool.submit(_train_job, job).result())
+        except BrokenProcessPool:
+            return SeedRun(job["seed"], False, error="the training process died (crashed or was killed, "
+                                                      "e.g. out of memory)")
+        finally:
+            pool.shutdown(wait=True)
+
+    def _discard_pool(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    def close(self, *, terminate: bool = False) -> None:
+        if self._executor is None:
+            return
+        if terminate:  # Ctrl-C: the workers ignore SIGINT, so stop them here
+            for process in list(getattr(self._executor, "_processes", {}).values()):
+                process.terminate()
+        self._executor.shutdown(wait=True, cancel_futures=True)
+        self._executor = None
+        self._pending.clear()
+
+
+def _seed_run(out: dict[str, Any]) -> SeedRun:
+    return SeedRun(seed=int(out["seed"]), ok=bool(out["ok"]), success=out.get("success"),
+                   mean_return=out.get("mean_return"), mean_env_return=out.get("mean_env_return"),
+                   curve=out.get("curve", []), error=out.get("error", ""), seconds=float(out.get("seconds", 0.0)),
+                   steps=int(out.get("steps", 0)))
+
+
+def _check_settings(**values: int) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or value < 1:
+            flag = "--" + name.replace("_", "-")
+            raise WorkbenchError(f"{flag} must be a whole number of at least 1, got {value!r}\n"
+                                 f"  fix: pass e.g. {flag} 2")
+
+
+def train_programs(task: Task, programs: Sequence[str], *, proxy_steps: int, seeds: Sequence[int] | int = 2,
+                   workers: int = 1, checkpoints: int = 3, eval_episodes: int = 10,
+                   checkpoint_episodes: int = 5) -> list[list[SeedRun]]:
+    """Train each program with each seed on the proxy budget in ``workers`` processes; returns the
+    runs per program, in seed order. (What the search does with every accepted candidate.)"""
+    seed_list = list(range(task.spec.training.seed, task.spec.training.seed + seeds)) \
+        if isinstance(seeds, int) else list(seeds)
+    trainer = _Trainer(task, workers=workers, proxy_steps=proxy_steps, checkpoints=checkpoints,
+                       eval_episodes=eval_episodes, checkpoint_episodes=checkpoint_episodes)
+    out: list[list[SeedRun]] = [[] for _ in programs]
+    try:
+        for i, code in enumerate(programs):
+            for s in seed_list:
+                trainer.submit(i, code, s, f"program_{i}.py")
+        for i, run in trainer.results(block=True):
+            out[i].append(run)
+    finally:
+        trainer.close()
+    return [sorted(runs, key=lambda r: r.seed) for runs in out]
+
+
+# ----------------------------------------------------------------------------- reflection
+
+
+def _series(values: Sequence[float | None], spec: str) -> str:
+    return "[" + ", ".join(_fmt(v, spec) for v in values) + "]"
+
+
+def _short(step: int) -> str:
+    return f"{step / 1e6:.3g}M" if step >= 1_000_000 else f"{step / 1e3:.3g}k" if step >= 1000 else str(step)
+
+
+def _mean_or_none(values: Sequence[float | None]) -> float | None:
+    kept = [v for v in values if v is not None]
+    return float(np.mean(kept)) if kept else None
+
+
+def policy_feedback(candidate: Candidate) -> str:
+    """The statistics reflection shows: per checkpoint (mean over seeds) the success rate, the
+    returns, the episode length and each reward term's per-episode sum, with the min and max."""
+    runs = [r for r in candidate.runs if r.ok and r.curve]
+    if not runs:
+        return "(no training statistics: the program did not train)"
+    n = min(len(r.curve) for r in runs)
+    points = [[r.curve[k] for r in runs] for k in range(n)]
+
+    def at(key: str) -> list[float | None]:
+        return [_mean_or_none([p[key] for p in pts]) for pts in points]
+
+    def stats_line(label: str, values: list[float | None], spec: str) -> str:
+        kept = [v for v in values if v is not None]
+        tail = f"; max {format(max(kept), spec)}, mean {format(float(np.mean(kept)), spec)}, " \
+               f"min {format(min(kept), spec)}" if kept else ""
+        return f"{label}: {_series(values, spec)}{tail}"
+
+    steps = [int(points[k][0]["step"]) for k in range(n)]
+    lines = [f"checkpoints at steps {', '.join(_short(s) for s in steps)}",
+             stats_line("success rate", at("success_rate"), ".2f"),
+             stats_line("episode return under this reward", at("mean_return"), ".3g"),
+             stats_line("the environment's own return", at("mean_env_return"), ".3g"),
+             stats_line("episode length", at("mean_length"), ".3g"),
+             "reward terms (the sum over an episode; the mean over the evaluation episodes at each checkpoint, "
+             "then the min and max over every episode):"]
+    names = sorted({name for pts in points for p in pts for name in p["components"]} - {"env"})
+    for name in names:
+        means = [_mean_or_none([p["components"].get(name, {}).get("mean") for p in pts]) for pts in points]
+        lows = [p["components"][name]["min"] for pts in points for p in pts if name in p["components"]]
+        highs = [p["components"][name]["max"] for pts in points for p in pts if name in p["components"]]
+        lines.append(f"- {name}: {_series(means, '.3g')}; min {_fmt(min(lows, default=None))}, "
+                     f"max {_fmt(max(highs, default=None))}")
+    if not names:
+        lines.append("- (the program reports no terms: return (total, {name: value, ...}) to see them here)")
+    return "\n".join(lines)
+
+
+def _others(best: Candidate, table: Sequence[Candidate], limit: int = 8) -> str:
+    lines = []
+    trained = sorted((c for c in table if c.status == TRAINED and c is not best),
+                     key=lambda c: -(c.success_mean or 0.0))
+    for c in trained[:limit]:
+        lines.append(f"- {c.label}: success {_fmt(c.success_mean, '.2f')}, env return {_fmt(c.mean_env_return)}")
+    for c in [c for c in table if c.status == FAILED][:limit]:
+        lines.append(f"- {c.label}: crashed in training: {c.error.splitlines()[0] if c.error else '?'}")
+    rejected = sum(c.checks != ACCEPTED for c in table)
+    if rejected:
+        lines.append(f"- {rejected} more were rejected by the pre-flight checks before training")
+    return "\n".join(lines) or "- none"
+
+
+def reflection_text(best: Candidate, table: Sequence[Candidate], *, success_doc: str, proxy_steps: int,
+                    every: int) -> str:
+    """The reflection prompt (``prompts/eureka_reflection.txt``) about ``best``."""
+    return prompt_template("eureka_reflection").format(
+        steps=proxy_steps, seeds=len([r for r in best.runs if r.ok]), every=every, success=success_doc,
+        code=(best.code or "").strip(), feedback=policy_feedback(best), others=_others(best, table))
+
+
+def reflection_messages(task: Task, goal: str, best: Candidate, table: Sequence[Candidate], *,
+                        proxy_steps: int, every: int) -> list[dict[str, str]]:
+    """The task prompt, the best program as the assistant's answer, then the reflection."""
+    messages = build_messages(task, goal)
+    messages.append({"role": "assistant", "content": f"```python\n{(best.code or '').strip()}\n```"})
+    messages.append({"role": "user", "content": reflection_text(best, table, success_doc=task.success_doc(),
+                                                                proxy_steps=proxy_steps, every=every)})
+    return messages
+
+
+# ----------------------------------------------------------------------------- the search
+
+
+def _candidate(result: SynthesisResult, round_: int, index: int, request_seed: int) -> Candidate:
+    attempts = [asdict(a) for a in result.attempts]
+    chosen = result.accepted or (next((a for a in reversed(result.attempts) if a.code is not None), None))
+    last = result.attempts[-1]
+    if result.accepted is not None:
+        checks, reason = ACCEPTED, ""
+    elif chosen is not None:
+        checks, reason = REJECTED, chosen.reason
+    else:
+        checks, reason = NO_CODE, last.reason
+    code = chosen.code if chosen is not None else None
+    sha = hashlib.sha256(code.encode()).hexdigest() if code is not None else None
+    first = (reason.strip().splitlines() or [""])[0].removeprefix("- ")
+    return Candidate(round_, index, request_seed, code, sha, checks, first,
+                     QUEUED if checks == ACCEPTED else NOT_TRAINED, attempts=attempts)
+
+
+class _Record:
+    """The output directory, rewritten (atomically) whenever a candidate changes."""
+
+    def __init__(self, out_dir: Path, header: dict[str, Any], seeds: list[int]):
+        self.out_dir, self.header, self.seeds = out_dir, header, seeds
+
+    def candidate(self, c: Candidate, reply: str | None = None) -> None:
+        d = self.out_dir / "candidates"
+        if c.code is not None:
+            atomic_write(d / f"{c.label}.py", c.code)
+        elif reply is not None:
+            atomic_write(d / f"{c.label}.reply.txt", reply)
+        write_json(d / f"{c.label}.json", c.detail())
+
+    def table(self, table: Sequence[Candidate], winner: Candidate | None, *, finished: bool) -> None:
+        rows = [c.row(self.seeds) for c in table]
+        columns = [col for pattern in TABLE_COLUMNS
+                   for col in ([f"success_s{s}" for s in self.seeds] if pattern == "success_s{seed}" else [pattern])]
+        win = None if winner is None else {
+            "round": winner.round, "index": winner.index, "sha256": winner.sha256,
+            "success": winner.success_per_seed, "success_mean": winner.success_mean,
+            "mean_env_return": winner.mean_env_return, "program": "program.py"}
+        write_json(self.out_dir / "candidates.json", {**self.header, "finished": finished, "columns": columns,
+                                                      "winner": win, "rows": rows})
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        atomic_write(self.out_dir / "candidates.csv", buf.getvalue())
+
+
+def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[State, np.ndarray]], *,
+           candidates: int, rounds: int, workers: int, proxy_steps: int, seeds: int = 2, out_dir: Path,
+           seed: int = 0, on_event: Callable[[str, Candidate], None] | None = None, attempts: int = 2,
+           checkpoints: int = 3, eval_episodes: int = 10, checkpoint_episodes: int = 5) -> EurekaResult:
+    """Run the Eureka search; see the module docstring. ``samples`` feed the pre-flight checks.
+
+    LLM request seeds: candidate ``i`` of round ``r`` asks with ``seed + (r * candidates + i) *
+    attempts`` (+ the repair attempt), so every request is distinct and a re-run replays from the
+    response cache. Training seeds: ``task.spec.training.seed + j`` for ``j < seeds``; each is also
+    the evaluation seed, so every candidate is judged on the same held-out starts.
+    ``checkpoints``: evaluations along the proxy training, the final one included.
+    ``on_event(kind, candidate)``: ``"checked"`` once its program is in (accepted or not), then
+    ``"finished"`` once it is final (rejected, trained or failed); called from this thread.
+    """
+    _check_settings(candidates=candidates, rounds=rounds, workers=workers, proxy_steps=proxy_steps, seeds=seeds,
+                    attempts=attempts, checkpoints=checkpoints, eval_episodes=eval_episodes,
+                    checkpoint_episodes=checkpoint_episodes)
+    if task.profile.success is None:
+        raise WorkbenchError(f"{task.spec.name}: Eureka scores candidates by the task's success metric, and "
+                             f"{task.spec.sim.env_id} has none\n  fix: use Text2Reward (`workbench reward synth` "
+                             "without --candidates) or a task whose adapter defines success")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_seeds = list(range(task.spec.training.seed, task.spec.training.seed + seeds))
+    every = max(1, math.ceil(proxy_steps / checkpoints))
+    emit = on_event or (lambda kind, c: None)
+    record = _Record(out_dir, {
+        "task": task.spec.name, "env_id": task.spec.sim.env_id, "goal": goal, "success_metric": task.success_doc(),
+        "settings": {"candidates": candidates, "rounds": rounds, "workers": workers, "proxy_steps": proxy_steps,
+                     "seeds": seeds, "attempts": attempts, "seed": seed, "checkpoints": checkpoints,
+                     "eval_episodes": eval_episodes, "checkpoint_episodes": checkpoint_episodes},
+        "train_seeds": train_seeds}, train_seeds)
+    (out_dir / "program.py").unlink(missing_ok=True)  # never leave an older search's winner behind
+    table: list[Candidate] = []
+    by_sha: dict[str, Candidate] = {}
+    trainer = _Trainer(task, workers=workers, proxy_steps=proxy_steps, checkpoints=checkpoints,
+                       eval_episodes=eval_episodes, checkpoint_episodes=checkpoint_episodes)
+
+    def collect(block: bool) -> None:
+        for c, run in trainer.results(block=block):
+            c.runs.append(run)
+            if len(c.runs) == len(train_seeds):
+                c.runs.sort(key=lambda r: r.seed)
+                failures = [r for r in c.runs if not r.ok]
+                c.status = FAILED if failures else TRAINED
+                c.error = failures[0].error if failures else ""
+                record.candidate(c)
+                record.table(table, pick_winner(table), finished=False)
+                emit("finished", c)
+
+    interrupted = False
+    try:
+        for r in range(rounds):
+            best = pick_winner(table)
+            if best is None:
+                messages = build_messages(task, goal)
+            else:
+                messages = reflection_messages(task, goal, best, table, proxy_steps=proxy_steps, every=every)
+                atomic_write(out_dir / "reflection" / f"round_{r}.txt", messages[-1]["content"])
+            for i in range(candidates):
+                request_seed = seed + (r * candidates + i) * attempts
+                result = synthesize(task, goal, client, samples, attempts=attempts, seed=request_seed,
+                                    messages=messages)
+                c = _candidate(result, r, i, request_seed)
+                table.append(c)
+                if c.checks == ACCEPTED and c.sha256 in by_sha:
+                    c.status, c.error = DUPLICATE, f"same code as {by_sha[c.sha256].label}"
+                record.candidate(c, reply=result.attempts[-1].reply)
+                record.table(table, pick_winner(table), finished=False)
+                emit("checked", c)
+                if c.status == QUEUED:
+                    by_sha[c.sha256] = c
+                    for s in train_seeds:
+                        trainer.submit(c, c.code, s, f"{c.label}.py")
+                else:
+                    emit("finished", c)
+                collect(block=False)  # report what finished while the LLM was answering
+            collect(block=True)  # the next round reflects on this one's results
+    except BaseException:
+        interrupted = True
+        raise
+    finally:
+        trainer.close(terminate=interrupted)
+        for c in table:
+            if c.status == QUEUED:  # stopped before its training finished
+                c.status, c.error = NOT_TRAINED, "the search stopped before its training finished"
+        winner = pick_winner(table)
+        record.table(table, winner, finished=not interrupted)
+    if winner is not None:
+        atomic_write(out_dir / "program.py", winner.code or "")
+    return EurekaResult(table, winner, out_dir, train_seeds)
+
+
+# ----------------------------------------------------------------------------- the CLI's view
+
+
+def _line(kind: str, c: Candidate) -> Any:
+    from rich.text import Text
+
+    text = Text(f"{c.label}  ")
+    text.append(c.sha256[:12] if c.sha256 else "-" * 12, style="dim")
+    text.append("  ")
+    if c.checks != ACCEPTED:
+        text.append(c.checks, style="red")
+        if c.reason:
+            text.append(f": {c.reason}")
+        return text
+    if c.status == TRAINED:
+        seeds = ", ".join(_fmt(s, ".2f") for s in c.success_per_seed)
+        text.append(f"success {_fmt(c.success_mean, '.2f')}", style="bold green")
+        text.append(f" (seeds {seeds})  env return {_fmt(c.mean_env_return, '.2f')}  {c.train_seconds:.0f}s training")
+    elif c.status == FAILED:
+        text.append("failed in training", style="red")
+        text.append(f": {c.error.splitlines()[0] if c.error else '?'}")
+    elif c.status == DUPLICATE:
+        text.append("accepted, not trained", style="yellow")
+        text.append(f": {c.error}")
+    else:
+        text.append(c.status, style="yellow")
+    return text
+
+
+def run_search_cli(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[State, np.ndarray]], *,
+                   candidates: int, rounds: int, workers: int, proxy_steps: int, out_dir: Path, console: Console,
+                   seeds: int = 2, seed: int = 0, attempts: int = 2) -> EurekaResult:
+    """:func:`search` with one console line per candidate as it finishes and a closing summary.
+    ``result.exit_code`` is 0 with a winner (``out_dir/program.py``), 1 without."""
+    from rich.text import Text
+
+    console.print(Text(f"Eureka: {rounds} round(s) x {candidates} candidate(s), {seeds} seed(s) x "
+                       f"{proxy_steps:,} proxy steps each, {workers} worker(s); writing {out_dir}"))
+    result = search(task, goal, client, samples, candidates=candidates, rounds=rounds, workers=workers,
+                    proxy_steps=proxy_steps, seeds=seeds, out_dir=out_dir, seed=seed, attempts=attempts,
+                    on_event=lambda kind, c: console.print(_line(kind, c)) if kind == "finished" else None)
+    console.print(Text(result.summary(), style="bold green" if result.winner is not None else "bold red"))
+    return result
