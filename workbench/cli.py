@@ -6,15 +6,13 @@ User mistakes (:class:`WorkbenchError`) print one message and exit 2 without a t
 
 from __future__ import annotations
 
-import functools
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 
+from workbench.cli_errors import err, out, settings, user_errors
 from workbench.errors import WorkbenchError
 
 __all__ = ["app", "main"]
@@ -33,41 +31,16 @@ def _mount_llm() -> None:
 
 _mount_llm()
 
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-_state = {"debug": False}
-
-
-def _user_errors(fn: Callable[..., None]) -> Callable[..., None]:
-    """User mistakes -> one message on stderr and exit 2 (no traceback unless --debug)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        try:
-            fn(*args, **kwargs)
-        except WorkbenchError as e:
-            if _state["debug"]:
-                err.print_exception()
-            err.print("[bold red]error:[/] ", end="")
-            err.print(str(e), markup=False, highlight=False, soft_wrap=True)
-            raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            err.print("interrupted")
-            raise typer.Exit(130) from None
-
-    return wrapper
-
-
 @app.callback()
 def _root(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks for errors")] = False) -> None:
-    _state["debug"] = debug
+    settings["debug"] = debug
 
 
 # ----------------------------------------------------------------------------- run
 
 
 @app.command()
-@_user_errors
+@user_errors
 def run(
     task_file: Annotated[Optional[Path], typer.Argument(help="task YAML (omit with --resume)")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="override: key.path=value")] = None,
@@ -100,7 +73,7 @@ def run(
 
 
 @app.command("eval")
-@_user_errors
+@user_errors
 def eval_(
     run_dir: Annotated[Path, typer.Argument(help="a run directory made by `workbench run`")],
     episodes: Annotated[Optional[int], typer.Option(help="episodes [task's evaluation.episodes]")] = None,
@@ -120,7 +93,7 @@ def eval_(
 
 
 @app.command()
-@_user_errors
+@user_errors
 def validate(
     task_file: Annotated[Path, typer.Argument(help="task YAML")],
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="override: key.path=value")] = None,
@@ -153,7 +126,7 @@ def validate(
 
 
 @reward_app.command("check")
-@_user_errors
+@user_errors
 def reward_check(
     program: Annotated[Path, typer.Argument(help="reward program .py defining compute_reward(state, action)")],
     task_file: Annotated[Path, typer.Option("--task", help="task whose states the program is checked on")],
@@ -186,7 +159,7 @@ def reward_check(
 
 
 @reward_app.command("synth")
-@_user_errors
+@user_errors
 def reward_synth(
     task_file: Annotated[Path, typer.Option("--task", help="task whose StateView and success metric the LLM is shown")],
     goal: Annotated[Optional[str], typer.Option(help="the goal in words [the task's goal]")] = None,
@@ -256,7 +229,7 @@ def reward_synth(
 
 
 @reward_app.command("refine")
-@_user_errors
+@user_errors
 def reward_refine(
     run_dir: Annotated[Path, typer.Argument(help="a run whose reward program to improve")],
     feedback: Annotated[str, typer.Option(help="what you saw the policy do wrong, in words")],
@@ -312,7 +285,7 @@ def reward_refine(
 
 
 @app.command("list")
-@_user_errors
+@user_errors
 def list_(what: Annotated[str, typer.Argument(help="tasks | sims | rewards | learners")]) -> None:
     """List what the workbench knows."""
     from workbench.registry import LEARNERS, REWARDS, SIMS

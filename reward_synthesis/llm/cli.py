@@ -6,14 +6,12 @@ Mounted by ``workbench.cli`` as ``app.add_typer(llm_app, name="llm")``. Errors p
 
 from __future__ import annotations
 
-import functools
 import time
-from collections.abc import Callable
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from workbench.errors import WorkbenchError
+from workbench.cli_errors import user_errors
 
 __all__ = ["llm_app"]
 
@@ -21,23 +19,8 @@ llm_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_excepti
                       help="The local LLM server (llama.cpp + SmolLM2-135M-Instruct on 127.0.0.1).")
 
 
-def _user_errors(fn: Callable[..., None]) -> Callable[..., None]:
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        try:
-            fn(*args, **kwargs)
-        except WorkbenchError as e:
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted", err=True)
-            raise typer.Exit(130) from None
-
-    return wrapper
-
-
 @llm_app.command()
-@_user_errors
+@user_errors
 def serve(port: Annotated[Optional[int], typer.Option("--port", min=1, max=65535,
                                                       help="port on 127.0.0.1 (default: a free one)")] = None) -> None:
     """Start the local LLM server in the background (or reuse the running one); print its URL."""
@@ -52,7 +35,7 @@ def serve(port: Annotated[Optional[int], typer.Option("--port", min=1, max=65535
 
 
 @llm_app.command()
-@_user_errors
+@user_errors
 def status() -> None:
     """Say whether the local LLM server runs, and where."""
     from .server import server_status
@@ -69,7 +52,7 @@ def status() -> None:
 
 
 @llm_app.command()
-@_user_errors
+@user_errors
 def stop() -> None:
     """Stop the local LLM server."""
     from .server import server_status, stop_server

@@ -3,7 +3,6 @@ local LLM server (skipped only when the llm extra is not installed)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest

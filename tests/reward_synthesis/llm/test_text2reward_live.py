@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from reward_synthesis.checks import collect_samples
 from reward_synthesis.program import BuiltReward
