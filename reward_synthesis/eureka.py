@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from workbench.task import Task
 
 __all__ = ["SeedRun", "Candidate", "EurekaResult", "TABLE_COLUMNS", "search", "run_search_cli",
-           "train_programs", "pick_winner", "reflection_text", "reflection_messages"]
+           "train_programs", "pick_winner", "policy_feedback", "reflection_text", "reflection_messages"]
 
 # The columns of candidates.csv; ``success_s{seed}`` stands for one column per training seed.
 TABLE_COLUMNS = ("round", "index", "request_seed", "sha256", "checks", "reason", "status", "error",
@@ -174,7 +174,7 @@ class EurekaResult:
     def summary(self) -> str:
         c = self.counts()
         head = (f"{c['candidates']} candidates: {c['rejected']} rejected by the checks, {c['trained']} trained, "
-                f"{c[FAILED]} failed in training, {c[DUPLICATE]} duplicates")
+                f"{c[FAILED]} failed in training, {c[DUPLICATE]} duplicate(s)")
         if self.winner is None:
             return f"no winner: {head}; details in {self.out_dir / 'candidates.csv'}"
         w = self.winner
@@ -329,10 +329,6 @@ class _Trainer:
             self._executor = self._pool()
         self._pending[self._executor.submit(_train_job, job)] = (key, job)
 
-    @property
-    def busy(self) -> bool:
-        return bool(self._pending or self._crashed)
-
     def results(self, *, block: bool) -> Iterator[tuple[Any, SeedRun]]:
         """Finished jobs as ``(key, SeedRun)``; with ``block`` until none is left."""
         from concurrent.futures import FIRST_COMPLETED, wait
@@ -483,10 +479,11 @@ def _others(best: Candidate, table: Sequence[Candidate], limit: int = 8) -> str:
     for c in trained[:limit]:
         lines.append(f"- {c.label}: success {_fmt(c.success_mean, '.2f')}, env return {_fmt(c.mean_env_return)}")
     for c in [c for c in table if c.status == FAILED][:limit]:
-        lines.append(f"- {c.label}: crashed in training: {c.error.splitlines()[0] if c.error else '?'}")
+        error = (c.error.splitlines() or ["?"])[0].removeprefix("reward program raised during training: ")
+        lines.append(f"- {c.label}: crashed in training: {error}")
     rejected = sum(c.checks != ACCEPTED for c in table)
     if rejected:
-        lines.append(f"- {rejected} more were rejected by the pre-flight checks before training")
+        lines.append(f"- {rejected} other(s) never trained: no code, or rejected by the pre-flight checks")
     return "\n".join(lines) or "- none"
 
 
@@ -690,9 +687,14 @@ def run_search_cli(task: Task, goal: str, client: LLMClient, samples: Sequence[t
     from rich.text import Text
 
     console.print(Text(f"Eureka: {rounds} round(s) x {candidates} candidate(s), {seeds} seed(s) x "
-                       f"{proxy_steps:,} proxy steps each, {workers} worker(s); writing {out_dir}"))
+                       f"{proxy_steps:,} proxy steps each, {workers} worker(s); writing {out_dir}"), soft_wrap=True)
+    def on_event(kind: str, c: Candidate) -> None:
+        if kind == "finished":
+            console.print(_line(kind, c), soft_wrap=True)
+
     result = search(task, goal, client, samples, candidates=candidates, rounds=rounds, workers=workers,
                     proxy_steps=proxy_steps, seeds=seeds, out_dir=out_dir, seed=seed, attempts=attempts,
-                    on_event=lambda kind, c: console.print(_line(kind, c)) if kind == "finished" else None)
-    console.print(Text(result.summary(), style="bold green" if result.winner is not None else "bold red"))
+                    on_event=on_event)
+    console.print(Text(result.summary(), style="bold green" if result.winner is not None else "bold red"),
+                  soft_wrap=True)
     return result

@@ -168,6 +168,11 @@ def reward_synth(
     attempts: Annotated[int, typer.Option(help="replies to try (each failure is sent back for repair)")] = 4,
     temperature: Annotated[Optional[float], typer.Option(help="sampling temperature [0.7, or the llm config's]")] = None,
     few_shot: Annotated[int, typer.Option(help="examples retrieved from the reward library (0 = zero-shot)")] = 0,
+    candidates: Annotated[int, typer.Option(help="Eureka: programs per round (>1 turns the search on)")] = 1,
+    rounds: Annotated[int, typer.Option(help="Eureka: rounds of reward reflection")] = 1,
+    workers: Annotated[int, typer.Option(help="Eureka: parallel training processes")] = 1,
+    proxy_steps: Annotated[int, typer.Option(help="Eureka: training steps per candidate and seed")] = 20_000,
+    seeds: Annotated[int, typer.Option(help="Eureka: training seeds per candidate (winner on the mean)")] = 2,
     samples: Annotated[int, typer.Option(help="states sampled from the task for the checks")] = 256,
     seed: Annotated[int, typer.Option(help="request seed of the first attempt")] = 0,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="output directory [runs/synth/<task>__<time>]")] = None,
@@ -213,6 +218,16 @@ def reward_synth(
 
     err.print(f"asking {client.endpoint} ({client.model}) for a reward for: {goal}", highlight=False)
     library = RewardLibrary()
+    if candidates > 1 or rounds > 1:
+        from reward_synthesis.eureka import run_search_cli
+
+        found = run_search_cli(task, goal, client, states, candidates=candidates, rounds=rounds, workers=workers,
+                               proxy_steps=proxy_steps, out_dir=out_dir, console=out, seeds=seeds, seed=seed,
+                               attempts=attempts)
+        if found.winner is None:
+            raise typer.Exit(1)
+        library.add(goal, spec.sim.env_id, found.winner.code)
+        return
     examples = [(e.goal, e.code) for _, e in library.most_similar(goal, few_shot)]
     for goal_of_example, _ in examples:
         err.print(f"few-shot example: {goal_of_example}", highlight=False)

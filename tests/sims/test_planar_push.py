@@ -44,7 +44,7 @@ def _run_scripted(env: PlanarPushEnv, steps: int) -> None:
 @pytest.mark.filterwarnings("ignore:.*Box observation space m:UserWarning")
 def test_passes_gymnasium_env_checker(env: PlanarPushEnv) -> None:
     check_env(env, skip_render_check=True)
-    assert env.observation_space.shape == (18,)
+    assert env.observation_space.shape == (20,)
     assert env.observation_space.dtype == np.float64
     assert env.action_space.shape == (2,)
 
@@ -84,9 +84,10 @@ def test_same_seed_same_episode_different_seed_different_start() -> None:
 def test_reset_samples_a_reachable_puck_and_a_distinct_goal(env: PlanarPushEnv) -> None:
     for seed in range(50):
         env.reset(seed=seed)
-        assert 0.10 <= np.linalg.norm(env.puck_xy) <= 0.22
-        assert 0.10 <= np.linalg.norm(env.goal_xy) <= 0.22
-        assert env.puck_to_goal_distance() >= 0.10
+        assert 0.12 <= np.linalg.norm(env.puck_xy) <= 0.22
+        assert env.puck_xy[0] >= 0.0  # in front of the arm
+        assert 0.10 <= np.linalg.norm(env.goal_xy) <= 0.24
+        assert 0.08 <= env.puck_to_goal_distance() <= 0.15
         assert env.data.ncon == 0  # nothing touches at the start
 
 
@@ -98,12 +99,16 @@ def test_observation_layout_matches_the_simulator(env: PlanarPushEnv) -> None:
     tip = env.data.body("fingertip").xpos[:2]
     np.testing.assert_allclose(obs[0:4], [*np.cos(q[:2]), *np.sin(q[:2])])
     np.testing.assert_allclose(obs[4:6], qd[:2])
-    np.testing.assert_allclose(obs[6:8], tip)
-    np.testing.assert_allclose(obs[8:10], q[2:4])
-    np.testing.assert_allclose(obs[10:12], qd[2:4])
-    np.testing.assert_allclose(obs[12:14], q[4:6])
-    np.testing.assert_allclose(obs[14:16], q[2:4] - tip)
-    np.testing.assert_allclose(obs[16:18], q[4:6] - q[2:4])
+    dm = 10.0  # lengths in the observation are in decimetres
+    np.testing.assert_allclose(obs[6:8], dm * tip)
+    np.testing.assert_allclose(obs[8:10], dm * q[2:4])
+    np.testing.assert_allclose(obs[10:12], dm * qd[2:4])
+    np.testing.assert_allclose(obs[12:14], dm * q[4:6])
+    np.testing.assert_allclose(obs[14:16], dm * (q[2:4] - tip))
+    np.testing.assert_allclose(obs[16:18], dm * (q[4:6] - q[2:4]))
+    to_goal = q[4:6] - q[2:4]
+    push_point = q[2:4] - 0.04 * to_goal / np.linalg.norm(to_goal)
+    np.testing.assert_allclose(obs[18:20], dm * (push_point - tip))
 
 
 def test_reward_terms_sum_to_the_reward_and_match_the_state(env: PlanarPushEnv) -> None:
@@ -115,9 +120,11 @@ def test_reward_terms_sum_to_the_reward_and_match_the_state(env: PlanarPushEnv) 
     assert reward == pytest.approx(sum(terms.values()))
     state = planar_push_profile().schema.read(env)
     assert info["reward_dist"] == pytest.approx(-float(state.puck_to_goal_distance))
-    near = np.linalg.norm(state.fingertip_pos - state.puck_pos)
-    assert info["reward_near"] == pytest.approx(-0.5 * near)
-    assert info["reward_ctrl"] == pytest.approx(-0.1 * float(np.square(action).sum()))
+    # "near" is measured to the contact point behind the puck on the puck->goal line.
+    to_goal = state.goal_pos - state.puck_pos
+    push_point = state.puck_pos - 0.04 * to_goal / np.linalg.norm(to_goal)
+    assert info["reward_near"] == pytest.approx(-0.5 * np.linalg.norm(state.fingertip_pos - push_point))
+    assert info["reward_ctrl"] == pytest.approx(-0.01 * float(np.square(action).sum()))
 
 
 def test_reward_prefers_the_scripted_policy_over_doing_nothing() -> None:
