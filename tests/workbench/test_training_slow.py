@@ -34,6 +34,7 @@ def test_demo_reacher_reaches_success_0_8(tmp_path: Path) -> None:
     ("tasks/mujoco/half_cheetah.yaml", ("training.total_steps=1e5",), -0.5 * 1000 * 0.1),
     ("tasks/mujoco/hopper.yaml", ("training.total_steps=1e5",), 20.0),
     ("tasks/mujoco/pusher.yaml", ("training.total_steps=3e4",), -110.0),
+    ("tasks/mujoco/planar_push.yaml", ("training.total_steps=3e5",), -18.0),  # untrained: -22.3
 ])
 def test_task_learns(task: str, overrides: tuple[str, ...], untrained_env_return: float, tmp_path: Path) -> None:
     ev = _run(task, tmp_path, "evaluation.video=false", "training.eval_every=0", *overrides)
