@@ -41,9 +41,10 @@ test: install-dev
 test-slow: install-dev
 	$(BIN)/python -m pytest -q -m slow
 
-bench: install
+bench: install-dev
 	$(BIN)/python benchmarks/reward_overhead.py
 	$(BIN)/python benchmarks/ppo_fps.py
+	$(BIN)/python benchmarks/candidate_scaling.py
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -4,7 +4,9 @@ each trained on the proxy budget, side by side in one run.
 Both sides go through ``reward_synthesis.eureka.train_programs`` (spawned worker processes, one
 torch thread each, the Task built in the child, checkpoint evaluations, the final evaluation), so
 worker start-up is part of both timings. The last line is ``ratio=<speedup ÷ W>`` (target ≥ 0.8
-per worker); the load average is printed because other work on the machine takes cores too.
+per worker). Other work on the machine takes cores too (with the kernel's autogroup scheduling, one
+busy session elsewhere leaves this one a single core of two), so the load average and a control are
+printed: the speedup W pure-Python loops get from W processes, i.e. the parallelism on offer now.
 
     .venv/bin/python benchmarks/candidate_scaling.py [--workers 2] [--proxy-steps 32768] [--trials 1]
 """
@@ -23,6 +25,29 @@ from workbench.spec import load_task
 from workbench.task import Task
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _spin(n: int) -> float:
+    start = time.perf_counter()
+    x = 0
+    for i in range(n):
+        x += i
+    return time.perf_counter() - start
+
+
+def available_speedup(workers: int, n: int = 8_000_000) -> float:
+    """How much faster ``workers`` CPU-bound loops finish in ``workers`` processes than in one."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    times = []
+    for procs in (1, workers):
+        with ctx.Pool(procs) as pool:
+            pool.map(_spin, [1000] * procs)  # started and warm
+            start = time.perf_counter()
+            pool.map(_spin, [n] * workers, chunksize=1)
+            times.append(time.perf_counter() - start)
+    return times[0] / times[1]
 
 _TEMPLATE = """\
 import numpy as np
@@ -69,6 +94,7 @@ def main() -> None:
             raise SystemExit(f"a known-good program failed to train: {bad[0]}")
         return seconds, (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
+    control = available_speedup(args.workers)
     serial: list[tuple[float, float]] = []
     parallel: list[tuple[float, float]] = []
     for _ in range(args.trials):  # alternate, so a change in the machine's load hits both sides
@@ -84,6 +110,8 @@ def main() -> None:
     print(f"{args.workers} workers: {many:7.1f} s   (trials: {trials(parallel)})")
     print(f"speedup {speedup:.2f}x with {args.workers} workers; "
           f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"control: {args.workers} pure-Python loops ran {control:.2f}x (before) and "
+          f"{available_speedup(args.workers):.2f}x (after) faster in {args.workers} processes than in 1")
     print(f"ratio={speedup / args.workers:.3f}")
 
 

@@ -45,6 +45,7 @@ from workbench.runs import atomic_write, write_json
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from reward_synthesis.checks import Preference
     from reward_synthesis.llm import LLMClient
     from workbench.state import State
     from workbench.task import Task
@@ -560,8 +561,10 @@ class _Record:
 def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[State, np.ndarray]], *,
            candidates: int, rounds: int, workers: int, proxy_steps: int, seeds: int = 2, out_dir: Path,
            seed: int = 0, on_event: Callable[[str, Candidate], None] | None = None, attempts: int = 2,
-           checkpoints: int = 3, eval_episodes: int = 10, checkpoint_episodes: int = 5) -> EurekaResult:
-    """Run the Eureka search; see the module docstring. ``samples`` feed the pre-flight checks.
+           checkpoints: int = 3, eval_episodes: int = 10, checkpoint_episodes: int = 5,
+           preference: Preference | None = None) -> EurekaResult:
+    """Run the Eureka search; see the module docstring. ``samples`` (and ``preference``, the
+    good-vs-bad episodes of :func:`~reward_synthesis.checks.check_inputs`) feed the pre-flight checks.
 
     LLM request seeds: candidate ``i`` of round ``r`` asks with ``seed + (r * candidates + i) *
     attempts`` (+ the repair attempt), so every request is distinct and a re-run replays from the
@@ -619,7 +622,7 @@ def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[Sta
             for i in range(candidates):
                 request_seed = seed + (r * candidates + i) * attempts
                 result = synthesize(task, goal, client, samples, attempts=attempts, seed=request_seed,
-                                    messages=messages)
+                                    messages=messages, preference=preference)
                 c = _candidate(result, r, i, request_seed)
                 table.append(c)
                 if c.checks == ACCEPTED and c.sha256 in by_sha:
@@ -681,7 +684,8 @@ def _line(kind: str, c: Candidate) -> Any:
 
 def run_search_cli(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[State, np.ndarray]], *,
                    candidates: int, rounds: int, workers: int, proxy_steps: int, out_dir: Path, console: Console,
-                   seeds: int = 2, seed: int = 0, attempts: int = 2) -> EurekaResult:
+                   seeds: int = 2, seed: int = 0, attempts: int = 2,
+                   preference: Preference | None = None) -> EurekaResult:
     """:func:`search` with one console line per candidate as it finishes and a closing summary.
     ``result.exit_code`` is 0 with a winner (``out_dir/program.py``), 1 without."""
     from rich.text import Text
@@ -694,7 +698,7 @@ def run_search_cli(task: Task, goal: str, client: LLMClient, samples: Sequence[t
 
     result = search(task, goal, client, samples, candidates=candidates, rounds=rounds, workers=workers,
                     proxy_steps=proxy_steps, seeds=seeds, out_dir=out_dir, seed=seed, attempts=attempts,
-                    on_event=on_event)
+                    preference=preference, on_event=on_event)
     console.print(Text(result.summary(), style="bold green" if result.winner is not None else "bold red"),
                   soft_wrap=True)
     return result

@@ -165,13 +165,14 @@ def reward_synth(
     goal: Annotated[Optional[str], typer.Option(help="the goal in words [the task's goal]")] = None,
     llm_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible base URL [embedded local server]")] = None,
     model: Annotated[Optional[str], typer.Option(help="model name at that endpoint")] = None,
-    attempts: Annotated[int, typer.Option(help="replies to try (each failure is sent back for repair)")] = 4,
+    attempts: Annotated[int, typer.Option(help="replies to try (each failure is sent back for repair); "
+                                              "Eureka uses at most 2 per candidate")] = 4,
     temperature: Annotated[Optional[float], typer.Option(help="sampling temperature [0.7, or the llm config's]")] = None,
     few_shot: Annotated[int, typer.Option(help="examples retrieved from the reward library (0 = zero-shot)")] = 0,
     candidates: Annotated[int, typer.Option(help="Eureka: programs per round (>1 turns the search on)")] = 1,
     rounds: Annotated[int, typer.Option(help="Eureka: rounds of reward reflection")] = 1,
     workers: Annotated[int, typer.Option(help="Eureka: parallel training processes")] = 1,
-    proxy_steps: Annotated[int, typer.Option(help="Eureka: training steps per candidate and seed")] = 20_000,
+    proxy_steps: Annotated[int, typer.Option(help="Eureka: training steps per candidate and seed")] = 32_768,
     seeds: Annotated[int, typer.Option(help="Eureka: training seeds per candidate (winner on the mean)")] = 2,
     samples: Annotated[int, typer.Option(help="states sampled from the task for the checks")] = 256,
     seed: Annotated[int, typer.Option(help="request seed of the first attempt")] = 0,
@@ -223,7 +224,7 @@ def reward_synth(
 
         found = run_search_cli(task, goal, client, states, candidates=candidates, rounds=rounds, workers=workers,
                                proxy_steps=proxy_steps, out_dir=out_dir, console=out, seeds=seeds, seed=seed,
-                               attempts=attempts)
+                               attempts=min(attempts, 2), preference=preference)
         if found.winner is None:
             raise typer.Exit(1)
         library.add(goal, spec.sim.env_id, found.winner.code)

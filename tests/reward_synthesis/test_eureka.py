@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from reward_synthesis.checks import collect_samples
+from reward_synthesis.checks import check_inputs, collect_samples
 from reward_synthesis.eureka import (Candidate, SeedRun, pick_winner, reflection_text, run_search_cli, search)
 from reward_synthesis.program import BuiltReward
 from workbench.errors import WorkbenchError
@@ -232,3 +232,24 @@ def test_bad_settings_and_tasks_without_success_are_user_errors(tmp_path: Path) 
     with pytest.raises(WorkbenchError, match="success metric"):
         search(blind, GOAL, llm, [], candidates=1, rounds=1, workers=1, proxy_steps=100, out_dir=tmp_path)
     assert llm.requests == []
+
+
+def test_the_preference_check_judges_candidates_too(tmp_path: Path) -> None:
+    """A program that pays for moving away from the target passes every plain check but prefers
+    random actions to the task's reference policy: rejected, never trained."""
+    task = _task(REPO / "tasks/mujoco/reacher.yaml")
+    env = task.make_env()
+    try:
+        samples, preference = check_inputs(env, task.profile, n=64)
+    finally:
+        env.close()
+    assert preference is not None
+    away = "import numpy as np\n\ndef compute_reward(state, action):\n" \
+           "    return float(np.linalg.norm(state.fingertip_to_target))\n"
+    llm = ScriptedLLM({0: FENCE.format(away)})
+    result = search(task, GOAL, llm, samples, preference=preference, candidates=1, rounds=1, workers=1,
+                    proxy_steps=100, attempts=1, out_dir=tmp_path)
+    [c] = result.table
+    assert (c.checks, c.status) == ("rejected", "not trained") and c.reason.startswith("preference")
+    assert result.winner is None and result.exit_code == 1 and not (tmp_path / "program.py").exists()
+    assert result.summary().startswith("no winner: 1 candidates")

@@ -1,4 +1,4 @@
-"""PlanarPush: gymnasium conformance, StateView fidelity, success metric, scripted policy, render."""
+"""PlanarPush: gymnasium conformance, StateView fidelity, success, scripted policy, render."""
 
 from __future__ import annotations
 
@@ -123,7 +123,8 @@ def test_reward_terms_sum_to_the_reward_and_match_the_state(env: PlanarPushEnv) 
     # "near" is measured to the contact point behind the puck on the puck->goal line.
     to_goal = state.goal_pos - state.puck_pos
     push_point = state.puck_pos - 0.04 * to_goal / np.linalg.norm(to_goal)
-    assert info["reward_near"] == pytest.approx(-0.5 * np.linalg.norm(state.fingertip_pos - push_point))
+    near = np.linalg.norm(state.fingertip_pos - push_point)
+    assert info["reward_near"] == pytest.approx(-0.5 * near)
     assert info["reward_ctrl"] == pytest.approx(-0.01 * float(np.square(action).sum()))
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from reward_synthesis.checks import collect_samples
+from reward_synthesis.checks import check_inputs
 from reward_synthesis.eureka import run_search_cli
 from reward_synthesis.program import BuiltReward
 from reward_synthesis.text2reward import make_client
@@ -34,13 +34,15 @@ def test_eureka_search_with_the_local_model(llm_env: dict, tmp_path: Path) -> No
     spec = load_task(tmp_path / "tiny.yaml")
     task = Task.build(spec, reward=BuiltReward(None, "searching"))
     env = task.make_env()
-    samples = collect_samples(env, task.profile.schema, n=32, seed=0)
-    env.close()
+    try:
+        samples, preference = check_inputs(env, task.profile, n=32)  # what `reward synth` passes
+    finally:
+        env.close()
     out = tmp_path / "out"
     client = make_client({"temperature": 0.2, "max_tokens": 200}, transcript=out / "llm" / "transcript.jsonl")
     console = Console(file=io.StringIO(), width=300)
     result = run_search_cli(task, spec.goal, client, samples, candidates=2, rounds=1, workers=1, proxy_steps=256,
-                            out_dir=out, console=console)
+                            out_dir=out, console=console, preference=preference)
 
     assert [c.label for c in result.table] == ["r0_c0", "r0_c1"]
     table = json.loads((out / "candidates.json").read_text())
