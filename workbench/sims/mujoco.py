@@ -201,12 +201,9 @@ def _inverted_double_pendulum() -> TaskProfile:
 
 
 def _planar_push() -> TaskProfile:
-    from dataclasses import replace
+    from workbench.sims.planar_push import planar_push_profile
 
-    from workbench.sims.planar_push import planar_push_profile, scripted_push_action
-
-    profile = planar_push_profile()
-    return profile if profile.reference is not None else replace(profile, reference=scripted_push_action)
+    return planar_push_profile()
 
 
 _PROFILES: dict[str, Callable[[], TaskProfile]] = {
