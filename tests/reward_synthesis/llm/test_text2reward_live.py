@@ -94,3 +94,25 @@ def test_run_with_a_text2reward_task_synthesizes_then_trains_or_reports(llm_env:
         assert "none of 2 attempts" in proc.stderr and "fix:" in proc.stderr
         (kept,) = list((tmp_path / "w" / "synth").iterdir())  # the failed synthesis is kept for the user
         assert (kept / "llm" / "transcript.jsonl").is_file() and (kept / "reward" / "synthesis.json").is_file()
+
+
+def test_refine_makes_the_next_version_or_reports(llm_env: dict, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    trained = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "run", str(REACHER), "--runs-dir", str(runs), "--quiet",
+         "--set", "training.total_steps=256", "--set", "training.n_envs=1", "--set", "learner.hyperparams.n_steps=256",
+         "--set", "learner.hyperparams.batch_size=64", "--set", "training.eval_every=0",
+         "--set", "evaluation.episodes=1", "--set", "evaluation.video=false"],
+        capture_output=True, text=True, timeout=300)
+    assert trained.returncode == 0, trained.stderr
+    (run,) = list(runs.iterdir())
+    proc = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "reward", "refine", str(run), "--feedback", "it overshoots the target",
+         "--attempts", "1"], capture_output=True, text=True, timeout=600, env=dict(os.environ))
+    assert proc.returncode in (0, 1) and "Traceback" not in proc.stderr, proc.stderr
+    record = json.loads((run / "reward" / "refine_v2.json").read_text())
+    assert record["feedback"] == ["it overshoots the target"]
+    transcript = [json.loads(line) for line in (run / "llm" / "transcript.jsonl").read_text().splitlines()]
+    prompt = transcript[-1]["messages"][-1]["content"]
+    assert "it overshoots the target" in prompt and "def compute_reward" in prompt
+    assert (proc.returncode == 0) == (run / "reward" / "program_v2.py").is_file()
