@@ -44,18 +44,15 @@ def _generalized(nq: int, nv: int) -> tuple[Field, Field]:
     )
 
 
-_BODY_IDS: dict[tuple[int, str], int] = {}
-
-
 def _com(env: Any, body: str) -> np.ndarray:
     """World position of a body's frame, as ``env.get_body_com`` gives, with the name lookup
-    cached (the StateView is read every env step)."""
-    key = (id(env.model), body)
-    bid = _BODY_IDS.get(key)
+    cached on the env (the StateView is read every env step; the env owns its model)."""
+    ids = env.__dict__.setdefault("_workbench_body_ids", {})
+    bid = ids.get(body)
     if bid is None:
         import mujoco
 
-        bid = _BODY_IDS[key] = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_BODY, body)
+        bid = ids[body] = mujoco.mj_name2id(env.model, mujoco.mjtObj.mjOBJ_BODY, body)
     return env.data.xpos[bid]
 
 
