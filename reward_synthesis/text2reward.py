@@ -18,7 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from pydantic import Field, ValidationError
+
 from reward_synthesis.checks import CheckReport, Preference, preflight
+from reward_synthesis.program import (BuiltReward, CodeRewardProgram, SourceOptions,
+                                      validate_options)
+from workbench.errors import RewardCodeRejected, TaskError
 
 if TYPE_CHECKING:
     from reward_synthesis.llm import LLMClient
@@ -177,31 +182,23 @@ def make_client(llm: dict[str, Any], *, transcript: Any = None, offline: bool = 
 class Text2RewardSource:
     """``reward: {source: text2reward, goal: ...}`` — an LLM writes the reward program, checked and repaired."""
 
-    from reward_synthesis.program import SourceOptions as _Base
-
-    class Options(_Base):
+    class Options(SourceOptions):
         goal: str | None = None  # default: the task's goal
-        attempts: int = 4
-        samples: int = 256
+        attempts: int = Field(4, ge=1, le=20)
+        samples: int = Field(256, gt=0)
         seed: int = 0
-        few_shot: int = 0  # examples retrieved from the reward library
+        few_shot: int = Field(0, ge=0)  # examples retrieved from the reward library
         offline: bool = False
         llm: dict[str, Any] = {}
 
     @classmethod
     def validate_spec(cls, spec: Any, *, file: str) -> None:
         from reward_synthesis.llm import LLMConfig
-        from reward_synthesis.program import validate_options
-        from workbench.errors import TaskError
-        from pydantic import ValidationError
 
         opts = validate_options(cls.Options, spec, file)
         if not (opts.goal or spec.goal):
             raise TaskError("text2reward needs a goal in words", file=file, key="reward.goal",
                             hint="set `goal:` at the top of the task or `reward.goal:`")
-        if not 1 <= opts.attempts <= 20:
-            raise TaskError("attempts must be between 1 and 20", file=file, key="reward.attempts",
-                            hint="e.g. attempts: 4")
         try:
             LLMConfig.model_validate(opts.llm)
         except ValidationError as err:
@@ -216,8 +213,6 @@ class Text2RewardSource:
         from pathlib import Path
 
         from reward_synthesis.checks import check_inputs
-        from reward_synthesis.program import BuiltReward, CodeRewardProgram
-        from workbench.errors import RewardCodeRejected
         from workbench.task import Task
 
         opts = cls.Options.model_validate(spec.reward.options)
