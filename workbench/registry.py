@@ -67,13 +67,23 @@ class Registry:
         return self.get(name)(**kwargs)
 
 
-SIMS = Registry("simulator", {"mujoco": "workbench.sims.mujoco:MujocoAdapter"})
+SIMS = Registry(
+    "simulator",
+    {
+        "mujoco": "workbench.sims.mujoco:MujocoAdapter",
+        "highway": "workbench.sims.highway:HighwayAdapter",
+        "carla": "workbench.sims.carla:CarlaAdapter",
+    },
+)
 REWARDS = Registry(
     "reward source",
     {
         "env": "reward_synthesis.program:EnvRewardSource",
         "code": "reward_synthesis.program:CodeRewardSource",
         "text2reward": "reward_synthesis.text2reward:Text2RewardSource",
+        "clip_goal": "reward_synthesis.vlm_rewards:ClipGoalSource",
+        "goal_baseline": "reward_synthesis.vlm_rewards:GoalBaselineSource",
+        "perceptual": "reward_synthesis.perceptual:PerceptualSource",
     },
 )
 LEARNERS = Registry(
