@@ -46,6 +46,9 @@ class FitHooks:
     on_eval: Callable[[int, Policy], dict[str, float]] | None = None  # periodic evaluation
     eval_every: int = 0
     checkpoint_every: int = 10_000
+    # Applied to the vector of training envs before anything else (Task.wrap_vec: batched frame
+    # rewards). When set, episode statistics are taken after it (VecMonitor), not per env.
+    wrap_vec: Callable[[Any], Any] | None = None
 
 
 class TrainingInterrupted(Exception):

@@ -22,7 +22,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecNormalize
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor, VecNormalize
 
 from policies.base import POLICY_FILE, FitHooks, TrainingInterrupted
 from workbench.errors import TaskError
@@ -202,18 +202,23 @@ class SB3Learner:
 
     # ------------------------------------------------------------------ training
     @staticmethod
-    def _vec(fns: list[Callable[[], gym.Env]], spec: TaskSpec, run: Run) -> VecEnv:
+    def _vec(fns: list[Callable[[], gym.Env]], spec: TaskSpec, run: Run,
+             wrap: Callable[[VecEnv], VecEnv] | None = None) -> VecEnv:
         monitor_dir = run.subdir("monitor")
         keywords = ("is_success",)  # TaskWrapper sets it at every episode end
 
         def factory(i: int) -> Callable[[], gym.Env]:
             def make() -> gym.Env:
-                return Monitor(fns[i](), str(monitor_dir / f"env{i}"), info_keywords=keywords)
+                env = fns[i]()
+                return env if wrap is not None else Monitor(env, str(monitor_dir / f"env{i}"), info_keywords=keywords)
             return make
 
         cls = SubprocVecEnv if spec.training.vec_env == "subproc" else DummyVecEnv
-        venv = cls([factory(i) for i in range(len(fns))])
+        venv: VecEnv = cls([factory(i) for i in range(len(fns))])
         venv.seed(spec.training.seed)
+        if wrap is not None:
+            # The reward is replaced at the vector level, so episode returns are counted after it.
+            venv = VecMonitor(wrap(venv), str(monitor_dir / "vec"), info_keywords=keywords)
         return venv
 
     def save_checkpoint(self, model: BaseAlgorithm, run: Run, normalizer: VecNormalize | None) -> int:
@@ -233,7 +238,7 @@ class SB3Learner:
         import torch
 
         torch.set_num_threads(spec.learner.torch_threads)
-        venv: VecEnv = self._vec(list(env_fns), spec, run)
+        venv: VecEnv = self._vec(list(env_fns), spec, run, hooks.wrap_vec)
         normalizer: VecNormalize | None = None
         checkpoint = run.latest_checkpoint() if resume else None
         if checkpoint is not None:

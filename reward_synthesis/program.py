@@ -27,9 +27,13 @@ if TYPE_CHECKING:
     from workbench.spec import TaskSpec
 
 __all__ = [
-    "RewardProgram", "CodeRewardProgram", "RewardRuntimeError", "RewardSource",
+    "RewardProgram", "CodeRewardProgram", "RewardRuntimeError", "RewardSource", "FrameReward", "FRAME_KEY",
     "EnvRewardSource", "CodeRewardSource", "BuiltReward", "SourceOptions", "validate_options",
+    "build_code_program",
 ]
+
+# Where a frame-scored task's TaskWrapper leaves the post-step camera frame for its FrameReward.
+FRAME_KEY = "workbench/frame"
 
 
 @runtime_checkable
@@ -78,12 +82,31 @@ class CodeRewardProgram:
                                      f"{describe_exception(err, self.filename, self.source)}") from None
 
 
+@runtime_checkable
+class FrameReward(Protocol):
+    """A reward scored from camera frames, for all envs of one vector step in one batch.
+
+    ``frames`` is ``[N, H, W, 3]`` uint8 (each env's frame after its step). ``terms`` holds
+    per-env arrays ``[N]`` of what the state side already computed: ``env`` (the simulator's
+    reward), ``terms`` (the state program's total, 0 without one) and each state-program
+    component by name. Returns the reward ``[N]`` and components ``{name: [N]}`` that land in
+    ``info["reward/<name>"]``.
+    """
+
+    name: str
+
+    def __call__(self, frames: np.ndarray, terms: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]: ...
+
+
 @dataclass
 class BuiltReward:
     """What a source hands to the run: the program (None = the env's own reward) and its record.
 
     ``files`` are extra artifacts (path relative to the run directory -> text), e.g. an LLM
-    transcript; ``record`` extra fields for ``reward/reward.json``.
+    transcript; ``record`` extra fields for ``reward/reward.json``. A pixel reward sets
+    ``frame_reward`` (``program`` is then its optional state-side terms) and ``resolved``: the
+    ``reward:`` section that rebuilds exactly this reward from the run directory (fitted
+    calibration, copied files), written into the run's resolved task.
     """
 
     program: RewardProgram | None
@@ -92,6 +115,8 @@ class BuiltReward:
     report: CheckReport | None = None
     files: dict[str, str] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict)
+    frame_reward: FrameReward | None = None
+    resolved: dict[str, Any] | None = None
 
 
 class RewardSource(Protocol):
@@ -155,15 +180,20 @@ class CodeRewardSource:
 
     @classmethod
     def build(cls, spec: TaskSpec, profile: TaskProfile, env: gym.Env) -> BuiltReward:
-        from reward_synthesis.checks import check_inputs, preflight
-
-        path = cls.program_path(spec)
-        text = path.read_text(encoding="utf-8", errors="replace")
         opts = cls.Options.model_validate(spec.reward.options)
-        samples, preference = check_inputs(env, profile, n=opts.samples)
-        report = preflight(text, samples, program=str(path), preference=preference)
-        if not report.accepted:
-            raise RewardCodeRejected(
-                f"reward program {path} was rejected by the pre-flight checks:\n{report.render()}", report)
-        program = CodeRewardProgram(text, name=path.stem, filename=str(path))
-        return BuiltReward(program, f"reward program {path.name} (sha256 {program.sha256[:12]})", text, report)
+        return build_code_program(cls.program_path(spec), profile, env, samples=opts.samples)
+
+
+def build_code_program(path: Path, profile: TaskProfile, env: gym.Env, *, samples: int = 256) -> BuiltReward:
+    """Read a reward program file, run the pre-flight checks on ``env``, and wrap it; rejected
+    programs raise :class:`RewardCodeRejected` with the report."""
+    from reward_synthesis.checks import check_inputs, preflight
+
+    text = path.read_text(encoding="utf-8", errors="replace")
+    states, preference = check_inputs(env, profile, n=samples)
+    report = preflight(text, states, program=str(path), preference=preference)
+    if not report.accepted:
+        raise RewardCodeRejected(
+            f"reward program {path} was rejected by the pre-flight checks:\n{report.render()}", report)
+    program = CodeRewardProgram(text, name=path.stem, filename=str(path))
+    return BuiltReward(program, f"reward program {path.name} (sha256 {program.sha256[:12]})", text, report)

@@ -110,7 +110,9 @@ def _resolved_for_run(task: Task) -> dict[str, Any]:
     (written by hand or synthesized) becomes ``source: code`` pointing at the run's copy, so a
     resumed run uses exactly the program that trained (and never re-asks an LLM)."""
     data = task.spec.resolved_dict()
-    if task.reward.source_text is not None:
+    if task.reward.resolved is not None:
+        data["reward"] = task.reward.resolved
+    elif task.reward.source_text is not None:
         data["reward"] = {"source": "code", "path": f"{REWARD_DIR}/{PROGRAM_FILE}"}
     return data
 
@@ -163,7 +165,7 @@ def _train_and_evaluate(task: Task, run: Run, *, resume: bool, quiet: bool, cons
                     "mean_env_return": result.mean_env_return}
 
         hooks = FitHooks(on_steps=on_steps, on_eval=on_eval, eval_every=spec.training.eval_every,
-                         checkpoint_every=spec.training.checkpoint_every)
+                         checkpoint_every=spec.training.checkpoint_every, wrap_vec=task.wrap_vec)
         started = time.perf_counter()
         try:
             policy = learner.fit(spec, task.env_fns(spec.training.n_envs), spec.training.total_steps, run,

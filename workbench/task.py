@@ -11,13 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import gymnasium as gym
+from stable_baselines3.common.vec_env import VecEnv
 
 from reward_synthesis.program import BuiltReward
 from workbench.errors import TaskError
 from workbench.registry import REWARDS, SIMS
 from workbench.sims.base import SimAdapter, TaskProfile
 from workbench.spec import TaskSpec
-from workbench.wrappers import TaskWrapper
+from workbench.wrappers import FrameRewardWrapper, TaskWrapper, VecFrameReward
 
 __all__ = ["Task"]
 
@@ -51,14 +52,33 @@ class Task:
             env.close()
         return cls(spec, adapter, profile, reward)
 
-    def make_env(self, *, render_mode: str | None = None) -> gym.Env:
+    @property
+    def frame_scored(self) -> bool:
+        return self.reward.frame_reward is not None
+
+    def make_env(self, *, render_mode: str | None = None, batched: bool = False) -> gym.Env:
+        """One wrapped env. A frame-scored task's env always renders (the reward camera);
+        ``batched=True`` leaves the scoring to :meth:`wrap_vec` across a vector of envs."""
+        if self.frame_scored:
+            render_mode = "rgb_array"
         env = self.adapter.make_env(self.spec.sim, render_mode=render_mode)
-        return TaskWrapper(env, self.profile.schema, program=self.reward.program,
-                           success=self.profile.success,
-                           success_threshold=self.spec.evaluation.success_threshold)
+        env = TaskWrapper(env, self.profile.schema, program=self.reward.program,
+                          success=self.profile.success,
+                          success_threshold=self.spec.evaluation.success_threshold,
+                          capture_frames=self.frame_scored)
+        if self.reward.frame_reward is not None and not batched:
+            env = FrameRewardWrapper(env, self.reward.frame_reward)
+        return env
 
     def env_fns(self, n: int) -> list[Callable[[], gym.Env]]:
-        return [self.make_env for _ in range(n)]
+        """Constructors of the training envs; pair them with :meth:`wrap_vec`."""
+        return [lambda: self.make_env(batched=True) for _ in range(n)]
+
+    def wrap_vec(self, venv: VecEnv) -> VecEnv:
+        """What a learner applies to the vector of ``env_fns``: batched frame scoring, if any."""
+        if self.reward.frame_reward is None:
+            return venv
+        return VecFrameReward(venv, self.reward.frame_reward)
 
     def success_doc(self) -> str:
         if self.profile.success is None:
