@@ -191,8 +191,13 @@ def load_backbone(model: str, pretrained: str | None, *, device: str = "auto", b
                 what = "no such checkpoint file" if looks_like_path else f"unknown pretrained tag for {model}"
                 raise WorkbenchError(f"{file or 'task'}: reward.pretrained: {what}: {weights!r}\n"
                                      f"  fix: a checkpoint file path, or one of: {', '.join(tags) or '(none)'}")
+        import torch
+
         try:
-            clip, _, transform = open_clip.create_model_and_transforms(model, pretrained=weights, device=dev)
+            # Random weights are seeded so a run, its resume and its evaluation score alike.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                clip, _, transform = open_clip.create_model_and_transforms(model, pretrained=weights, device=dev)
         except Exception as err:  # network/cache failure: open_clip/huggingface_hub raise many types
             offline = os.environ.get("HF_HUB_OFFLINE") == "1"
             raise WorkbenchError(
