@@ -46,6 +46,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/reward_overhead.py
 	$(BIN)/python benchmarks/ppo_fps.py
 	$(BIN)/python benchmarks/candidate_scaling.py
+	$(BIN)/python benchmarks/clip_batching.py
 
 clean:
 	rm -rf $(VENV) *.egg-info
