@@ -99,6 +99,14 @@ def test_every_shipped_task_validates_and_builds(path: Path) -> None:
     from workbench.task import Task
 
     spec = load_task(path)
+    if spec.sim.name == "carla":
+        from workbench.sims.carla import probe_server
+
+        kwargs = spec.sim.kwargs
+        try:
+            probe_server(kwargs.get("host", "127.0.0.1"), int(kwargs.get("port", 2000)), 2.0)
+        except TaskError as err:
+            pytest.skip(f"no CARLA server: {err.message}")
     if spec.reward.source in PIXEL_SOURCES:
         # No CLIP weights here: the same task with a random-weight backbone.
         spec = load_task(path, [*TEST_CLIP, "reward.calibration_steps=16"])
