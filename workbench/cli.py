@@ -297,6 +297,32 @@ def reward_refine(
     out.print(f"train with it: workbench run {run.path / 'task.yaml'} --set 'reward={{source: code, path: {target.resolve()}}}'")
 
 
+@reward_app.command("perceptual")
+@user_errors
+def reward_perceptual(
+    task_file: Annotated[Path, typer.Option("--task", help="task whose camera the demos show")],
+    demos: Annotated[Path, typer.Option(help="directory of demos: .mp4/.gif/.npz, one file per demo")],
+    steps: Annotated[int, typer.Option(help="steps to discover in every demo (k >= 2)")],
+    record: Annotated[Optional[int], typer.Option(help="first record N demos with the task's reference policy")] = None,
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="model file (default: the task's reward.file, "
+                                                                   "else rewards/<task>_perceptual.json beside it)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override: key.path=value")] = None,
+    model: Annotated[Optional[str], typer.Option(help="open_clip model (default: the task's reward.model, else ViT-B-32)")] = None,
+    pretrained: Annotated[Optional[str], typer.Option(help="weights tag or file; 'none' = random weights "
+                                                           "(default: the task's reward.pretrained, else laion2b_s34b_b79k)")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda:N (default: the task's reward.device, else auto)")] = None,
+    features: Annotated[int, typer.Option(help="embedding features kept per step")] = 32,
+    seed: Annotated[int, typer.Option(help="reset seed of the first recorded demo")] = 0,
+    demo_format: Annotated[str, typer.Option(help="recorded demos as mp4 (viewable) or npz (lossless)")] = "mp4",
+) -> None:
+    """Learn a perceptual reward from demos (Sermanet et al. 2016): discover steps, pick features, write the model."""
+    from reward_synthesis.perceptual import learn_cli
+
+    learn_cli(task_file, demos, steps, record=record, out_file=out_file, overrides=list(set_ or []), model=model,
+              pretrained=pretrained, device=device, features_per_step=features, seed=seed, demo_format=demo_format,
+              console=out, status=err)
+
+
 # ----------------------------------------------------------------------------- list
 
 
