@@ -12,9 +12,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 # No CLIP weights can be fetched here: fail fast instead of ~46 s of download retries.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-# The CLIP architecture tests build with random weights: real code path, meaningless scores.
-TEST_CLIP = ["reward.model=ViT-S-32", "reward.pretrained=null"]
-
 REPO = Path(__file__).resolve().parent.parent
 TASKS = REPO / "tasks"
 DATA = Path(__file__).resolve().parent / "data"

@@ -113,6 +113,11 @@ def validate(
         out.print(f"  simulator   {spec.sim.name}: {spec.sim.env_id}")
         out.print(f"  obs / act   {env.observation_space} / {env.action_space}")
         out.print(f"  reward      {task.reward.description}")
+        calibration = task.reward.record.get("calibration")
+        if calibration is not None:
+            lo, hi = calibration["window"]
+            origin = f"fitted on {calibration['frames']} rollout frames" if "frames" in calibration else "from the task"
+            out.print(f"  window      [{lo:.5g}, {hi:.5g}] ({origin})")
         out.print(f"  success     {task.success_doc()}")
         out.print(f"  learner     {spec.learner.name} ({spec.learner.policy}), "
                   f"{spec.training.total_steps} steps on {spec.training.n_envs} env(s)")

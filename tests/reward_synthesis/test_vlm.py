@@ -14,7 +14,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from reward_synthesis.combine import CombineError, compile_combine
 from reward_synthesis.vlm import load_backbone
 from reward_synthesis.vlm_rewards import clip_goal_scores, fit_window, goal_baseline_scores
-from tests.conftest import REPO, TEST_CLIP
+from workbench_testing import REPO, TEST_CLIP
 from workbench.errors import TaskError, WorkbenchError
 from workbench.spec import load_task
 from workbench.task import Task
@@ -270,3 +270,13 @@ def test_run_resumes_and_evaluates_with_the_recorded_calibration(tmp_path: Path)
         assert proc.returncode == 0, proc.stderr
         evals.append(proc.stdout.strip().splitlines()[-1])
     assert evals[0] == evals[1] and "mean_return" in evals[0]
+
+
+def test_open_clip_imports_after_a_mujoco_render() -> None:
+    # Mesa's llvmpipe and triton both carry LLVM: triton imported after a software-GL render
+    # segfaulted the process; the MuJoCo adapter loads triton first.
+    code = ("from workbench.sims.mujoco import MujocoAdapter\nfrom workbench.spec import SimSpec\n"
+            "env = MujocoAdapter().make_env(SimSpec(env_id='Reacher-v5'), render_mode='rgb_array')\n"
+            "env.reset(seed=0); env.render()\nimport open_clip\nprint('imported')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "imported" in proc.stdout, proc.stderr[-2000:]

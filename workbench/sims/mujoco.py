@@ -44,6 +44,16 @@ def _generalized(nq: int, nv: int) -> tuple[Field, Field]:
     )
 
 
+def _load_llvm_users_first() -> None:
+    """Import triton (torch's compiler; torchvision and open_clip pull it in) before the first
+    software-GL render: Mesa's llvmpipe and triton each carry LLVM, and triton imported after
+    llvmpipe is loaded segfaults the process. In this order both work."""
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is not None:
+        import triton  # noqa: F401
+
+
 def _com(env: Any, body: str) -> np.ndarray:
     """World position of a body's frame, as ``env.get_body_com`` gives, with the name lookup
     cached on the env (the StateView is read every env step; the env owns its model)."""
@@ -264,6 +274,7 @@ class MujocoAdapter:
             raise TaskError(f"{spec.env_id!r} is not a MuJoCo env", key="sim.env_id",
                             hint=f"pick one of: {', '.join(self.env_ids())}")
         if render_mode is not None:
+            _load_llvm_users_first()
             # Software GL renders ~8x faster without shadows and reflections (84²: 22 -> 178 fps);
             # frames feed rewards and videos, where neither matters.
             model = env.unwrapped.model
