@@ -80,6 +80,7 @@ class SeedRun:
     error: str = ""
     seconds: float = 0.0
     steps: int = 0
+    trajectories: list[dict[str, Any]] = field(default_factory=list)  # watched episodes (Auto MC-Reward)
 
 
 @dataclass
@@ -280,10 +281,17 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
             policy = learner.fit(spec, task.env_fns(spec.training.n_envs), budget, run, hooks=hooks)
             steps = int(run.info().get("steps", budget))
             final = evaluate(policy, task, episodes=int(job["eval_episodes"]), deterministic=deterministic, seed=seed)
+            watched: list[dict[str, Any]] = []
+            if job.get("trajectories"):
+                from reward_synthesis.auto_mc import record_trajectories
+
+                watched = [asdict(t) for t in record_trajectories(
+                    policy, task, episodes=int(job["trajectories"]), seed=seed,
+                    fields=job.get("trajectory_fields", ()), deterministic=deterministic)]
         curve.append(_curve_point(max(steps, budget), final))
         return {"seed": seed, "ok": True, "success": final.success_rate, "mean_return": final.mean_return,
                 "mean_env_return": final.mean_env_return, "curve": curve, "error": "",
-                "seconds": time.perf_counter() - started, "steps": steps}
+                "seconds": time.perf_counter() - started, "steps": steps, "trajectories": watched}
     except BaseException as err:  # noqa: BLE001 - untrusted code: every failure is a result
         if isinstance(err, RewardRuntimeError):  # already says where in the program
             text = str(err)
@@ -303,7 +311,8 @@ class _Trainer:
     """
 
     def __init__(self, task: Task, *, workers: int, proxy_steps: int, checkpoints: int,
-                 eval_episodes: int, checkpoint_episodes: int):
+                 eval_episodes: int, checkpoint_episodes: int, trajectories: int = 0,
+                 trajectory_fields: Sequence[str] = ()):
         data = task.spec.resolved_dict()
         data["reward"] = {"source": "env"}  # the program is handed to Task.build directly
         data["training"]["vec_env"] = "dummy"  # no process trees inside the workers
@@ -311,7 +320,8 @@ class _Trainer:
         data["evaluation"]["video"] = False
         self.base = {"task": data, "source_path": task.spec.source_path, "proxy_steps": int(proxy_steps),
                      "eval_every": max(1, math.ceil(proxy_steps / max(1, checkpoints))),
-                     "eval_episodes": int(eval_episodes), "checkpoint_episodes": int(checkpoint_episodes)}
+                     "eval_episodes": int(eval_episodes), "checkpoint_episodes": int(checkpoint_episodes),
+                     "trajectories": int(trajectories), "trajectory_fields": list(trajectory_fields)}
         self.workers = workers
         self._executor: Any = None
         self._pending: dict[Any, tuple[Any, dict[str, Any]]] = {}
@@ -387,7 +397,7 @@ def _seed_run(out: dict[str, Any]) -> SeedRun:
     return SeedRun(seed=int(out["seed"]), ok=bool(out["ok"]), success=out.get("success"),
                    mean_return=out.get("mean_return"), mean_env_return=out.get("mean_env_return"),
                    curve=out.get("curve", []), error=out.get("error", ""), seconds=float(out.get("seconds", 0.0)),
-                   steps=int(out.get("steps", 0)))
+                   steps=int(out.get("steps", 0)), trajectories=out.get("trajectories", []))
 
 
 def _check_settings(**values: int) -> None:
@@ -400,13 +410,17 @@ def _check_settings(**values: int) -> None:
 
 def train_programs(task: Task, programs: Sequence[str], *, proxy_steps: int, seeds: Sequence[int] | int = 2,
                    workers: int = 1, checkpoints: int = 3, eval_episodes: int = 10,
-                   checkpoint_episodes: int = 5) -> list[list[SeedRun]]:
+                   checkpoint_episodes: int = 5, trajectories: int = 0,
+                   trajectory_fields: Sequence[str] = ()) -> list[list[SeedRun]]:
     """Train each program with each seed on the proxy budget in ``workers`` processes; returns the
-    runs per program, in seed order. (What the search does with every accepted candidate.)"""
+    runs per program, in seed order. (What the search does with every accepted candidate.)
+    ``trajectories`` > 0 also watches that many episodes of each trained policy, following
+    ``trajectory_fields`` of the StateView (what Auto MC-Reward's analyzer reads)."""
     seed_list = list(range(task.spec.training.seed, task.spec.training.seed + seeds)) \
         if isinstance(seeds, int) else list(seeds)
     trainer = _Trainer(task, workers=workers, proxy_steps=proxy_steps, checkpoints=checkpoints,
-                       eval_episodes=eval_episodes, checkpoint_episodes=checkpoint_episodes)
+                       eval_episodes=eval_episodes, checkpoint_episodes=checkpoint_episodes,
+                       trajectories=trajectories, trajectory_fields=trajectory_fields)
     out: list[list[SeedRun]] = [[] for _ in programs]
     try:
         for i, code in enumerate(programs):

@@ -249,6 +249,41 @@ def reward_synth(
     out.print(f"[bold green]accepted[/] {out_dir / 'program.py'}")
 
 
+@reward_app.command("automc")
+@user_errors
+def reward_automc(
+    task_file: Annotated[Path, typer.Option("--task", help="task whose StateView and success metric the LLM is shown")],
+    goal: Annotated[Optional[str], typer.Option(help="the goal in words [the task's goal]")] = None,
+    llm_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible base URL [embedded local server]")] = None,
+    model: Annotated[Optional[str], typer.Option(help="model name at that endpoint")] = None,
+    rounds: Annotated[int, typer.Option(help="design -> train -> analyse rounds")] = 2,
+    critic_rounds: Annotated[int, typer.Option(help="critic reviews per design")] = 2,
+    attempts: Annotated[int, typer.Option(help="sandbox/pre-flight repairs per round")] = 3,
+    proxy_steps: Annotated[int, typer.Option(help="training steps per round's program")] = 20_000,
+    seeds: Annotated[int, typer.Option(help="training seeds per round")] = 1,
+    workers: Annotated[int, typer.Option(help="parallel training processes")] = 1,
+    eval_episodes: Annotated[int, typer.Option(help="episodes scoring each trained program")] = 10,
+    trajectories: Annotated[int, typer.Option(help="episodes watched for the trajectory analyzer")] = 10,
+    target_field: Annotated[Optional[str], typer.Option(help="StateView field: distance to the target "
+                                                             "(e.g. nearest_tree_dist)")] = None,
+    samples: Annotated[int, typer.Option(help="states sampled from the task for the checks")] = 256,
+    seed: Annotated[int, typer.Option(help="request seed of the first design")] = 0,
+    initial: Annotated[Optional[Path], typer.Option(help="a program to start from (round 1 trains it as given)")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="output directory [runs/synth/<task>__auto_mc__<time>]")] = None,
+    offline: Annotated[bool, typer.Option("--offline", help="replay cached replies only; never call the LLM")] = False,
+) -> None:
+    """Auto MC-Reward: LLM designer, critic and trajectory analyzer; exit 0 with a winner, 1 without."""
+    from reward_synthesis.auto_mc import run_automc_cli
+
+    llm: dict[str, Any] = {k: v for k, v in {"base_url": llm_url, "model": model}.items() if v is not None}
+    result = run_automc_cli(task_file, goal=goal, llm=llm, out_dir=out_dir, rounds=rounds, critic_rounds=critic_rounds,
+                            attempts=attempts, proxy_steps=proxy_steps, seeds=seeds, workers=workers,
+                            eval_episodes=eval_episodes, trajectories=trajectories, target_field=target_field,
+                            samples=samples, seed=seed, offline=offline, console=out, status=err, initial=initial)
+    if result.winner is None:
+        raise typer.Exit(1)
+
+
 @reward_app.command("refine")
 @user_errors
 def reward_refine(

@@ -84,6 +84,7 @@ REWARDS = Registry(
         "clip_goal": "reward_synthesis.vlm_rewards:ClipGoalSource",
         "goal_baseline": "reward_synthesis.vlm_rewards:GoalBaselineSource",
         "perceptual": "reward_synthesis.perceptual:PerceptualSource",
+        "auto_mc": "reward_synthesis.auto_mc:AutoMCSource",
     },
 )
 LEARNERS = Registry(
