@@ -39,7 +39,7 @@ from pydantic import Field, ValidationError
 
 from reward_synthesis.checks import preflight
 from reward_synthesis.program import BuiltReward, CodeRewardProgram, SourceOptions, validate_options
-from reward_synthesis.text2reward import extract_code, make_client, prompt_template
+from reward_synthesis.text2reward import describe_action_space, extract_code, make_client, prompt_template
 from workbench.errors import RewardCodeRejected, TaskError
 from workbench.runs import atomic_write, write_json
 
@@ -200,18 +200,10 @@ def parse_verdict(reply: str) -> Verdict:
     return Verdict(match.group(1).upper() == "PASS", reasons, True)
 
 
-def _action_description(space: Any, names: Sequence[str] | None) -> str:
-    if hasattr(space, "n"):
-        named = f"; index -> name: {', '.join(f'{i}={n}' for i, n in enumerate(names))}" if names else ""
-        return f"one integer in [0, {int(space.n) - 1}]{named}"
-    return f"a float array of shape {tuple(space.shape)} in [{np.min(space.low):g}, {np.max(space.high):g}]"
-
-
 def _task_facts(task: Task) -> dict[str, str]:
     env = task.make_env()
     try:
-        names = getattr(env.unwrapped, "action_names", None)
-        actions = _action_description(env.action_space, names)
+        actions = describe_action_space(env.action_space, getattr(env.unwrapped, "action_names", None))
     finally:
         env.close()
     return {"env_id": task.spec.sim.env_id, "state_description": task.profile.schema.describe(),

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from workbench.state import State
     from workbench.task import Task
 
-__all__ = ["Attempt", "SynthesisResult", "prompt_template", "build_messages", "extract_code",
+__all__ = ["Attempt", "SynthesisResult", "prompt_template", "build_messages", "extract_code", "describe_action_space",
            "synthesize", "refine_messages"]
 
 
@@ -79,6 +79,16 @@ def _space_bounds(space: Any) -> tuple[str, str, str]:
     return str(tuple(space.shape)), show(low), show(high)
 
 
+def describe_action_space(space: Any, names: Sequence[str] | None = None) -> str:
+    """The action as reward code receives it: always an ``np.ndarray`` (a discrete action is its
+    index in an array of shape (1,)), with its bounds or named choices."""
+    if hasattr(space, "n"):
+        named = f" ({', '.join(f'{i}={n}' for i, n in enumerate(names))})" if names else ""
+        return f"np.ndarray of shape (1,) holding one integer action index in [0, {int(space.n) - 1}]{named}"
+    shape, low, high = _space_bounds(space)
+    return f"np.ndarray of shape {shape}, each entry in [{low}, {high}]"
+
+
 def build_messages(task: Task, goal: str, *, examples: Sequence[tuple[str, str]] = ()) -> list[dict[str, str]]:
     """System + user messages for a zero-shot (no ``examples``) or few-shot prompt.
 
@@ -86,7 +96,7 @@ def build_messages(task: Task, goal: str, *, examples: Sequence[tuple[str, str]]
     """
     env = task.make_env()
     try:
-        shape, low, high = _space_bounds(env.action_space)
+        action = describe_action_space(env.action_space, getattr(env.unwrapped, "action_names", None))
     finally:
         env.close()
     schema = task.profile.schema
@@ -94,7 +104,7 @@ def build_messages(task: Task, goal: str, *, examples: Sequence[tuple[str, str]]
                            for g, c in examples)
     user = prompt_template("text2reward_user").format(
         env_id=task.spec.sim.env_id, state_description=schema.describe(),
-        action_shape=shape, action_low=low, action_high=high, success=task.success_doc(), goal=goal,
+        action_description=action, success=task.success_doc(), goal=goal,
         examples=example_text)
     return [{"role": "system", "content": prompt_template("text2reward_system")},
             {"role": "user", "content": user}]

@@ -11,9 +11,9 @@ from reward_synthesis.program import BuiltReward
 from reward_synthesis.text2reward import build_messages, extract_code, refine_messages
 from workbench.spec import load_task
 from workbench.task import Task
+from workbench_testing import SHIPPED, load_shipped
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = sorted((REPO / "tasks").rglob("*.yaml"))
 
 
 @pytest.mark.parametrize("reply,expected", [
@@ -35,8 +35,8 @@ def _task(path: Path) -> Task:
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
-def test_prompt_is_generated_from_the_task(path: Path) -> None:
-    task = _task(path)
+def test_prompt_is_generated_from_the_task(path: Path, tmp_path: Path) -> None:
+    task = Task.build(load_shipped(path, tmp_path), reward=BuiltReward(None, "not needed"))
     system, user = build_messages(task, "do the thing")
     assert system["role"] == "system" and "compute_reward(state, action)" in system["content"]
     # The StateView description is the adapter's generated text, verbatim — never a copy.

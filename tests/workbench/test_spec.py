@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workbench_testing import TEST_CLIP
+from workbench_testing import SHIPPED, load_shipped
 from workbench.errors import TaskError
 from workbench.spec import TaskSpec, load_task, parse_yaml
 
@@ -88,21 +88,6 @@ def test_resolved_dict_roundtrips() -> None:
 TASKS_REACHER = REPO / "tasks" / "mujoco" / "reacher.yaml"
 
 
-SHIPPED = sorted((REPO / "tasks").rglob("*.yaml"))
-PIXEL_SOURCES = ("clip_goal", "goal_baseline")
-
-
-def _perceptual_overrides(path: Path, tmp: Path) -> list[str]:
-    """A perceptual task ships without its model file (it needs real CLIP weights): learn a
-    throwaway one from two recorded reference demos with the test backbone."""
-    from rich.console import Console
-
-    from reward_synthesis.perceptual import learn_cli
-
-    quiet = Console(quiet=True)
-    learn_cli(path, tmp / "demos", 2, record=2, out_file=tmp / "model.json",
-              overrides=[*TEST_CLIP, "sim.max_episode_steps=20"], console=quiet, status=quiet)
-    return [*TEST_CLIP, f"reward.file={tmp / 'model.json'}"]
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
@@ -111,23 +96,9 @@ def test_every_shipped_task_validates_and_builds(path: Path, tmp_path: Path) -> 
     from reward_synthesis.program import BuiltReward
     from workbench.task import Task
 
-    if parse_yaml(path.read_text(), file=str(path)).get("reward", {}).get("source") == "perceptual":
-        spec = load_task(path, _perceptual_overrides(path, tmp_path))
-    else:
-        spec = load_task(path)
-    if spec.sim.name == "carla":
-        from workbench.sims.carla import probe_server
-
-        kwargs = spec.sim.kwargs
-        try:
-            probe_server(kwargs.get("host", "127.0.0.1"), int(kwargs.get("port", 2000)), 2.0)
-        except TaskError as err:
-            pytest.skip(f"no CARLA server: {err.message}")
-    if spec.reward.source in PIXEL_SOURCES:
-        # No CLIP weights here: the same task with a random-weight backbone.
-        spec = load_task(path, [*TEST_CLIP, "reward.calibration_steps=16"])
+    spec = load_shipped(path, tmp_path)
     # LLM-written rewards are exercised against the real local server in tests/reward_synthesis/llm.
-    reward = BuiltReward(None, "synthesized elsewhere") if spec.reward.source == "text2reward" else None
+    reward = BuiltReward(None, "synthesized elsewhere") if spec.reward.source in ("text2reward", "auto_mc") else None
     task = Task.build(spec, reward=reward)
     assert task.profile.success is not None, "every shipped task needs a success metric"
     env = task.make_env()
