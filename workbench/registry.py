@@ -73,6 +73,8 @@ SIMS = Registry(
         "mujoco": "workbench.sims.mujoco:MujocoAdapter",
         "highway": "workbench.sims.highway:HighwayAdapter",
         "carla": "workbench.sims.carla:CarlaAdapter",
+        "crafter": "workbench.sims.crafter:CrafterAdapter",
+        "minedojo": "workbench.sims.minedojo:MineDojoAdapter",
     },
 )
 REWARDS = Registry(
