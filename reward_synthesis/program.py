@@ -9,6 +9,7 @@ own options (``validate_spec``) so the core TaskSpec stays small.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -106,7 +107,10 @@ class BuiltReward:
     transcript; ``record`` extra fields for ``reward/reward.json``. A pixel reward sets
     ``frame_reward`` (``program`` is then its optional state-side terms) and ``resolved``: the
     ``reward:`` section that rebuilds exactly this reward from the run directory (fitted
-    calibration, copied files), written into the run's resolved task.
+    calibration, copied files), written into the run's resolved task. ``env_wrapper`` wraps each
+    task env (after the TaskWrapper, training and evaluation alike) and ``vec_wrapper`` the vector
+    of training envs (after any frame reward): rewards that need whole episodes or a model shared
+    across envs, such as an episodic return or a learned decoder, live there.
     """
 
     program: RewardProgram | None
@@ -117,6 +121,8 @@ class BuiltReward:
     record: dict[str, Any] = field(default_factory=dict)
     frame_reward: FrameReward | None = None
     resolved: dict[str, Any] | None = None
+    env_wrapper: Callable[[gym.Env], gym.Env] | None = None
+    vec_wrapper: Callable[[Any], Any] | None = None  # VecEnv -> VecEnv
 
 
 class RewardSource(Protocol):

@@ -87,6 +87,8 @@ REWARDS = Registry(
         "goal_baseline": "reward_synthesis.vlm_rewards:GoalBaselineSource",
         "perceptual": "reward_synthesis.perceptual:PerceptualSource",
         "auto_mc": "reward_synthesis.auto_mc:AutoMCSource",
+        "episodic": "reward_synthesis.lare:EpisodicSource",
+        "lare": "reward_synthesis.lare:LaReSource",
     },
 )
 LEARNERS = Registry(

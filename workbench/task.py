@@ -66,6 +66,8 @@ class Task:
                           success=self.profile.success,
                           success_threshold=self.spec.evaluation.success_threshold,
                           capture_frames=self.frame_scored)
+        if self.reward.env_wrapper is not None:
+            env = self.reward.env_wrapper(env)
         if self.reward.frame_reward is not None and not batched:
             env = FrameRewardWrapper(env, self.reward.frame_reward)
         return env
@@ -75,10 +77,13 @@ class Task:
         return [lambda: self.make_env(batched=True) for _ in range(n)]
 
     def wrap_vec(self, venv: VecEnv) -> VecEnv:
-        """What a learner applies to the vector of ``env_fns``: batched frame scoring, if any."""
-        if self.reward.frame_reward is None:
-            return venv
-        return VecFrameReward(venv, self.reward.frame_reward)
+        """What a learner applies to the vector of ``env_fns``: batched frame scoring, then the
+        reward's own vector wrapper (e.g. a learned reward decoder), if any."""
+        if self.reward.frame_reward is not None:
+            venv = VecFrameReward(venv, self.reward.frame_reward)
+        if self.reward.vec_wrapper is not None:
+            venv = self.reward.vec_wrapper(venv)
+        return venv
 
     def success_doc(self) -> str:
         if self.profile.success is None:
