@@ -348,6 +348,7 @@ class CrafterEnv(gym.Env):
         self._core = _core_class()(rgb=observation == "rgb", area=tuple(area), view=tuple(view), size=tuple(size),
                                    length=length or DEFAULT_LENGTH, seed=int(seed))
         self.action_space = gym.spaces.Discrete(len(ACTIONS))
+        self.action_names = ACTIONS  # read by reward prompts and the trajectory analyzer
         self._window = _Window.make(sense_radius)
         grid = self._core._local_view._grid  # cells the image shows: (view_x, view_y - inventory rows)
         self._patch = (int(grid[0]), int(grid[1]))
