@@ -38,7 +38,7 @@ __all__ = ["LOCAL_MODEL", "ensure_server", "start_server", "server_status", "sto
 
 LOCAL_MODEL = "smollm2-135m-instruct"
 HOST = "127.0.0.1"
-N_CTX = 4096
+N_CTX = 8192  # SmolLM2 was trained with 8k context; a Crafter StateView alone is ~3.5k tokens
 STARTUP_TIMEOUT_S = 120.0
 STATE_FILE = "llm-server.json"
 LOG_FILE = "llm-server.log"
