@@ -35,11 +35,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from reward_synthesis.checks import preflight
-from reward_synthesis.program import BuiltReward, CodeRewardProgram, SourceOptions, validate_options
-from reward_synthesis.text2reward import describe_action_space, extract_code, make_client, prompt_template
+from reward_synthesis.program import BuiltReward, CodeRewardProgram, SourceOptions
+from reward_synthesis.text2reward import (describe_action_space, extract_code, make_client, prompt_template,
+                                         validate_llm_source)
 from workbench.errors import RewardCodeRejected, TaskError
 from workbench.runs import atomic_write, write_json
 
@@ -462,18 +463,7 @@ class AutoMCSource:
 
     @classmethod
     def validate_spec(cls, spec: Any, *, file: str) -> None:
-        from reward_synthesis.llm import LLMConfig
-
-        opts = validate_options(cls.Options, spec, file)
-        if not (opts.goal or spec.goal):
-            raise TaskError("auto_mc needs a goal in words", file=file, key="reward.goal",
-                            hint="set `goal:` at the top of the task or `reward.goal:`")
-        try:
-            LLMConfig.model_validate(opts.llm)
-        except ValidationError as err:
-            from workbench.spec import pydantic_error_to_task_error
-
-            raise pydantic_error_to_task_error(err, file=file, prefix="reward.llm.", model=LLMConfig) from None
+        validate_llm_source(cls.Options, spec, file=file, source="auto_mc")
 
     @classmethod
     def build(cls, spec: Any, profile: Any, env: Any) -> BuiltReward:

@@ -189,6 +189,24 @@ def make_client(llm: dict[str, Any], *, transcript: Any = None, offline: bool = 
     return LLMClient(config, transcript=transcript, cache=ResponseCache(default_cache_dir()), offline=offline)
 
 
+def validate_llm_source(model: type[SourceOptions], spec: Any, *, file: str, source: str) -> Any:
+    """What every LLM-driven source checks up front: its options, a goal in words (``goal`` option
+    or the task's), and its ``llm:`` section (errors name ``reward.llm.<key>``)."""
+    from reward_synthesis.llm import LLMConfig
+
+    opts = validate_options(model, spec, file)
+    if not (opts.goal or spec.goal):
+        raise TaskError(f"{source} needs a goal in words", file=file, key="reward.goal",
+                        hint="set `goal:` at the top of the task or `reward.goal:`")
+    try:
+        LLMConfig.model_validate(opts.llm)
+    except ValidationError as err:
+        from workbench.spec import pydantic_error_to_task_error
+
+        raise pydantic_error_to_task_error(err, file=file, prefix="reward.llm.", model=LLMConfig) from None
+    return opts
+
+
 class Text2RewardSource:
     """``reward: {source: text2reward, goal: ...}`` — an LLM writes the reward program, checked and repaired."""
 
@@ -203,18 +221,7 @@ class Text2RewardSource:
 
     @classmethod
     def validate_spec(cls, spec: Any, *, file: str) -> None:
-        from reward_synthesis.llm import LLMConfig
-
-        opts = validate_options(cls.Options, spec, file)
-        if not (opts.goal or spec.goal):
-            raise TaskError("text2reward needs a goal in words", file=file, key="reward.goal",
-                            hint="set `goal:` at the top of the task or `reward.goal:`")
-        try:
-            LLMConfig.model_validate(opts.llm)
-        except ValidationError as err:
-            from workbench.spec import pydantic_error_to_task_error
-
-            raise pydantic_error_to_task_error(err, file=file, prefix="reward.llm.", model=LLMConfig) from None
+        validate_llm_source(cls.Options, spec, file=file, source="text2reward")
 
     @classmethod
     def build(cls, spec: Any, profile: Any, env: Any) -> Any:
