@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
@@ -49,6 +49,17 @@ class FitHooks:
     # Applied to the vector of training envs before anything else (Task.wrap_vec: batched frame
     # rewards). When set, episode statistics are taken after it (VecMonitor), not per env.
     wrap_vec: Callable[[Any], Any] | None = None
+
+
+@runtime_checkable
+class CheckpointState(Protocol):
+    """A training-env wrapper with learned state of its own (e.g. a reward decoder): a learner
+    saves it into every checkpoint directory beside the model and restores it on resume, so the
+    two always match."""
+
+    def save_checkpoint(self, directory: Path) -> None: ...
+
+    def load_checkpoint(self, directory: Path) -> None: ...
 
 
 class TrainingInterrupted(Exception):

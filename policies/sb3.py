@@ -24,7 +24,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor, VecNormalize
 
-from policies.base import POLICY_FILE, FitHooks, TrainingInterrupted
+from policies.base import POLICY_FILE, CheckpointState, FitHooks, TrainingInterrupted
 from workbench.errors import TaskError
 from workbench.runs import atomic_path, write_json
 
@@ -225,6 +225,8 @@ class SB3Learner:
         step = int(model.num_timesteps)
         directory = run.new_checkpoint_dir(step)
         model.save(directory / "model.zip")
+        for wrapper in _stateful_wrappers(model.get_env()):
+            wrapper.save_checkpoint(directory)
         if isinstance(model, OffPolicyAlgorithm) and model.replay_buffer is not None:
             model.save_replay_buffer(directory / "replay_buffer.pkl")
         if normalizer is not None:
@@ -243,6 +245,8 @@ class SB3Learner:
         checkpoint = run.latest_checkpoint() if resume else None
         if checkpoint is not None:
             _, ckpt = checkpoint
+            for wrapper in _stateful_wrappers(venv):
+                wrapper.load_checkpoint(ckpt)
             if (ckpt / "vecnormalize.pkl").is_file():
                 normalizer = VecNormalize.load(str(ckpt / "vecnormalize.pkl"), venv)
                 venv = normalizer
@@ -275,6 +279,16 @@ class SB3Learner:
     @staticmethod
     def _device(spec: TaskSpec) -> str:
         return str(spec.learner.hyperparams.get("device", "cpu"))
+
+
+def _stateful_wrappers(venv: VecEnv | None) -> list[CheckpointState]:
+    """The wrappers in a VecEnv chain that keep learned state of their own."""
+    found = []
+    while venv is not None:
+        if isinstance(venv, CheckpointState):
+            found.append(venv)
+        venv = getattr(venv, "venv", None)
+    return found
 
 
 class PPOLearner(SB3Learner):

@@ -29,7 +29,6 @@ import ast
 import hashlib
 import json
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -503,13 +502,13 @@ class LatentRewardVec(VecEnvWrapper):
     (r̂) and, after the first fit, ``reward/lare_loss``, ``reward/lare_return`` (mean episodic
     return of the last 20 episodes), ``reward/lare_updates`` and ``reward/lare_attr/<factor>``.
 
-    ``state_dir``: the decoder is saved there (atomically) after every fit and loaded from there
-    when it exists, so a resumed run keeps its decoder.
+    The decoder is part of every training checkpoint (:class:`policies.base.CheckpointState`):
+    saved beside the model, restored on resume, so policy and decoder always match.
     """
 
     def __init__(self, venv: VecEnv, decoder: RewardDecoder, names: Sequence[str], *, update_every: int = 1000,
                  updates: int = 50, batch_episodes: int = 32, replay_episodes: int = 200,
-                 warmup_episodes: int = 4, state_dir: Path | None = None):
+                 warmup_episodes: int = 4):
         super().__init__(venv)
         if len(names) != decoder.dim:
             raise ValueError(f"{len(names)} factor names for a decoder of {decoder.dim} inputs")
@@ -517,7 +516,6 @@ class LatentRewardVec(VecEnvWrapper):
         self.update_every, self.updates, self.batch_episodes = update_every, updates, batch_episodes
         self.warmup_episodes = warmup_episodes
         self.replay: deque[tuple[np.ndarray, float]] = deque(maxlen=replay_episodes)
-        self.state_dir = state_dir
         self.steps = 0
         self._next_update = update_every
         self._x: list[list[np.ndarray]] = [[] for _ in range(self.num_envs)]
@@ -525,8 +523,6 @@ class LatentRewardVec(VecEnvWrapper):
         self._returns: deque[float] = deque(maxlen=20)
         self.metrics: dict[str, float] = {}
         self._attr_keys = [f"reward/lare_attr/{n}" for n in self.names]
-        if state_dir is not None and (state_dir / STATE_FILE).is_file():
-            self._load(state_dir / STATE_FILE)
 
     def reset(self) -> Any:
         self._x = [[] for _ in range(self.num_envs)]
@@ -566,8 +562,13 @@ class LatentRewardVec(VecEnvWrapper):
         self.metrics = {"reward/lare_loss": loss, "reward/lare_updates": float(self.decoder.fitted),
                         "reward/lare_return": float(np.mean(self._returns)) if self._returns else 0.0,
                         **{k: float(v) for k, v in zip(self._attr_keys, attr)}}
-        if self.state_dir is not None:
-            self._save(self.state_dir / STATE_FILE)
+
+    def save_checkpoint(self, directory: Path) -> None:
+        self._save(directory / STATE_FILE)
+
+    def load_checkpoint(self, directory: Path) -> None:
+        if (directory / STATE_FILE).is_file():  # absent in checkpoints from before the first fit
+            self._load(directory / STATE_FILE)
 
     def _save(self, path: Path) -> None:
         import torch
@@ -639,7 +640,6 @@ class LaReSource:
         batch_episodes: int = Field(32, ge=1)
         replay_episodes: int = Field(200, ge=1)
         warmup_episodes: int = Field(4, ge=1)
-        state_dir: str | None = None  # where the decoder is kept; set in a run's resolved task
 
     @classmethod
     def validate_spec(cls, spec: Any, *, file: str) -> None:
@@ -666,7 +666,6 @@ class LaReSource:
     @classmethod
     def build(cls, spec: Any, profile: Any, env: gym.Env) -> BuiltReward:
         from reward_synthesis.checks import SAMPLES_SEED, collect_samples
-        from workbench.runs import default_runs_root
 
         opts = cls.Options.model_validate(spec.reward.options)
         files: dict[str, str] = {}
@@ -697,15 +696,6 @@ class LaReSource:
             record["checks"] = checks
             what = f"{len(encoder.names)} latent factors ({', '.join(encoder.names)})"
         record["factor_names"] = list(factor_fn.names)
-        # The checkpoint contract (policies/sb3.py) saves only SB3's own state, and the run dir is
-        # not known yet: the decoder lives in its own dir, named in the run's resolved task.
-        stamp = f"{spec.name}__{time.strftime('%Y%m%d-%H%M%S')}__{uuid.uuid4().hex[:8]}"
-        state_dir = Path(opts.state_dir) if opts.state_dir else default_runs_root() / "lare_state" / stamp
-        if not state_dir.is_absolute():
-            state_dir = spec.base_dir / state_dir
-        state_dir = state_dir.resolve()
-        resolved["state_dir"] = str(state_dir)
-        record["state_dir"] = str(state_dir)
         names = list(factor_fn.names)
 
         def env_wrapper(e: gym.Env, withhold: bool = opts.episodic, fn: Any = factor_fn) -> gym.Env:
@@ -716,7 +706,7 @@ class LaReSource:
                                     subsequence=opts.subsequence, seed=spec.training.seed)
             return LatentRewardVec(venv, decoder, names, update_every=opts.update_every, updates=opts.updates,
                                    batch_episodes=opts.batch_episodes, replay_episodes=opts.replay_episodes,
-                                   warmup_episodes=opts.warmup_episodes, state_dir=state_dir)
+                                   warmup_episodes=opts.warmup_episodes)
 
         paid = "at episode end only" if opts.episodic else "every step"
         return BuiltReward(None, f"LaRe ({opts.loss} loss) decoder on {what}; env return paid {paid}",

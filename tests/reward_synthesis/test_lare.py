@@ -148,30 +148,33 @@ def test_decoder_recovers_per_step_rewards_from_returns(loss: str) -> None:
 
 
 def test_relabeller_state_survives_a_restart(tmp_path: Path) -> None:
-    """The decoder saved after a fit is what a new wrapper (a resumed run) starts from."""
+    """The decoder saved into a checkpoint is what a new wrapper (a resumed run) starts from."""
     task = Task.build(load_task(HOPPER_EPISODIC, ["sim.max_episode_steps=10"]))
     probe = task.make_env()
     factors = StateActionFactors(probe.observation_space, probe.action_space)
     probe.close()
 
-    def make(state_dir: Path) -> LatentRewardVec:
+    def make() -> LatentRewardVec:
         from reward_synthesis.lare import EpisodicReward
 
         fns = [lambda: EpisodicReward(task.make_env(), factors=factors) for _ in range(2)]
         return LatentRewardVec(DummyVecEnv(fns), RewardDecoder(len(factors.names), seed=0), factors.names,
-                               update_every=40, updates=5, warmup_episodes=2, state_dir=state_dir)
+                               update_every=40, updates=5, warmup_episodes=2)
 
-    venv = make(tmp_path)
+    venv = make()
     venv.seed(0)
     venv.reset()
     for _ in range(30):
         _, rewards, _, infos = venv.step(np.stack([venv.action_space.sample() for _ in range(2)]))
-    assert venv.decoder.fitted >= 1 and (tmp_path / STATE_FILE).is_file()
+    assert venv.decoder.fitted >= 1
+    venv.save_checkpoint(tmp_path)
+    assert (tmp_path / STATE_FILE).is_file()
     assert "reward/lare_loss" in infos[0] and f"reward/lare_attr/{factors.names[0]}" in infos[0]
     assert rewards[0] == pytest.approx(infos[0]["reward/lare"])
     x = np.random.default_rng(1).normal(size=(8, len(factors.names))).astype(np.float32)
-    again = make(tmp_path)
-    assert again.decoder.fitted == venv.decoder.fitted and 0 < again.steps <= venv.steps  # as of the last fit
+    again = make()
+    again.load_checkpoint(tmp_path)
+    assert again.decoder.fitted == venv.decoder.fitted and again.steps == venv.steps
     np.testing.assert_allclose(again.decoder.predict(x), venv.decoder.predict(x), rtol=1e-6)
     venv.close()
     again.close()
@@ -187,7 +190,6 @@ def test_lare_source_builds_on_mujoco_with_a_hand_written_encoder(tmp_path: Path
     assert built.record["factor_names"] == ["forward_velocity", "height_margin", "tilt", "effort", "vertical_speed"]
     assert built.files["reward/encoder_0.py"] == GOOD
     assert built.resolved["encoder"] == ["reward/encoder_0.py"]
-    assert Path(built.resolved["state_dir"]).is_relative_to(tmp_path)
     assert json.loads(built.files["reward/encoder_checks.json"])
     env = task.make_env()
     env.reset(seed=0)
@@ -236,8 +238,9 @@ def test_tiny_ppo_run_with_lare_writes_decoder_metrics(tmp_path: Path) -> None:
     run = next(p for p in tmp_path.glob("hopper_lare__*") if (p / "eval.json").is_file())
     resolved = (run / "task.yaml").read_text()
     assert "reward/encoder_0.py" in resolved and (run / "reward" / "encoder_0.py").is_file()
-    record = json.loads((run / "reward" / "reward.json").read_text())
-    assert (Path(record["state_dir"]) / STATE_FILE).is_file()
+    latest = json.loads((run / "checkpoints" / "latest.json").read_text())
+    state_file = run / "checkpoints" / latest["dir"] / STATE_FILE
+    assert state_file.is_file()  # the decoder is saved with the policy it trained
     acc = EventAccumulator(str(next((run / "tb").glob("*"))))
     acc.Reload()
     tags = acc.Tags()["scalars"]
@@ -250,7 +253,6 @@ def test_tiny_ppo_run_with_lare_writes_decoder_metrics(tmp_path: Path) -> None:
     import torch
     import yaml
 
-    state_file = Path(record["state_dir"]) / STATE_FILE
     before = torch.load(state_file, weights_only=False)
     data = yaml.safe_load((run / "task.yaml").read_text())
     data["training"]["total_steps"] = 1800
@@ -258,5 +260,6 @@ def test_tiny_ppo_run_with_lare_writes_decoder_metrics(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "workbench.cli", "run", "--resume", str(run), "--quiet"],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    after = torch.load(state_file, weights_only=False)
+    latest = json.loads((run / "checkpoints" / "latest.json").read_text())
+    after = torch.load(run / "checkpoints" / latest["dir"] / STATE_FILE, weights_only=False)
     assert after["decoder"]["fitted"] > before["decoder"]["fitted"] and after["steps"] > before["steps"] >= 1000
