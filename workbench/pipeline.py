@@ -23,6 +23,7 @@ from rich.text import Text
 from policies.base import FitHooks, Policy, TrainingInterrupted, load_policy
 from workbench.errors import WorkbenchError
 from workbench.evaluate import EvalResult, evaluate
+from workbench.plots import write_training_curves
 from workbench.registry import LEARNERS
 from workbench.runs import Run, atomic_write, default_runs_root, write_json
 from workbench.spec import TaskSpec, load_task, validate_task_data
@@ -189,6 +190,8 @@ def _train_and_evaluate(task: Task, run: Run, *, resume: bool, quiet: bool, cons
     run.update_info(train_seconds=round(seconds, 3),
                     train_steps_per_second=round((spec.training.total_steps - start) / seconds, 1))
     policy.save(run.path / "model")
+    write_training_curves(run.path, title=f"{spec.name}: {spec.learner.name}, seed {spec.training.seed}, "
+                                          f"reward {spec.reward.source}")
     evaluation = _evaluate_into(run, task, policy, episodes=spec.evaluation.episodes,
                                 video=spec.evaluation.video, deterministic=spec.evaluation.deterministic,
                                 seed=spec.training.seed, quiet=quiet, console=console)

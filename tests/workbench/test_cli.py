@@ -70,6 +70,7 @@ def test_run_writes_a_complete_run_directory(tiny_task: Path, tmp_path: Path) ->
     assert {"mean_return", "std_return", "success_rate", "episodes", "per_episode"} <= set(ev)
     assert ev["episodes"] == 3 and len(ev["per_episode"]) == 3
     assert all(row["length"] == 50 for row in ev["per_episode"])
+    assert (run / "curves.png").stat().st_size > 0  # 512 steps / 50-step episodes: ten episodes drawn
     (video,) = ev["videos"]
     assert Path(video).stat().st_size > 1000
     assert _steps_in_zip(run / "model" / "model.zip") == 512
