@@ -305,6 +305,7 @@ def _design_round(client: LLMClient, facts: dict[str, str], goal: str, memory: S
         save(f"design_{k}.reply.txt", reply.text)
         if code is None:
             entry["checks"] = "no code"
+            entry["reason"] = "the reply had no code"
             feedback = prompt_template("repair").format(
                 reason="the reply has no code: put compute_reward(state, action) in a ```python block")
         else:
@@ -326,6 +327,7 @@ def _design_round(client: LLMClient, facts: dict[str, str], goal: str, memory: S
             report = preflight(code, samples, program=f"round_{record.round}_design_{k}.py", preference=preference)
             entry["checks"] = "accepted" if report.accepted else "rejected"
             entry["report"] = report.to_dict()
+            entry["reason"] = "" if report.accepted else (report.reasons or ["the checks failed"])[0]
             if report.accepted:
                 record.code = code
                 record.sha256 = hashlib.sha256(code.encode()).hexdigest()
@@ -336,9 +338,8 @@ def _design_round(client: LLMClient, facts: dict[str, str], goal: str, memory: S
         conversation = conversation + [{"role": "assistant", "content": reply.text},
                                        {"role": "user", "content": feedback}]
     last = record.designs[-1] if record.designs else {}
-    record.reason = (last.get("report") or {}).get("reasons", ["no code in the reply"])[0] \
-        if last.get("checks") == "rejected" else "no accepted program (the last reply had no code)" \
-        if last.get("checks") == "no code" else "no accepted program"
+    record.reason = last.get("reason") or ("the last reply had no code" if last.get("checks") == "no code"
+                                           else "no accepted program")
 
 
 def _given_round(code: str, samples: Sequence[tuple[State, np.ndarray]], record: RoundRecord, *,
