@@ -11,6 +11,10 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 # No CLIP weights can be fetched here: fail fast instead of ~46 s of download retries.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Tests never talk to the user's shared local LLM server (a busy one stalls the suite for minutes):
+# a test that needs an LLM takes the `llm_env` fixture (its own server); any other LLM call fails
+# fast against this closed port.
+os.environ["WORKBENCH_LLM_URL"] = "http://127.0.0.1:9/v1"
 
 REPO = Path(__file__).resolve().parent.parent
 TASKS = REPO / "tasks"

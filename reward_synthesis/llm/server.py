@@ -275,8 +275,13 @@ def start_server(port: int | None = None, *, state_dir: str | Path | None = None
                 raise LLMServerError(
                     f"the local LLM server at {url} (pid {state['pid']}) serves {state.get('model')!r}, "
                     f"not {local_model_name()!r}\n  fix: stop it with `workbench llm stop`, then retry")
-            _wait_healthy(url, state["pid"], directory / LOG_FILE, deadline=time.monotonic() + startup_timeout_s,
-                          kill_on_timeout=False)
+            # A running server that accepts connections is reused even when it is too busy to answer
+            # GET /v1/models now: it serves one request at a time, and a long prompt (a Crafter
+            # StateView is ~5k tokens: ~2 min on one thread) keeps it busy. The client's timeout
+            # governs the wait from here.
+            if not _accepts_connections(state["port"]):
+                _wait_healthy(url, state["pid"], directory / LOG_FILE,
+                              deadline=time.monotonic() + startup_timeout_s, kill_on_timeout=False)
             return url
         model_path = find_gguf()
         _check_server_deps()
@@ -341,6 +346,14 @@ def _spawn(directory: Path, port: int, model_path: Path, n_ctx: int, startup_tim
         _clear_state(directory)
         raise
     return url
+
+
+def _accepts_connections(port: int, timeout_s: float = 2.0) -> bool:
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
 
 
 def _wait_healthy(url: str, pid: int, log_path: Path, *, deadline: float, kill_on_timeout: bool) -> None:

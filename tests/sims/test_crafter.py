@@ -19,7 +19,7 @@ from workbench.errors import TaskError  # noqa: E402
 from workbench.sims.crafter import (  # noqa: E402
     ACHIEVEMENTS, DAMAGE_SOURCES, MATERIALS, NOT_SEEN, SHARED_FIELDS, SHARED_MATERIALS, CrafterAdapter, CrafterEnv,
     collect_wood_reference, state_observation_layout)
-from workbench.spec import SimSpec, load_task  # noqa: E402
+from workbench.spec import SimSpec  # noqa: E402
 from workbench.wrappers import TaskWrapper  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -286,21 +286,11 @@ def test_unknown_env_and_bad_kwargs_are_task_errors() -> None:
     assert "sense_radius" in str(err.value)
 
 
-def test_every_minecraft_task_builds_and_steps() -> None:
-    from workbench.task import Task
-
-    assert {p.stem for p in TASKS} >= {"collect_wood", "collect_diamond", "eat_cow", "collect_wood_dense"}
-    for path in TASKS:
-        spec = load_task(path)
-        task = Task.build(spec)
-        assert task.profile.success is not None
-        env = task.make_env()
-        try:
-            env.reset(seed=0)
-            _, reward, _, _, info = env.step(env.action_space.sample())
-            assert np.isfinite(reward) and "reward/env" in info
-        finally:
-            env.close()
+def test_the_minecraft_tasks_are_shipped() -> None:
+    # Each is built and stepped by tests/workbench/test_spec.py (LLM-designed rewards excepted:
+    # tests/reward_synthesis/llm covers those against the local server).
+    assert {p.stem for p in TASKS} >= {"collect_wood", "collect_diamond", "eat_cow", "collect_wood_dense",
+                                       "collect_wood_automc"}
 
 
 def test_dense_reward_reads_only_shared_names() -> None:
