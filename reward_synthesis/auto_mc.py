@@ -38,9 +38,9 @@ import numpy as np
 from pydantic import Field
 
 from reward_synthesis.checks import preflight
-from reward_synthesis.program import BuiltReward, CodeRewardProgram, SourceOptions
-from reward_synthesis.text2reward import (describe_action_space, extract_code, make_client, prompt_template,
-                                         validate_llm_source)
+from reward_synthesis.program import BuiltReward, CodeRewardProgram
+from reward_synthesis.text2reward import (LLMSourceOptions, describe_action_space, extract_code, make_client,
+                                         prompt_template, validate_llm_source)
 from workbench.errors import RewardCodeRejected, TaskError
 from workbench.runs import atomic_write, write_json
 
@@ -445,8 +445,7 @@ def _vital_fields(task: Task) -> list[str]:
 class AutoMCSource:
     """``reward: {source: auto_mc, goal: ..., rounds: 2, target_field: nearest_tree_dist}``."""
 
-    class Options(SourceOptions):
-        goal: str | None = None  # default: the task's goal
+    class Options(LLMSourceOptions):
         rounds: int = Field(2, ge=1, le=20)
         critic_rounds: int = Field(2, ge=0, le=10)
         attempts: int = Field(3, ge=1, le=20)
@@ -457,10 +456,6 @@ class AutoMCSource:
         trajectories: int = Field(10, ge=1, le=1000)
         target_field: str | None = None
         initial: str | None = None  # a program file to start from, relative to the task file
-        samples: int = Field(256, gt=0)
-        seed: int = 0
-        offline: bool = False
-        llm: dict[str, Any] = {}
 
     @classmethod
     def validate_spec(cls, spec: Any, *, file: str) -> None:

@@ -41,7 +41,8 @@ from pydantic import Field, ValidationError
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from reward_synthesis.checks import CheckReport, CheckResult
-from reward_synthesis.program import BuiltReward, RewardRuntimeError, SourceOptions, validate_options
+from reward_synthesis.program import BuiltReward, EnvRewardSource, RewardRuntimeError, validate_options
+from reward_synthesis.text2reward import LLMSourceOptions
 from workbench.errors import RewardCodeRejected, TaskError
 from workbench.state import State
 
@@ -595,16 +596,9 @@ class LatentRewardVec(VecEnvWrapper):
 # ============================================================================ reward sources
 
 
-class EpisodicSource:
+class EpisodicSource(EnvRewardSource):
     """``reward: {source: episodic}`` — the raw-episodic baseline: the env's return, paid once at
     the end of each episode (0 on every other step)."""
-
-    class Options(SourceOptions):
-        pass
-
-    @classmethod
-    def validate_spec(cls, spec: Any, *, file: str) -> None:
-        validate_options(cls.Options, spec, file)
 
     @classmethod
     def build(cls, spec: Any, profile: Any, env: gym.Env) -> BuiltReward:
@@ -619,18 +613,13 @@ def _encoder_paths(encoder: str | list[str] | None) -> list[str]:
 class LaReSource:
     """``reward: {source: lare, ...}`` — LaRe latent rewards (see the module docstring)."""
 
-    class Options(SourceOptions):
+    class Options(LLMSourceOptions):
         episodic: bool = True  # withhold the env reward until the episode ends
         factors: Literal["llm", "state"] = "llm"  # state: RD on the raw observation + action
         encoder: str | list[str] | None = None  # hand-written encoder file(s); none: the LLM writes them
-        goal: str | None = None
         candidates: int = Field(3, ge=1, le=16)
         attempts: int = Field(3, ge=1, le=20)
         max_factors: int = Field(8, ge=1, le=64)
-        samples: int = Field(256, gt=0, le=100_000)
-        seed: int = 0
-        offline: bool = False
-        llm: dict[str, Any] = {}
         loss: Literal["lare", "rd"] = "lare"
         subsequence: int = Field(64, ge=1)
         hidden: list[int] = [64, 64]

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from workbench.task import Task
 
 __all__ = ["Attempt", "SynthesisResult", "prompt_template", "build_messages", "extract_code", "describe_action_space",
-           "synthesize", "refine_messages"]
+           "synthesize", "refine_messages", "LLMSourceOptions", "validate_llm_source"]
 
 
 def prompt_template(name: str) -> str:
@@ -189,6 +189,16 @@ def make_client(llm: dict[str, Any], *, transcript: Any = None, offline: bool = 
     return LLMClient(config, transcript=transcript, cache=ResponseCache(default_cache_dir()), offline=offline)
 
 
+class LLMSourceOptions(SourceOptions):
+    """Options every LLM-driven reward source shares."""
+
+    goal: str | None = None  # default: the task's goal
+    samples: int = Field(256, gt=0, le=100_000)  # states sampled for the checks
+    seed: int = 0  # request seed of the first LLM call
+    offline: bool = False  # replay cached replies only
+    llm: dict[str, Any] = {}  # LLMConfig keys: base_url, model, temperature, ...
+
+
 def validate_llm_source(model: type[SourceOptions], spec: Any, *, file: str, source: str) -> Any:
     """What every LLM-driven source checks up front: its options, a goal in words (``goal`` option
     or the task's), and its ``llm:`` section (errors name ``reward.llm.<key>``)."""
@@ -210,14 +220,9 @@ def validate_llm_source(model: type[SourceOptions], spec: Any, *, file: str, sou
 class Text2RewardSource:
     """``reward: {source: text2reward, goal: ...}`` — an LLM writes the reward program, checked and repaired."""
 
-    class Options(SourceOptions):
-        goal: str | None = None  # default: the task's goal
+    class Options(LLMSourceOptions):
         attempts: int = Field(4, ge=1, le=20)
-        samples: int = Field(256, gt=0)
-        seed: int = 0
         few_shot: int = Field(0, ge=0)  # examples retrieved from the reward library
-        offline: bool = False
-        llm: dict[str, Any] = {}
 
     @classmethod
     def validate_spec(cls, spec: Any, *, file: str) -> None:
