@@ -75,6 +75,8 @@ SIMS = Registry(
         "carla": "workbench.sims.carla:CarlaAdapter",
         "crafter": "workbench.sims.crafter:CrafterAdapter",
         "minedojo": "workbench.sims.minedojo:MineDojoAdapter",
+        "maniskill": "workbench.sims.maniskill:ManiSkillAdapter",
+        "rocket_league": "workbench.sims.rocket_league:RocketLeagueAdapter",
     },
 )
 REWARDS = Registry(
