@@ -4,8 +4,7 @@
 #   ball_goal  2 x ball_vel_toward_opp_goal / 6000: move the ball toward the opponent goal (summed,
 #              the distance the ball travelled goalward)
 #   goal       +10 for a goal, -10 for an own goal
-# No per-touch bonus: a car that dribbles touches the ball on most steps and would farm it
-# (a first try with +0.5 per touching step learned to push the ball around, not to score).
+# No per-touch bonus: a car that dribbles touches the ball on most steps and could farm it.
 def compute_reward(state, action):
     approach = 0.5 * float(state.car_vel_toward_ball) / 2300.0
     ball_goal = 2.0 * float(state.ball_vel_toward_opp_goal) / 6000.0
