@@ -485,7 +485,7 @@ class ManiSkillAdapter:
                             hint="pick one of the supported modes it lists") from None
         except RuntimeError as err:
             text = str(err)
-            if any(s in text.lower() for s in ("vk::", "vulkan", "render", "device")):
+            if any(s in text.lower() for s in ("vk::", "vulkan", "rendering device")):  # SAPIEN's words
                 raise TaskError(f"SAPIEN found no usable Vulkan device: {text}", key="sim.name",
                                 hint=VULKAN_HINT) from None
             raise
