@@ -15,7 +15,7 @@ PIXEL_SOURCES = ("clip_goal", "goal_baseline")
 
 def load_shipped(path: Path, tmp: Path):
     """A shipped task's spec as the tests can build it here: CARLA tasks skip (with the reason)
-    when no server answers; pixel rewards use the random-weight test backbone; a perceptual
+    when no server answers, ManiSkill tasks when no Vulkan device can be had; pixel rewards use the random-weight test backbone; a perceptual
     task gets a throwaway model learned from two recorded reference demos (it ships without one:
     making it needs real CLIP weights)."""
     import pytest
@@ -33,6 +33,13 @@ def load_shipped(path: Path, tmp: Path):
             probe_server(kwargs.get("host", "127.0.0.1"), int(kwargs.get("port", 2000)), 2.0)
         except TaskError as err:
             pytest.skip(f"no CARLA server: {err.message}")
+    if sim.get("name") == "maniskill":
+        pytest.importorskip("mani_skill", reason="ManiSkill is an optional extra: pip install 'rl-workbench[maniskill]'")
+        from workbench.sims.maniskill import vulkan_available
+
+        ok, why = vulkan_available()
+        if not ok:
+            pytest.skip(why)
     source = reward.get("source")
     if source == "perceptual":
         from rich.console import Console

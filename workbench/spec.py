@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -20,7 +21,7 @@ from workbench.registry import LEARNERS, REWARDS, SIMS, UnknownName
 
 __all__ = [
     "SimSpec", "RewardSpec", "LearnerSpec", "TrainingSpec", "EvaluationSpec", "TaskSpec",
-    "load_task", "parse_overrides", "pydantic_error_to_task_error", "MAX_TASK_BYTES",
+    "load_task", "parse_overrides", "pydantic_error_to_task_error", "validate_sim_kwargs", "MAX_TASK_BYTES",
 ]
 
 MAX_TASK_BYTES = 1 << 20
@@ -242,6 +243,19 @@ def pydantic_error_to_task_error(err: ValidationError, *, file: str, prefix: str
     message = "invalid task:\n  " + "\n  ".join(lines) if len(lines) > 1 else lines[0].split(": ", 1)[1]
     return TaskError(message, file=file, key=first_key if len(lines) == 1 else None,
                      hint="see `workbench validate` and the task reference in README.md")
+
+
+_Options = TypeVar("_Options", bound=BaseModel)
+
+
+def validate_sim_kwargs(model: type[_Options], kwargs: Mapping[str, Any]) -> _Options:
+    """An adapter's ``sim.kwargs`` checked against its options model. A mistake is one TaskError
+    keyed ``sim.kwargs.<name>``; Task.build adds the task file."""
+    try:
+        return model.model_validate(dict(kwargs))
+    except ValidationError as err:
+        e = pydantic_error_to_task_error(err, file="", prefix="sim.kwargs.", model=model)
+        raise TaskError(e.message, key=e.key, hint=e.hint) from None
 
 
 # --------------------------------------------------------------------------- loading

@@ -46,7 +46,7 @@ from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field as PydanticField, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field as PydanticField, field_validator
 
 from workbench.errors import MissingDependency, TaskError
 from workbench.sims.base import SuccessMetric, TaskProfile
@@ -662,13 +662,9 @@ def collect_wood_reference(env: Any) -> np.ndarray:
 
 
 def _options(spec: SimSpec) -> CrafterOptions:
-    from workbench.spec import pydantic_error_to_task_error
+    from workbench.spec import validate_sim_kwargs
 
-    try:
-        return CrafterOptions.model_validate(spec.kwargs)
-    except ValidationError as err:
-        e = pydantic_error_to_task_error(err, file="", prefix="sim.kwargs.", model=CrafterOptions)
-        raise TaskError(e.message, key=e.key, hint=e.hint) from None  # Task.build names the file
+    return validate_sim_kwargs(CrafterOptions, spec.kwargs)
 
 
 class CrafterAdapter:

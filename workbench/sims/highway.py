@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field as PydanticField, ValidationError
+from pydantic import BaseModel, ConfigDict, Field as PydanticField
 
 from workbench.errors import MissingDependency, TaskError
 from workbench.sims.base import SuccessMetric, TaskProfile
@@ -307,14 +307,9 @@ def _vector_space(space: gym.Space) -> gym.Space:
 
 
 def _options(spec: SimSpec) -> HighwayOptions:
-    from workbench.spec import pydantic_error_to_task_error
+    from workbench.spec import validate_sim_kwargs
 
-    try:
-        return HighwayOptions.model_validate(spec.kwargs)
-    except ValidationError as err:
-        e = pydantic_error_to_task_error(err, file="", prefix="sim.kwargs.", model=HighwayOptions)
-        # No file: Task.build names the task file.
-        raise TaskError(e.message, key=e.key, hint=e.hint) from None
+    return validate_sim_kwargs(HighwayOptions, spec.kwargs)
 
 
 class HighwayAdapter:

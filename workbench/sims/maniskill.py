@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field as PydanticField, ValidationError
+from pydantic import BaseModel, ConfigDict, Field as PydanticField
 
 from workbench.errors import MissingDependency, TaskError
 from workbench.sims.base import SuccessMetric, TaskProfile
@@ -416,13 +416,9 @@ def _remake(sim: dict[str, Any], render_mode: str | None = None) -> gym.Env:
 
 
 def _options(spec: SimSpec) -> ManiSkillOptions:
-    from workbench.spec import pydantic_error_to_task_error
+    from workbench.spec import validate_sim_kwargs
 
-    try:
-        return ManiSkillOptions.model_validate(spec.kwargs)
-    except ValidationError as err:
-        e = pydantic_error_to_task_error(err, file="", prefix="sim.kwargs.", model=ManiSkillOptions)
-        raise TaskError(e.message, key=e.key, hint=e.hint) from None  # Task.build names the file
+    return validate_sim_kwargs(ManiSkillOptions, spec.kwargs)
 
 
 def _registry() -> dict[str, Any]:

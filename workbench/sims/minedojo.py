@@ -33,7 +33,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field as PydanticField, ValidationError
+from pydantic import BaseModel, ConfigDict, Field as PydanticField
 
 from workbench.errors import MissingDependency, TaskError, WorkbenchError
 from workbench.sims.base import SuccessMetric, TaskProfile
@@ -201,13 +201,9 @@ def _read(env: Any) -> Mapping[str, Any]:
 
 
 def _options(spec: SimSpec) -> MineDojoOptions:
-    from workbench.spec import pydantic_error_to_task_error
+    from workbench.spec import validate_sim_kwargs
 
-    try:
-        return MineDojoOptions.model_validate(spec.kwargs)
-    except ValidationError as err:
-        e = pydantic_error_to_task_error(err, file="", prefix="sim.kwargs.", model=MineDojoOptions)
-        raise TaskError(e.message, key=e.key, hint=e.hint) from None
+    return validate_sim_kwargs(MineDojoOptions, spec.kwargs)
 
 
 class MineDojoAdapter:

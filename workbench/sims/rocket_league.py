@@ -40,7 +40,7 @@ from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field as PydanticField, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field as PydanticField, field_validator
 
 from workbench.errors import TaskError
 from workbench.sims.base import SuccessMetric, TaskProfile
@@ -554,13 +554,9 @@ class RocketLeagueAdapter:
             hint = f"did you mean {close[0]!r}? " if close else ""
             raise TaskError(f"unknown Rocket League env {spec.env_id!r}", key="sim.env_id",
                             hint=f"{hint}valid: {', '.join(self.env_ids())}")
-        from workbench.spec import pydantic_error_to_task_error
+        from workbench.spec import validate_sim_kwargs
 
-        try:
-            opts = RocketLeagueOptions.model_validate(spec.kwargs)
-        except ValidationError as err:
-            e = pydantic_error_to_task_error(err, file="", prefix="sim.kwargs.", model=RocketLeagueOptions)
-            raise TaskError(e.message, key=e.key, hint=e.hint) from None  # Task.build names the file
+        opts = validate_sim_kwargs(RocketLeagueOptions, spec.kwargs)
         seconds = opts.episode_seconds or scenario.seconds
         max_steps = spec.max_episode_steps or max(1, math.ceil(seconds * TICK_RATE / opts.tick_skip))
         touch = scenario.terminate_on_touch if opts.terminate_on_touch is None else opts.terminate_on_touch
