@@ -83,7 +83,7 @@ SCENARIOS: dict[str, Scenario] = {
         "random", "none", 10.0, True, "touch"),
     "rocket_league/ScoreEmptyNet-v0": Scenario(
         "Score on an empty net: the ball rests in the attacking half, the car starts behind it, "
-        "roughly facing it; no opponent.", "attack", "none", 20.0, False, "goal"),
+        "roughly facing it.", "attack", "none", 20.0, False, "goal"),
     "rocket_league/Score1v1-v0": Scenario(
         "Score from a kickoff against a scripted orange car that drives at the ball.",
         "kickoff", "chase", 30.0, False, "goal"),
