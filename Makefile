@@ -50,6 +50,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/ppo_fps.py
 	$(BIN)/python benchmarks/candidate_scaling.py
 	$(BIN)/python benchmarks/clip_batching.py
+	$(BIN)/python benchmarks/sim_overhead.py
 
 clean:
 	rm -rf $(VENV) *.egg-info
