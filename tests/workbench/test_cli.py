@@ -165,11 +165,17 @@ def test_sigkill_then_resume_continues_step_count(tiny_task: Path, tmp_path: Pat
     assert _steps_in_zip(run / "model" / "model.zip") == step + 1024
 
 
+def _default_sigint() -> None:
+    # A shell starts background jobs with SIGINT ignored, and Python then installs no Ctrl-C
+    # handler: the child must get the disposition a terminal user's process has.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_saves_checkpoint_and_exits_cleanly(tiny_task: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", *_long_tiny_task(tiny_task),
                              "--runs-dir", str(runs), "--quiet"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     run = _wait_for_checkpoint(runs, 1024, proc)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
