@@ -38,6 +38,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from reward_overhead import steps_per_second  # same loop; ManiSkill's 1-element torch bools pass `or`
 from workbench.spec import load_task, validate_sim_kwargs
 from workbench.task import Task
 
@@ -50,17 +51,6 @@ TARGETS = {"maniskill": 0.75, "rocket_league": 0.6}
 DEFAULT_STEPS = {"maniskill": 1000, "rocket_league": 5000}
 
 Run = Callable[[np.ndarray], float]  # actions -> steps/s
-
-
-def steps_per_second(env: gym.Env, actions: np.ndarray) -> float:
-    """As in reward_overhead.py; ManiSkill's bare env returns 1-element torch bools, which `or` accepts."""
-    env.reset(seed=0)
-    start = time.perf_counter()
-    for action in actions:
-        _, _, terminated, truncated, _ = env.step(action)
-        if terminated or truncated:
-            env.reset()
-    return len(actions) / (time.perf_counter() - start)
 
 
 def maniskill_skip_reason() -> str | None:

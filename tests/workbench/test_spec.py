@@ -113,3 +113,4 @@ def test_every_shipped_task_validates_and_builds(path: Path, tmp_path: Path) -> 
 def test_shipped_tasks_cover_the_issue_list() -> None:
     names = {p.stem for p in SHIPPED}
     assert {"reacher", "pusher", "half_cheetah", "hopper", "planar_push"} <= names
+    assert {"pick_cube", "push_cube", "stack_cube", "touch_ball", "score_empty_net", "score_1v1"} <= names
