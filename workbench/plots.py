@@ -48,6 +48,7 @@ def write_training_curves(run_path: Path, *, title: str = "", window: int = 20) 
 
     matplotlib.use("Agg")  # files only, never a window
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import EngFormatter
 
     episodes = read_episodes(run_path / "monitor")
     if len(episodes["return"]) == 0:
@@ -67,6 +68,8 @@ def write_training_curves(run_path: Path, *, title: str = "", window: int = 20) 
         ax.plot(steps[ok][w - 1:] if ok.sum() >= w else steps[ok],
                 _smooth(episodes["success"][ok], w), color="C2")
         ax.set(xlabel="environment steps", ylabel=f"success rate (mean of {w} episodes)", ylim=(-0.02, 1.02))
+    for ax in axes[0]:
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 150k, 1.5M: raw step counts run together
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
