@@ -15,9 +15,9 @@ PIXEL_SOURCES = ("clip_goal", "goal_baseline")
 
 def load_shipped(path: Path, tmp: Path):
     """A shipped task's spec as the tests can build it here: CARLA tasks skip (with the reason)
-    when no server answers, ManiSkill tasks when no Vulkan device can be had; pixel rewards use the random-weight test backbone; a perceptual
-    task gets a throwaway model learned from two recorded reference demos (it ships without one:
-    making it needs real CLIP weights)."""
+    when no server answers, ManiSkill tasks when no Vulkan device can be had; pixel rewards use
+    the random-weight test backbone; a perceptual task gets a throwaway model learned from two
+    recorded reference demos (it ships without one: making it needs real CLIP weights)."""
     import pytest
 
     from workbench.errors import TaskError

@@ -9,8 +9,8 @@ learner's hyperparameters) are validated by the plug-in after the core schema pa
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml

@@ -251,6 +251,8 @@ _OBS_PARTS = (("car_pos", 3), ("car_vel", 3), ("car_ang_vel", 3), ("car_forward"
               ("ball_rel_pos_car_frame", 3), ("ball_rel_vel_car_frame", 3), ("opp_goal_rel_pos_car_frame", 3),
               ("ball_to_opp_goal_dir", 3), ("opponent_present", 1), ("opponent_rel_pos_car_frame", 3),
               ("opponent_rel_vel_car_frame", 3), ("time_left_fraction", 1))
+
+
 def _norm(v: np.ndarray) -> float:
     """|v| of a 3-vector: np.linalg.norm's dispatch costs several times the arithmetic here."""
     return math.sqrt(float(v @ v))
