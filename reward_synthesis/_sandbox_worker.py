@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from reward_synthesis.sandbox import describe_exception, load_program, normalize_output
+from reward_synthesis.sandbox import describe_exception, load_program, normalize_output, reward_action
 from workbench.errors import RewardCodeRejected
 from workbench.state import State
 
@@ -33,8 +33,7 @@ def _read_samples(workdir: Path) -> tuple[str, str, list[tuple[State, np.ndarray
         actions = data["action"]
     samples = []
     for k in range(int(manifest["n"])):
-        action = np.array(actions[k], dtype=np.float64)
-        action.setflags(write=False)
+        action = reward_action(actions[k])
         samples.append((State({name: values[k] for name, values in fields.items()}), action))
     return str(manifest["filename"]), source, samples
 

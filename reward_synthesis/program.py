@@ -17,7 +17,10 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from workbench.errors import RewardCodeRejected, TaskError, WorkbenchError
+from reward_synthesis.guard import check_finite, guarded_call
+from reward_synthesis.sandbox import (describe_exception, load_program, normalize_output, reward_action,
+                                      state_inputs)
+from workbench.errors import RewardCodeRejected, RewardRuntimeError, TaskError, WorkbenchError
 from workbench.state import State
 
 if TYPE_CHECKING:
@@ -47,40 +50,57 @@ class RewardProgram(Protocol):
     def __call__(self, state: State, action: np.ndarray, next_state: State) -> tuple[float, dict[str, float]]: ...
 
 
-class RewardRuntimeError(WorkbenchError):
-    """An accepted reward program raised on a state the pre-flight run did not sample."""
-
-
 @dataclass
 class CodeRewardProgram:
-    """A sandbox-accepted ``compute_reward(state, action)`` file, called on the post-step state."""
+    """A sandbox-accepted ``compute_reward(state, action)`` file, called on the post-step state
+    under the run-time guard (:mod:`reward_synthesis.guard`): each call is time-bounded, its
+    output must be finite, and it sees the same inputs as in the pre-flight (read-only float64
+    state fields and action)."""
 
     source: str
     name: str = "code"
     filename: str = "<reward>"
+    timeout_s: float = 2.0
     inputs: frozenset[str] | None = field(init=False)
+    calls: int = field(init=False, default=0)
     _fn: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        from reward_synthesis.sandbox import load_program, state_inputs
-
-        self._fn = load_program(self.source, filename=self.filename)
+        # Loading runs the module body: bounded like a call.
+        self._fn = guarded_call(load_program, (self.source,), kwargs={"filename": self.filename},
+                                timeout_s=max(10.0, self.timeout_s),
+                                describe=lambda: f"reward program {self.filename} (loading)")
         self.inputs = state_inputs(self.source)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """A subprocess env gets the source and loads it afresh (functions of the restricted
+        namespace are not picklable, and a fresh load has fresh frozen state)."""
+        return {k: v for k, v in self.__dict__.items() if k != "_fn"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
 
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.source.encode()).hexdigest()
 
+    def _describe(self) -> str:
+        return f"reward program {self.filename} (call {self.calls})"
+
     def __call__(self, state: State, action: np.ndarray, next_state: State) -> tuple[float, dict[str, float]]:
-        from reward_synthesis.sandbox import normalize_output
-
+        self.calls += 1
         try:
-            return normalize_output(self._fn(next_state, action))
+            value = guarded_call(self._fn, (next_state, reward_action(action)), timeout_s=self.timeout_s,
+                                 describe=self._describe)
+            total, components = normalize_output(value)
+        except WorkbenchError:
+            raise
         except Exception as err:  # untrusted code: report where, never crash with a bare traceback
-            from reward_synthesis.sandbox import describe_exception
-
-            raise RewardRuntimeError(f"reward program raised during training: "
+            raise RewardRuntimeError(f"{self._describe()} raised during training: "
                                      f"{describe_exception(err, self.filename, self.source)}") from None
+        check_finite(total, components, self._describe)
+        return total, components
 
 
 @runtime_checkable

@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from reward_synthesis.limits import (CHECKED_NAMES, checked_builtins, freeze_namespace,
+                                     rewrite_operators, wrap_numpy)
 from workbench.errors import RewardCodeRejected
 from workbench.state import State
 
@@ -55,6 +57,7 @@ __all__ = [
     "describe_exception",
     "load_program",
     "normalize_output",
+    "reward_action",
     "run_isolated",
     "state_inputs",
     "static_check",
@@ -98,7 +101,8 @@ ALLOWED_NUMPY: frozenset[str] = frozenset({
     "argmin", "argmax", "argsort", "sort", "any", "all", "count_nonzero", "cumsum", "cumprod",
     "diff", "percentile", "quantile", "trace",
     # linear algebra and shape
-    "dot", "vdot", "inner", "outer", "cross", "matmul", "einsum", "tensordot", "kron",
+    # Not "einsum": np.einsum("i,j,k,l->", a, a, a, a) loops 10**12 times in C on 1000 numbers.
+    "dot", "vdot", "inner", "outer", "cross", "matmul", "tensordot", "kron",
     "concatenate", "stack", "hstack", "vstack", "tile", "repeat", "ravel", "reshape",
     "squeeze", "expand_dims", "transpose", "flip", "roll", "linalg",
     # constants and types
@@ -108,7 +112,9 @@ ALLOWED_NUMPY: frozenset[str] = frozenset({
     # pointers.
 })
 ALLOWED_NUMPY_LINALG: frozenset[str] = frozenset({"norm"})
-ALLOWED_MATH: frozenset[str] = frozenset(n for n in dir(math) if not n.startswith("_"))
+# Integer combinatorics on unbounded integers is one long C call (math.factorial(10**7)).
+_SLOW_MATH = frozenset({"factorial", "comb", "perm", "prod", "lcm", "gcd"})
+ALLOWED_MATH: frozenset[str] = frozenset(n for n in dir(math) if not n.startswith("_")) - _SLOW_MATH
 
 # module key -> allowed attribute names; a value that is itself a key is a submodule.
 _MODULES: dict[str, frozenset[str]] = {
@@ -130,6 +136,10 @@ _DENIED_GROUPS: dict[str, tuple[str, ...]] = {
         "setflags", "flags", "setfield", "getfield",
     ),
     "resize(refcheck=False) can free memory that views still point to": ("resize",),
+    "ufunc.at writes in place into its first argument (return a new value instead)": ("at",),
+    "it pads or repeats to any length in one call (np.repeat is size-checked)": (
+        "repeat", "zfill", "ljust", "rjust", "center", "expandtabs",
+    ),
     "it changes numpy's global state": (
         "set_printoptions", "seterr", "seterrcall", "setbufsize", "show_config", "show_runtime",
     ),
@@ -172,6 +182,8 @@ _FORBIDDEN_SYNTAX: dict[str, str] = {
     "Match": "'match' statements are not allowed",
     "TryStar": "'except*' is not allowed",
 }
+# Builtin types whose unbound methods mutate (see _Checker.check_type_use).
+_TYPE_NAMES = frozenset({"list", "dict", "set"})
 # Parts of forbidden statements: the statement itself is reported, once.
 _SILENT_NODES: tuple[type[ast.AST], ...] = (ast.withitem, ast.match_case, ast.pattern)
 # Builtins worth a specific word when they show up (the rest are just "not defined").
@@ -309,8 +321,15 @@ class _Checker:
             self.check_identifier(node, node.arg, "parameter name")
         elif isinstance(node, ast.keyword) and node.arg is not None:
             self.check_identifier(node, node.arg, "keyword argument")
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            self.check_identifier(node, node.name, "exception name")
+            if node.arg == "out":
+                self.report(node, "'out=' is not allowed: it writes into an existing array "
+                                  "(return a new value instead)")
+        elif isinstance(node, ast.ExceptHandler):
+            if node.type is None:
+                self.report(node, "bare 'except:' is not allowed: it would swallow the guard's "
+                                  "time limit; name the exception, e.g. 'except ValueError:'")
+            if node.name:
+                self.check_identifier(node, node.name, "exception name")
         elif isinstance(node, ast.Delete):
             for target in node.targets:
                 if isinstance(target, ast.Attribute):
@@ -319,20 +338,23 @@ class _Checker:
             self.report(node.target, "'async' comprehensions are not allowed")
 
     def check_identifier(self, node: ast.AST, name: str, what: str) -> None:
-        if name.startswith("_") and name != "_":
-            self.report(node, f"{what} '{name}' is not allowed: names starting with '_' are "
+        if name.startswith("__"):
+            self.report(node, f"{what} '{name}' is not allowed: names starting with '__' are "
                               "reserved")
 
     def check_name(self, node: ast.Name) -> None:
         name = node.id
-        if name.startswith("_") and name != "_":
-            self.report(node, f"name '{name}' is not allowed: names starting with '_' are "
+        if name.startswith("__"):
+            self.report(node, f"name '{name}' is not allowed: names starting with '__' are "
                               "reserved")
             return
         if not isinstance(node.ctx, ast.Load):
             return
         if name in self.modules:
             self.check_module_use(node, name)
+            return
+        if name in _TYPE_NAMES and name not in self.bound:
+            self.check_type_use(node, name)
             return
         if name in self.bound or name in SAFE_BUILTINS:
             return
@@ -344,6 +366,22 @@ class _Checker:
                 self.report(node, f"use of builtin '{name}' is not allowed")
         else:
             self.report(node, f"name '{name}' is not defined (imports allowed: numpy, math)")
+
+    def check_type_use(self, node: ast.Name, name: str) -> None:
+        """``list``/``dict``/``set`` may be called or named in ``isinstance``; anything else
+        (``list.append(frozen, x)``, an alias) would reach the unbound methods that change the
+        read-only module-level values."""
+        parent = self.parents.get(node)
+        if isinstance(parent, ast.Call) and parent.func is node:
+            return
+        if isinstance(parent, ast.Tuple):
+            parent = self.parents.get(parent)
+        if (isinstance(parent, ast.Call) and isinstance(parent.func, ast.Name)
+                and parent.func.id == "isinstance" and len(parent.args) == 2
+                and node in ast.walk(parent.args[1])):
+            return
+        self.report(node, f"'{name}' may only be called ({name}(...)) or named in isinstance(): "
+                          "its methods would change read-only module-level values")
 
     def check_module_use(self, node: ast.expr, shown: str) -> None:
         """A module may only appear as ``mod.attr``; aliasing it would dodge the allow-list."""
@@ -472,7 +510,8 @@ def _module_view(key: str, real: types.ModuleType) -> types.ModuleType:
         if sub in _MODULES:
             setattr(view, name, _module_view(sub, getattr(real, name)))
         elif hasattr(real, name):
-            setattr(view, name, getattr(real, name))
+            value = getattr(real, name)
+            setattr(view, name, wrap_numpy(name, value) if key == "numpy" else value)
     return view
 
 
@@ -481,9 +520,20 @@ _VIEWS: dict[str, types.ModuleType] = {"numpy": _module_view("numpy", np),
 _VIEWS["numpy.linalg"] = _VIEWS["numpy"].linalg
 
 
+_NUMPY_INTERNALS = ("numpy._core.", "numpy.core.")
+
+
 def _restricted_import(name: str, globals: Any = None, locals: Any = None,
                        fromlist: Sequence[str] | None = (), level: int = 0) -> types.ModuleType:
-    """``__import__`` for reward programs: hands out the module views and nothing else."""
+    """``__import__`` for reward programs: hands out the module views and nothing else.
+
+    numpy's C code imports its own internals lazily through the calling frame's ``__import__``
+    (``x.sum()`` -> ``numpy._core._methods``): an already loaded numpy module goes to numpy. The
+    program itself cannot reach this path: ``import`` statements are checked statically and
+    ``__import__`` is a reserved name.
+    """
+    if level == 0 and name.startswith(_NUMPY_INTERNALS) and name in sys.modules:
+        return builtins.__import__(name, globals, locals, fromlist, level)
     if level != 0 or name not in _VIEWS:
         raise ImportError(f"import of {name!r} is not allowed in a reward program")
     if fromlist:
@@ -493,9 +543,22 @@ def _restricted_import(name: str, globals: Any = None, locals: Any = None,
 
 def _namespace() -> dict[str, Any]:
     return {
-        "__builtins__": {**SAFE_BUILTINS, "__import__": _restricted_import},
+        "__builtins__": {**SAFE_BUILTINS, **checked_builtins(), **CHECKED_NAMES,
+                         "__import__": _restricted_import},
         "__name__": "reward_program",
     }
+
+
+def _sandbox_objects() -> frozenset[int]:
+    """ids of what the sandbox itself hands a program (module views' contents, builtins): a
+    module-level name may hold these as they are."""
+    objects = [*SAFE_BUILTINS.values(), *checked_builtins().values()]
+    for view in _VIEWS.values():
+        objects.extend(vars(view).values())
+    return frozenset(map(id, objects))
+
+
+_SANDBOX_OBJECTS = _sandbox_objects()
 
 
 def load_program(source: str, *, filename: str = "<reward>") -> Callable[[Any, Any], Any]:
@@ -514,8 +577,10 @@ def load_program(source: str, *, filename: str = "<reward>") -> Callable[[Any, A
         )
     namespace = _namespace()
     try:
-        code = compile(source, filename, "exec", dont_inherit=True)
+        tree = rewrite_operators(ast.parse(source, filename=filename))
+        code = compile(tree, filename, "exec", dont_inherit=True)
         exec(code, namespace)  # noqa: S102 - the point of the sandbox: checked code, no builtins
+        freeze_namespace(namespace, allowed=lambda obj: id(obj) in _SANDBOX_OBJECTS)
     except Exception as err:
         raise RewardCodeRejected(
             f"reward program {filename} failed while loading: "
@@ -563,12 +628,22 @@ def describe_exception(err: BaseException, filename: str, source: str) -> str:
     return f"{text} (at {filename}:{lineno}: {code})"
 
 
+def reward_action(action: Any) -> np.ndarray:
+    """The action as every reward call sees it, in the pre-flight and in training alike: a
+    read-only float64 copy (a program must not be able to tell the two apart)."""
+    copy = np.array(action, dtype=np.float64)
+    copy.flags.writeable = False
+    return copy
+
+
 # --------------------------------------------------------------------------------------------
 # normalize_output
 # --------------------------------------------------------------------------------------------
 
 _CONTRACT = ("compute_reward must return a number, or a tuple (total, components) with "
              "components a dict[str, float]")
+MAX_COMPONENTS = 64
+MAX_COMPONENT_NAME = 64
 
 
 def _as_float(value: Any, what: str) -> float:
@@ -594,10 +669,17 @@ def normalize_output(value: Any) -> tuple[float, dict[str, float]]:
         total, components = value
         if not isinstance(components, dict):
             raise TypeError(f"{_CONTRACT}; the second item is {type(components).__name__}")
+        if len(components) > MAX_COMPONENTS:
+            raise TypeError(f"{_CONTRACT}; it returned {len(components)} components, at most "
+                            f"{MAX_COMPONENTS} are allowed")
         out: dict[str, float] = {}
         for name, item in components.items():
             if not isinstance(name, str):
-                raise TypeError(f"{_CONTRACT}; component key {name!r} is not a str")
+                raise TypeError(f"{_CONTRACT}; component key {name!r:.60} is not a str")
+            if not (0 < len(name) <= MAX_COMPONENT_NAME and name.isprintable()):
+                raise TypeError(f"{_CONTRACT}; component name {name[:MAX_COMPONENT_NAME]!r} must be "
+                                f"1-{MAX_COMPONENT_NAME} printable characters (it names a TensorBoard "
+                                "tag and a column)")
             out[name] = _as_float(item, f"component {name!r}")
         return _as_float(total, "the total"), out
     return _as_float(value, "the value"), {}

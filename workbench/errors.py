@@ -11,6 +11,8 @@ __all__ = [
     "RewardCodeRejected",
     "MissingDependency",
     "RunDirError",
+    "RewardRuntimeError",
+    "RewardGuardError",
 ]
 
 
@@ -58,3 +60,12 @@ class MissingDependency(WorkbenchError):
 
 class RunDirError(WorkbenchError):
     """A run directory that does not exist or is not a workbench run."""
+
+
+class RewardRuntimeError(WorkbenchError):
+    """An accepted reward program failed while training: it raised on a state the pre-flight
+    did not sample, or broke the run-time guard. The message names the program and the call."""
+
+
+class RewardGuardError(RewardRuntimeError):
+    """A reward call ran past its time limit or returned a non-finite value."""

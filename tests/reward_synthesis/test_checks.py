@@ -190,8 +190,9 @@ def test_slow_program_fails_the_time_budget(samples: list) -> None:
 
 
 def test_cpu_burner_is_stopped(samples: list) -> None:
-    report = preflight(program("return float(sum(range(10**12)))"), samples, cpu_seconds=1,
-                       wall_seconds=20)
+    burner = program("total = 0\nfor i in range(10**6):\n    for j in range(10**6):\n        total += j\n"
+                     "return float(total)")
+    report = preflight(burner, samples, cpu_seconds=1, wall_seconds=20)
     failed = failing(report)
     assert failed.name == "isolated_run" and failed.detail.startswith("cpu_limit: ")
 

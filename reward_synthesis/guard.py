@@ -1,0 +1,141 @@
+"""The run-time guard: every call of an accepted reward program during training is bounded.
+
+The pre-flight (:mod:`reward_synthesis.checks`) runs a program on sample states in a limited child
+process once; training then calls it in-process every env step. The guard keeps that second
+phase honest:
+
+* **Time.** A watchdog thread (one per process) checks the call in flight every
+  ``period`` seconds; once a call has run longer than its ``timeout_s`` it raises
+  :class:`RewardTimeout` inside the calling thread (``PyThreadState_SetAsyncExc``), again at
+  every period until the call ends. ``RewardTimeout`` derives from ``BaseException`` and the
+  sandbox refuses bare ``except:``, so a program cannot swallow it. This interrupts any
+  Python-level loop. It cannot interrupt one C call that holds the interpreter (Python checks
+  for pending exceptions between bytecodes only): :mod:`reward_synthesis.limits` bounds the sizes
+  such a call can work on, and as the last resort a **hard timer** in C (``faulthandler``)
+  ends the process after :data:`HARD_TIMEOUT_S` seconds in which the watchdog thread could not
+  run at all, printing every thread's stack. The run's last periodic checkpoint is intact then.
+* **Values.** The total and every component must be finite.
+
+A violation raises :class:`RewardGuardError` naming the program, the call and what happened; the
+learner saves a checkpoint and the run is marked ``failed`` (see ``workbench.pipeline``).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import faulthandler
+import math
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from workbench.errors import RewardGuardError
+
+__all__ = ["RewardTimeout", "RewardGuardError", "Watchdog", "guarded_call", "check_finite",
+           "DEFAULT_TIMEOUT_S", "HARD_TIMEOUT_S"]
+
+DEFAULT_TIMEOUT_S = 2.0
+HARD_TIMEOUT_S = 300.0
+
+
+class RewardTimeout(BaseException):
+    """Raised inside a reward call that ran past its time limit (not an ``Exception``, so that
+    ``except Exception`` in the program cannot catch it)."""
+
+
+class Watchdog:
+    """One daemon thread per process that bounds the reward call in flight.
+
+    The calling thread stores a tuple before each call and clears it (under a lock, so that a
+    timeout never lands after the call was cleared) after it; the watchdog reads it every
+    ``period`` seconds.
+    """
+
+    _instance: Watchdog | None = None
+    _instance_lock = threading.Lock()
+
+    def __init__(self, period: float = 0.05, hard_timeout_s: float = HARD_TIMEOUT_S):
+        self.period = period
+        self.hard_timeout_s = hard_timeout_s
+        self.lock = threading.Lock()
+        # (thread id, deadline) of the call in flight, or None.
+        self.inflight: tuple[int, float] | None = None
+        self.fired = 0
+        self._thread = threading.Thread(target=self._loop, name="reward-watchdog", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def get(cls) -> Watchdog:
+        """The process's watchdog, started on first use (also after a fork: threads don't survive it)."""
+        instance = cls._instance
+        if instance is not None and instance._thread.is_alive():
+            return instance
+        with cls._instance_lock:
+            if cls._instance is None or not cls._instance._thread.is_alive():
+                cls._instance = cls()
+            return cls._instance
+
+    def _loop(self) -> None:
+        # The hard timer is a dead man's switch, armed while reward programs are in use: only a
+        # call that holds the interpreter for the whole hard timeout (a runaway C call) keeps
+        # this loop from pushing its deadline back. Idle processes (and ones stopped with Ctrl-Z
+        # between runs) are left alone.
+        active_until = armed_until = 0.0
+        while True:
+            now = time.monotonic()
+            with self.lock:
+                call = self.inflight
+                if call is not None:
+                    active_until = now + 10.0
+                    if now > call[1]:
+                        self.fired += 1
+                        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(call[0]),
+                                                                   ctypes.py_object(RewardTimeout))
+            if now < active_until and now + self.hard_timeout_s - armed_until > 5.0:
+                faulthandler.dump_traceback_later(self.hard_timeout_s, exit=True, file=sys.__stderr__)
+                armed_until = now + self.hard_timeout_s
+            elif now >= active_until and armed_until:
+                faulthandler.cancel_dump_traceback_later()
+                armed_until = 0.0
+            time.sleep(self.period)
+
+
+def _flush() -> None:
+    """A Python-level call: a timeout raised as the program returned lands here, inside the
+    guarded block."""
+
+
+def guarded_call(fn: Callable[..., Any], args: tuple[Any, ...], *, timeout_s: float,
+                 describe: Callable[[], str], kwargs: dict[str, Any] | None = None) -> Any:
+    """``fn(*args)`` with the watchdog's time limit; a timeout becomes :class:`RewardGuardError`.
+
+    ``describe()`` names the program and the call, for the message.
+    """
+    watchdog = Watchdog.get()
+    started = time.monotonic()
+    try:
+        watchdog.inflight = (threading.get_ident(), started + timeout_s)
+        try:
+            return fn(*args, **kwargs) if kwargs else fn(*args)
+        finally:
+            with watchdog.lock:
+                watchdog.inflight = None
+            _flush()
+    except RewardTimeout:
+        watchdog.inflight = None
+        elapsed = time.monotonic() - started
+        raise RewardGuardError(f"{describe()} ran longer than its limit of {timeout_s:g} s "
+                               f"(stopped after {elapsed:.1f} s)") from None
+
+
+def check_finite(total: float, components: dict[str, float], describe: Callable[[], str]) -> None:
+    """Raise :class:`RewardGuardError` unless the total and every component are finite numbers."""
+    if math.isfinite(total) and all(math.isfinite(v) for v in components.values()):
+        return
+    bad = [name for name, v in components.items() if not math.isfinite(v)]
+    what = f"component(s) {', '.join(bad)}" if bad else "total"
+    value = total if not bad else components[bad[0]]
+    raise RewardGuardError(f"{describe()} returned a non-finite {what} ({value}); a NaN or inf "
+                           "reward would poison training")
