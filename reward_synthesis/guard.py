@@ -25,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import faulthandler
 import math
+import os
 import sys
 import threading
 import time
@@ -68,14 +69,19 @@ class Watchdog:
 
     @classmethod
     def get(cls) -> Watchdog:
-        """The process's watchdog, started on first use (also after a fork: threads don't survive it)."""
+        """The process's watchdog, started on first use (a forked child starts its own)."""
         instance = cls._instance
-        if instance is not None and instance._thread.is_alive():
+        if instance is not None:
             return instance
         with cls._instance_lock:
-            if cls._instance is None or not cls._instance._thread.is_alive():
+            if cls._instance is None:
                 cls._instance = cls()
             return cls._instance
+
+    @classmethod
+    def _forget(cls) -> None:  # in a forked child: the parent's thread did not come along
+        cls._instance = None
+        cls._instance_lock = threading.Lock()
 
     def _loop(self) -> None:
         # The hard timer is a dead man's switch, armed while reward programs are in use: only a
@@ -100,6 +106,9 @@ class Watchdog:
                 faulthandler.cancel_dump_traceback_later()
                 armed_until = 0.0
             time.sleep(self.period)
+
+
+os.register_at_fork(after_in_child=Watchdog._forget)
 
 
 def _flush() -> None:
@@ -132,8 +141,11 @@ def guarded_call(fn: Callable[..., Any], args: tuple[Any, ...], *, timeout_s: fl
 
 def check_finite(total: float, components: dict[str, float], describe: Callable[[], str]) -> None:
     """Raise :class:`RewardGuardError` unless the total and every component are finite numbers."""
-    if math.isfinite(total) and all(math.isfinite(v) for v in components.values()):
+    probe = total + sum(components.values())
+    if probe - probe == 0.0:  # every term finite (inf - inf and nan - nan are nan); cheap per step
         return
+    if math.isfinite(total) and all(math.isfinite(v) for v in components.values()):
+        return  # finite terms whose sum overflowed
     bad = [name for name, v in components.items() if not math.isfinite(v)]
     what = f"component(s) {', '.join(bad)}" if bad else "total"
     value = total if not bad else components[bad[0]]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from reward_synthesis.guard import check_finite, guarded_call
+from reward_synthesis.guard import DEFAULT_TIMEOUT_S, check_finite, guarded_call
 from reward_synthesis.sandbox import (describe_exception, load_program, normalize_output, reward_action,
                                       state_inputs)
 from workbench.errors import RewardCodeRejected, RewardRuntimeError, TaskError, WorkbenchError
@@ -60,7 +60,7 @@ class CodeRewardProgram:
     source: str
     name: str = "code"
     filename: str = "<reward>"
-    timeout_s: float = 2.0
+    timeout_s: float = DEFAULT_TIMEOUT_S
     inputs: frozenset[str] | None = field(init=False)
     calls: int = field(init=False, default=0)
     _fn: Any = field(init=False, repr=False)
@@ -189,6 +189,8 @@ class CodeRewardSource:
     class Options(SourceOptions):
         path: str = Field(description="reward program file, relative to the task file")
         samples: int = Field(256, gt=0, le=100_000, description="states sampled for the pre-flight checks")
+        call_timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0, le=600,
+                                      description="run-time guard: the longest one reward call may take")
 
     @classmethod
     def program_path(cls, spec: TaskSpec) -> Path:
@@ -207,10 +209,12 @@ class CodeRewardSource:
     @classmethod
     def build(cls, spec: TaskSpec, profile: TaskProfile, env: gym.Env) -> BuiltReward:
         opts = cls.Options.model_validate(spec.reward.options)
-        return build_code_program(cls.program_path(spec), profile, env, samples=opts.samples)
+        return build_code_program(cls.program_path(spec), profile, env, samples=opts.samples,
+                                  call_timeout_s=opts.call_timeout_s)
 
 
-def build_code_program(path: Path, profile: TaskProfile, env: gym.Env, *, samples: int = 256) -> BuiltReward:
+def build_code_program(path: Path, profile: TaskProfile, env: gym.Env, *, samples: int = 256,
+                       call_timeout_s: float = DEFAULT_TIMEOUT_S) -> BuiltReward:
     """Read a reward program file, run the pre-flight checks on ``env``, and wrap it; rejected
     programs raise :class:`RewardCodeRejected` with the report."""
     from reward_synthesis.checks import check_inputs, preflight
@@ -221,5 +225,5 @@ def build_code_program(path: Path, profile: TaskProfile, env: gym.Env, *, sample
     if not report.accepted:
         raise RewardCodeRejected(
             f"reward program {path} was rejected by the pre-flight checks:\n{report.render()}", report)
-    program = CodeRewardProgram(text, name=path.stem, filename=str(path))
+    program = CodeRewardProgram(text, name=path.stem, filename=str(path), timeout_s=call_timeout_s)
     return BuiltReward(program, f"reward program {path.name} (sha256 {program.sha256[:12]})", text, report)
