@@ -293,6 +293,10 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
                 "mean_env_return": final.mean_env_return, "curve": curve, "error": "",
                 "seconds": time.perf_counter() - started, "steps": steps, "trajectories": watched}
     except BaseException as err:  # noqa: BLE001 - untrusted code: every failure is a result
+        from policies.base import TrainingStopped
+
+        if isinstance(err, TrainingStopped):  # the learner saved a checkpoint and stopped
+            err = err.cause
         if isinstance(err, RewardRuntimeError):  # already says where in the program
             text = str(err)
         else:
@@ -494,7 +498,8 @@ def _others(best: Candidate, table: Sequence[Candidate], limit: int = 8) -> str:
     for c in trained[:limit]:
         lines.append(f"- {c.label}: success {_fmt(c.success_mean, '.2f')}, env return {_fmt(c.mean_env_return)}")
     for c in [c for c in table if c.status == FAILED][:limit]:
-        error = (c.error.splitlines() or ["?"])[0].removeprefix("reward program raised during training: ")
+        first = (c.error.splitlines() or ["?"])[0]
+        error = first.partition("raised during training: ")[2] or first  # the program's own words
         lines.append(f"- {c.label}: crashed in training: {error}")
     rejected = sum(c.checks != ACCEPTED for c in table)
     if rejected:
