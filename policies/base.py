@@ -17,7 +17,7 @@ import gymnasium as gym
 import numpy as np
 
 from workbench.errors import RunDirError
-from workbench.registry import Registry
+from workbench.registry import POLICIES, PluginError
 
 if TYPE_CHECKING:
     from workbench.runs import Run
@@ -86,6 +86,19 @@ def load_policy(directory: Path) -> Policy:
     if not meta_file.is_file():
         raise RunDirError(f"{directory}: no saved policy ({POLICY_FILE} missing)\n"
                           "  fix: finish or resume the run (`workbench run --resume RUN_DIR`)")
-    meta = json.loads(meta_file.read_text())
-    cls = Registry("policy class", {}).get(meta["class"])
+    try:
+        meta = json.loads(meta_file.read_text())
+        named = meta["class"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise RunDirError(f"{meta_file}: not a policy record ({type(err).__name__}: {err})\n"
+                          "  fix: point at a run's model/ directory written by `workbench run`") from None
+    # Only a registered policy class or an installed rl_workbench.policies entry point. A record may
+    # store the class's "module:Class" target (SB3Policy does), accepted only when it is exactly the
+    # target of a registered one: a run directory cannot make `workbench eval` import any module.
+    if isinstance(named, str) and named not in POLICIES:
+        named = POLICIES.name_of_target(named) or named
+    try:
+        cls = POLICIES.get(named)
+    except PluginError as err:
+        raise RunDirError(f"{meta_file}: {err.message}\n  fix: {err.hint}") from None
     return cls.load(Path(directory))

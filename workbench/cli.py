@@ -370,31 +370,39 @@ def reward_perceptual(
 @user_errors
 def list_(what: Annotated[str, typer.Argument(help="tasks | sims | rewards | learners")]) -> None:
     """List what the workbench knows."""
-    from workbench.registry import LEARNERS, REWARDS, SIMS
+    from workbench.cli_errors import clean
+    from workbench.registry import LEARNERS, REWARDS, SIMS, PluginError
+
+    def show(line: str) -> None:  # names, goals and errors come from users' files: no markup, no controls
+        out.print(clean(line), markup=False, highlight=False)
+
+    def each(registry: Any, describe: Any) -> None:  # an installed plug-in that fails to load is listed as such
+        for name in registry.names():
+            try:
+                show(f"{name}: {describe(registry.get(name))}")
+            except PluginError as e:
+                show(f"{name}: unavailable: {e.message}")
+
+    def doc(cls: Any) -> str:
+        return ((cls.__doc__ or "").strip().splitlines() or [""])[0]
 
     if what == "tasks":
         from workbench.pipeline import find_tasks
 
-        for path, spec_or_error in find_tasks():
+        for path, spec_or_error in find_tasks():  # parses and checks names; imports no plug-in
             if isinstance(spec_or_error, Exception):
-                out.print(f"{path}  [red]invalid[/]: {str(spec_or_error).splitlines()[0]}")
+                show(f"{path}  invalid: {(str(spec_or_error).splitlines() or [''])[0]}")
             else:
                 s = spec_or_error
-                out.print(f"{path}  {s.sim.name}:{s.sim.env_id}  reward={s.reward.source}  learner={s.learner.name}"
-                          + (f"  — {s.goal}" if s.goal else ""), highlight=False)
+                show(f"{path}  {s.sim.name}:{s.sim.env_id}  reward={s.reward.source}  learner={s.learner.name}"
+                     + (f"  — {s.goal}" if s.goal else ""))
     elif what == "sims":
-        for name in SIMS.names():
-            adapter = SIMS.get(name)()
-            out.print(f"{name}: {', '.join(adapter.env_ids())}", highlight=False)
+        each(SIMS, lambda cls: ", ".join(cls().env_ids()))
     elif what == "rewards":
-        for name in REWARDS.names():
-            doc = (REWARDS.get(name).__doc__ or "").strip().splitlines()[0]
-            out.print(f"{name}: {doc}", highlight=False)
+        each(REWARDS, doc)
     elif what == "learners":
-        for name in LEARNERS.names():
-            cls = LEARNERS.get(name)
-            out.print(f"{name}: stable-baselines3 {cls.algo.upper()}; hyperparams: {', '.join(cls.valid_hyperparams())}",
-                      highlight=False)
+        each(LEARNERS, lambda cls: f"stable-baselines3 {cls.algo.upper()}; hyperparams: {', '.join(cls.valid_hyperparams())}"
+             if hasattr(cls, "valid_hyperparams") else doc(cls))
     else:
         raise WorkbenchError(f"cannot list {what!r}\n  fix: workbench list tasks|sims|rewards|learners")
 

@@ -240,7 +240,9 @@ def evaluate_run(run_dir: Path, *, episodes: int | None = None, video: bool | No
 
 
 def find_tasks(root: Path | None = None) -> list[tuple[Path, TaskSpec | Exception]]:
-    """Every task YAML under ``tasks/`` (of the cwd, else of the source checkout), validated."""
+    """Every task YAML under ``tasks/`` (of the cwd, else of the source checkout), parsed and
+    validated up to the plug-in names: a name is checked against the registries' name lists and no
+    module is imported, whatever a file says (``workbench validate FILE`` checks a task fully)."""
     if root is None:
         root = Path("tasks")
         if not root.is_dir():
@@ -248,7 +250,7 @@ def find_tasks(root: Path | None = None) -> list[tuple[Path, TaskSpec | Exceptio
     out: list[tuple[Path, TaskSpec | Exception]] = []
     for path in sorted(root.rglob("*.yaml")):
         try:
-            out.append((path, load_task(path)))
+            out.append((path, load_task(path, plugins=False)))
         except WorkbenchError as e:
             out.append((path, e))
     return out

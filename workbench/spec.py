@@ -8,7 +8,9 @@ learner's hyperparameters) are validated by the plug-in after the core schema pa
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -17,16 +19,17 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from workbench.errors import TaskError
-from workbench.registry import LEARNERS, REWARDS, SIMS, UnknownName
+from workbench.registry import LEARNERS, REWARDS, SIMS, PluginError, Registry, UnknownName
 
 __all__ = [
     "SimSpec", "RewardSpec", "LearnerSpec", "TrainingSpec", "EvaluationSpec", "TaskSpec",
-    "load_task", "parse_overrides", "pydantic_error_to_task_error", "validate_sim_kwargs", "MAX_TASK_BYTES",
+    "load_task", "read_bounded", "parse_overrides", "pydantic_error_to_task_error", "validate_sim_kwargs", "MAX_TASK_BYTES",
 ]
 
 MAX_TASK_BYTES = 1 << 20
 MAX_ALIASES = 64
 MAX_NODES = 100_000
+MAX_DEPTH = 64
 
 
 class _Strict(BaseModel):
@@ -54,7 +57,7 @@ class RewardSpec(BaseModel):
 
 
 class LearnerSpec(_Strict):
-    name: str = Field(description="ppo | sac | package.module:Class (`workbench list learners`)")
+    name: str = Field(description="ppo | sac | an installed plug-in (`workbench list learners`)")
     policy: str = Field("MlpPolicy", description="SB3 policy class name")
     hyperparams: dict[str, Any] = Field(
         default_factory=dict, description="keyword arguments of the SB3 constructor, same names"
@@ -62,12 +65,28 @@ class LearnerSpec(_Strict):
     normalize: bool = Field(False, description="wrap the envs in VecNormalize (saved with the model)")
     torch_threads: int = Field(1, gt=0, description="torch CPU threads; 1 is fastest for small MLPs")
 
+    @field_validator("hyperparams")
+    @classmethod
+    def _whole_numbers_are_ints(cls, v: dict[str, Any]) -> dict[str, Any]:
+        """``buffer_size: 1e6`` reads as the float 1000000.0 (YAML 1.2 numbers), which SB3 cannot
+        size a buffer with: whole numbers become ints, as ``training.total_steps`` does."""
+        def whole(x: Any) -> Any:
+            if isinstance(x, float) and x.is_integer() and abs(x) < 2**53:
+                return int(x)
+            if isinstance(x, dict):
+                return {k: whole(y) for k, y in x.items()}
+            if isinstance(x, list):
+                return [whole(y) for y in x]
+            return x
+
+        return whole(v)
+
 
 class TrainingSpec(_Strict):
     total_steps: int = Field(gt=0, description="environment steps, summed over envs")
     n_envs: int = Field(1, gt=0, le=256)
     vec_env: Literal["dummy", "subproc"] = "dummy"
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, lt=2**32, description="numpy, torch and SB3 take 0 <= seed < 2**32")
     checkpoint_every: int = Field(10_000, gt=0, description="steps between checkpoints")
     eval_every: int = Field(0, ge=0, description="steps between progress evaluations; 0 = off")
     eval_episodes: int = Field(5, gt=0, description="episodes per progress evaluation")
@@ -92,13 +111,6 @@ class TaskSpec(_Strict):
     # Where the task was read from; relative paths in the task are resolved against it.
     source_path: str | None = Field(None, exclude=True)
 
-    @field_validator("sim")
-    @classmethod
-    def _known_sim(cls, v: SimSpec) -> SimSpec:
-        if v.name not in SIMS:
-            raise ValueError(str(UnknownName("simulator", v.name, SIMS.names())))
-        return v
-
     @property
     def base_dir(self) -> Path:
         return Path(self.source_path).parent if self.source_path else Path.cwd()
@@ -121,10 +133,12 @@ _FLOAT_RE = re.compile(
 
 
 class _TaskLoader(yaml.SafeLoader):
-    """SafeLoader that reads ``1e6`` as a float and refuses alias bombs."""
+    """SafeLoader that reads ``1e6`` as a float, refuses alias bombs, nesting deeper than
+    MAX_DEPTH (PyYAML's composer recurses: a RecursionError otherwise) and duplicate keys."""
 
     _aliases = 0
     _nodes = 0
+    _depth = 0
 
     def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
         if self.check_event(yaml.AliasEvent):
@@ -134,7 +148,32 @@ class _TaskLoader(yaml.SafeLoader):
         self._nodes += 1
         if self._nodes > MAX_NODES:
             raise yaml.YAMLError(f"more than {MAX_NODES} YAML nodes")
-        return super().compose_node(parent, index)
+        if self._depth >= MAX_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested more than {MAX_DEPTH} levels deep",
+                                              self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):  # type: ignore[no-untyped-def]
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue  # keys of a merged mapping may be overridden, as YAML says
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:
+                    continue  # unhashable: the base constructor reports it
+                if first is not key_node:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping", node.start_mark,
+                        f"duplicate key {str(key)[:80]!r} (first at line {first.start_mark.line + 1})",
+                        key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
 
 
 # Copy the resolver table so the float change does not leak into yaml.SafeLoader.
@@ -169,8 +208,14 @@ def parse_yaml(text: str, *, file: str) -> Any:
         mark = err.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
         problem = err.problem or str(err)
-        hint = "remove the tag: task files are plain YAML" if "tag" in problem else "fix the YAML syntax"
+        hint = ("remove the tag: task files are plain YAML" if "tag" in problem
+                else "keep one of the two: a key may appear once per mapping" if problem.startswith("duplicate key")
+                else f"flatten the structure: a task nests at most {MAX_DEPTH} levels" if "levels deep" in problem
+                else "fix the YAML syntax")
         raise TaskError(f"not valid YAML at {where}: {problem}", file=file, hint=hint) from None
+    except RecursionError:  # a guard above missed a recursive path: still one message
+        raise TaskError("YAML nested too deeply", file=file,
+                        hint=f"flatten the structure: a task nests at most {MAX_DEPTH} levels") from None
     except yaml.YAMLError as err:
         raise TaskError(f"not usable YAML: {err}", file=file, hint="write the task without anchors/aliases") from None
     finally:
@@ -260,16 +305,47 @@ def validate_sim_kwargs(model: type[_Options], kwargs: Mapping[str, Any]) -> _Op
 
 # --------------------------------------------------------------------------- loading
 
-def load_task(path: str | Path, overrides: list[str] | None = None) -> TaskSpec:
-    """Read, validate and resolve a task file. Raises :class:`TaskError` on any user mistake."""
+def read_bounded(path: Path, *, limit: int, file: str, key: str | None = None, what: str = "task file",
+                 hint: str = "keep data (demos, models) in separate files and reference them by path") -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, or a TaskError. Never blocks on a
+    FIFO or a device (they are refused before and after opening, without waiting for a writer) and
+    never reads more than ``limit + 1`` bytes, whatever the file's size."""
+
+    def refuse(st: os.stat_result) -> None:
+        mode = st.st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket")
+            raise TaskError(f"is {kind}, not a regular file", file=file, key=key, hint=f"point at a {what} (a regular file)")
+        if st.st_size > limit:
+            raise TaskError(f"file is {st.st_size} bytes; a {what} is at most {limit}", file=file, key=key,
+                            hint=hint)
+
+    try:
+        refuse(os.stat(path))
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise TaskError(f"no such {what}", file=file, key=key,
+                        hint="pass a path like tasks/mujoco/reacher.yaml (`workbench list tasks`)"
+                        if what == "task file" else f"check the {what}'s path") from None
+    except OSError as err:
+        raise TaskError(f"cannot read: {err.strerror}", file=file, key=key, hint=f"check the {what}'s path and permissions") from None
+    with os.fdopen(fd, "rb") as fh:
+        refuse(os.fstat(fh.fileno()))  # the path may have been swapped between stat and open
+        raw = fh.read(limit + 1)
+    if len(raw) > limit:
+        raise TaskError(f"file is more than {limit} bytes; a {what} is at most {limit}", file=file, key=key, hint=hint)
+    return raw
+
+
+def load_task(path: str | Path, overrides: list[str] | None = None, *, plugins: bool = True) -> TaskSpec:
+    """Read, validate and resolve a task file. Raises :class:`TaskError` on any user mistake.
+
+    ``plugins=False`` checks the file and the plug-in names without importing any plug-in
+    (see :func:`validate_task_data`)."""
     path = Path(path)
     file = str(path)
-    if not path.is_file():
-        raise TaskError("no such task file", file=file, hint="pass a path like tasks/mujoco/reacher.yaml (`workbench list tasks`)")
-    raw = path.read_bytes()
-    if len(raw) > MAX_TASK_BYTES:
-        raise TaskError(f"file is {len(raw)} bytes; a task file is at most {MAX_TASK_BYTES}", file=file,
-                        hint="keep data (demos, models) in separate files and reference them by path")
+    raw = read_bounded(path, limit=MAX_TASK_BYTES, file=file)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -285,21 +361,36 @@ def load_task(path: str | Path, overrides: list[str] | None = None) -> TaskSpec:
     for keypath, value in parse_overrides(overrides or []):
         _apply_override(data, keypath, value, file=file)
     data["source_path"] = str(path.resolve())
-    return validate_task_data(data, file=file)
+    return validate_task_data(data, file=file, plugins=plugins)
 
 
-def validate_task_data(data: dict[str, Any], *, file: str) -> TaskSpec:
-    """Core schema, then the plug-in sections (reward source options, learner hyperparams)."""
+def _plugins(spec: TaskSpec) -> tuple[tuple[Registry, str], ...]:
+    return ((SIMS, spec.sim.name), (REWARDS, spec.reward.source), (LEARNERS, spec.learner.name))
+
+
+def validate_task_data(data: dict[str, Any], *, file: str, plugins: bool = True) -> TaskSpec:
+    """Core schema, then the plug-in sections (reward source options, learner hyperparams).
+
+    Plug-in names are checked against the registries' name lists first (built-in names and
+    installed entry points; nothing is imported). ``plugins=False`` stops there (``workbench list
+    tasks``); otherwise each plug-in is imported, checked against its contract, and validates its
+    own section.
+    """
     try:
         spec = TaskSpec.model_validate(data)
     except ValidationError as err:
         raise pydantic_error_to_task_error(err, file=file) from None
-    for registry, key, name in ((REWARDS, "reward.source", spec.reward.source),
-                                (LEARNERS, "learner.name", spec.learner.name)):
+    for registry, name in _plugins(spec):
+        if name not in registry:
+            e = UnknownName(registry.kind, name, registry.names(), key=registry.key, group=registry.group)
+            raise TaskError(e.message, file=file, key=e.key, hint=e.hint)
+    if not plugins:
+        return spec
+    for registry, name in _plugins(spec):
         try:
             plugin = registry.get(name)
-        except UnknownName as err:
-            raise TaskError(str(err), file=file, key=key,
-                            hint=f"pick a {registry.kind} from `workbench list {registry.kind.split()[0]}s`") from None
-        plugin.validate_spec(spec, file=file)
+        except PluginError as err:
+            raise TaskError(err.message, file=file, key=err.key, hint=err.hint) from None
+        if registry is not SIMS:  # a sim adapter checks sim.kwargs when it makes the env
+            plugin.validate_spec(spec, file=file)
     return spec

@@ -114,3 +114,79 @@ def test_shipped_tasks_cover_the_issue_list() -> None:
     names = {p.stem for p in SHIPPED}
     assert {"reacher", "pusher", "half_cheetah", "hopper", "planar_push"} <= names
     assert {"pick_cube", "push_cube", "stack_cube", "touch_ball", "score_empty_net", "score_1v1"} <= names
+
+
+# --------------------------------------------------------------------------- hostile input (issue 13)
+
+def test_nesting_is_bounded_without_recursion_error() -> None:
+    assert parse_yaml("a: " + "[" * 60 + "]" * 60, file="x")  # well within the bound
+    for text in ("a: " + "[" * 900 + "]" * 900, "a: " + "{b: " * 1000 + "1" + "}" * 1000,
+                 "a:\n" + "".join(" " * (i + 1) + f"k{i}:\n" for i in range(3000))):
+        with pytest.raises(TaskError, match="nested more than 64 levels deep"):
+            parse_yaml(text, file="x")
+
+
+def test_duplicate_keys_are_refused_with_both_lines_but_merge_keys_may_be_overridden() -> None:
+    with pytest.raises(TaskError, match=r"line 4, column 3: duplicate key 'gamma' \(first at line 3\)"):
+        parse_yaml("learner:\n  hyperparams: {}\n  gamma: 1\n  gamma: 2\n", file="x")
+    with pytest.raises(TaskError, match="duplicate key 'a'"):
+        parse_yaml("{a: 1, a: 1}", file="x")
+    data = parse_yaml("base: &b {x: 1, y: 2}\nd:\n  <<: *b\n  x: 3\n", file="x")
+    assert data["d"] == {"x": 3, "y": 2}
+
+
+def test_size_is_checked_before_the_file_is_read(tmp_path: Path) -> None:
+    import tracemalloc
+
+    big = tmp_path / "big.yaml"
+    with open(big, "wb") as fh:
+        fh.truncate(64 << 20)  # sparse: 64 MiB on paper, nothing on disk
+    tracemalloc.start()
+    try:
+        with pytest.raises(TaskError, match=f"file is {64 << 20} bytes; a task file is at most"):
+            load_task(big)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 << 20, f"reading the task file allocated {peak} bytes"
+
+
+def test_non_regular_task_files_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(TaskError, match="is a directory, not a regular file"):
+        load_task(tmp_path)
+    with pytest.raises(TaskError, match="is a device, not a regular file"):
+        load_task("/dev/zero")
+    with pytest.raises(TaskError, match="no such task file"):
+        load_task(tmp_path / "missing.yaml")
+
+
+def test_seed_is_bounded_to_what_numpy_torch_and_sb3_take(tmp_path: Path) -> None:
+    spec = load_task(TASKS_REACHER, [f"training.seed={2**32 - 1}"])
+    assert spec.training.seed == 2**32 - 1
+    for seed in (2**32, 2**64, -1):
+        with pytest.raises(TaskError) as info:
+            load_task(TASKS_REACHER, [f"training.seed={seed}"])
+        assert info.value.key == "training.seed"
+
+
+def test_whole_number_hyperparams_are_ints(tmp_path: Path) -> None:
+    """``buffer_size: 1e6`` reads as a float, which SB3 cannot size a buffer with (TypeError mid-run)."""
+    spec = load_task(REPO / "tasks" / "mujoco" / "pusher.yaml",
+                     ["learner.hyperparams.policy_kwargs.net_arch=[6.4e1, 64]"])
+    hp = spec.learner.hyperparams
+    assert hp["buffer_size"] == 1_000_000 and type(hp["buffer_size"]) is int
+    assert hp["policy_kwargs"]["net_arch"] == [64, 64] and all(type(n) is int for n in hp["policy_kwargs"]["net_arch"])
+    assert type(hp["learning_rate"]) is float and type(hp["gamma"]) is float
+
+
+def test_list_mode_checks_plugin_names_without_importing(tmp_path: Path) -> None:
+    """``plugins=False`` (``workbench list tasks``): names are checked against the name lists only."""
+    path = tmp_path / "t.yaml"
+    path.write_text("sim: {env_id: Reacher-v5}\nlearner: {name: ppo, hyperparams: {nsteps: 64}}\n"
+                    "training: {total_steps: 100}\n")
+    assert load_task(path, plugins=False).learner.name == "ppo"  # the learner's own checks did not run
+    with pytest.raises(TaskError, match="no hyperparameter 'nsteps'"):
+        load_task(path)
+    path.write_text("sim: {env_id: Reacher-v5}\nlearner: {name: 'os:abort'}\ntraining: {total_steps: 100}\n")
+    with pytest.raises(TaskError, match="learner.name: unknown learner 'os:abort'"):
+        load_task(path, plugins=False)

@@ -8,8 +8,11 @@ and no success metric.
 from __future__ import annotations
 
 import difflib
+import stat
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import gymnasium as gym
 import numpy as np
@@ -19,7 +22,7 @@ from workbench.sims.base import SuccessMetric, TaskProfile
 from workbench.spec import SimSpec
 from workbench.state import Field, StateSchema
 
-__all__ = ["MujocoAdapter", "GYMNASIUM_V5_IDS"]
+__all__ = ["MujocoAdapter", "GYMNASIUM_V5_IDS", "check_xml_file"]
 
 GYMNASIUM_V5_IDS = (
     "Ant-v5", "HalfCheetah-v5", "Hopper-v5", "Humanoid-v5", "HumanoidStandup-v5",
@@ -242,6 +245,80 @@ def _generic(env: Any, env_id: str) -> TaskProfile:
     return TaskProfile(env_id, schema, None)
 
 
+# ----------------------------------------------------------------------------- sim.kwargs.xml_file
+
+MAX_XML_BYTES = 16 << 20  # an MJCF file; meshes and textures are separate files
+MAX_XML_FILES = 256  # the model file and the files it includes or references
+
+
+def _expand_model_path(value: str) -> Path:
+    """Where gymnasium's MujocoEnv looks for ``xml_file`` (its ``expand_model_path``)."""
+    if value.startswith((".", "/")):
+        return Path(value)
+    if value.startswith("~"):
+        return Path(value).expanduser()
+    return Path(gym.envs.mujoco.__file__).parent / "assets" / value
+
+
+def check_xml_file(value: Any) -> Path:
+    """``sim.kwargs.xml_file`` checked before MuJoCo reads it: a regular file of bounded size that
+    parses as XML, whose included and referenced files (meshes, textures, ``<include>``) are regular
+    files where they exist. MuJoCo opens them with a blocking read: a FIFO would hang the process,
+    a device or a huge file would be read whole."""
+    from workbench.spec import read_bounded
+
+    key = "sim.kwargs.xml_file"
+    if not isinstance(value, str) or not value.strip():
+        raise TaskError(f"must be a path to an MJCF file, got {value!r}"[:200], key=key,
+                        hint="write a path: /abs/model.xml, ./relative/to/cwd.xml, or a gymnasium asset name")
+    root = _expand_model_path(value)
+    todo, seen = [root], set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        if len(seen) > MAX_XML_FILES:
+            raise TaskError(f"{value} includes or references more than {MAX_XML_FILES} files", key=key,
+                            hint="merge the model into fewer files")
+        where = "" if path == root else f" (included by {value})"
+        try:
+            raw = read_bounded(path, limit=MAX_XML_BYTES, file=str(path), key=key, what="MJCF model file",
+                               hint="keep meshes and textures in their own files")
+        except TaskError as err:
+            hint = err.hint if path.exists() else \
+                "a path starting with / or ~ is absolute, one starting with . is relative to the current " \
+                "directory, any other is a file of gymnasium's MuJoCo assets"
+            raise TaskError(f"{path}{where}: {err.message}", key=key, hint=hint) from None
+        try:
+            tree = ElementTree.fromstring(raw)
+        except ElementTree.ParseError as err:
+            raise TaskError(f"{path}{where} is not an MJCF (XML) file: {err}", key=key,
+                            hint="point xml_file at a MuJoCo model (.xml)") from None
+        compiler = tree.find(".//compiler")
+        dirs = [path.parent] + [path.parent / compiler.get(a, "") for a in ("meshdir", "texturedir", "assetdir")
+                                if compiler is not None and compiler.get(a)]
+        for element in tree.iter():
+            ref = element.get("file")
+            if not ref:
+                continue
+            for base in dirs:
+                candidate = base / ref
+                try:
+                    st = candidate.stat()
+                except OSError:
+                    continue  # MuJoCo reports a missing file itself
+                if element.tag == "include" or element.tag == "model":
+                    todo.append(candidate)
+                elif not stat.S_ISREG(st.st_mode):
+                    raise TaskError(f"{candidate} (referenced by {path}) is not a regular file", key=key,
+                                    hint="reference mesh, texture and height-field files on disk")
+                elif st.st_size > MAX_XML_BYTES * 16:
+                    raise TaskError(f"{candidate} (referenced by {path}) is {st.st_size} bytes", key=key,
+                                    hint=f"keep each referenced file under {MAX_XML_BYTES * 16} bytes")
+    return root
+
+
 class MujocoAdapter:
     """The embedded default simulator."""
 
@@ -257,10 +334,18 @@ class MujocoAdapter:
 
     def make_env(self, spec: SimSpec, *, render_mode: str | None = None) -> gym.Env:
         kwargs = dict(spec.kwargs)
+        if "xml_file" in kwargs:
+            check_xml_file(kwargs["xml_file"])
         if spec.max_episode_steps is not None:
             kwargs["max_episode_steps"] = spec.max_episode_steps
         try:
             env = gym.make(spec.env_id, render_mode=render_mode, disable_env_checker=True, **kwargs)
+        except (ValueError, OSError) as err:
+            if "xml_file" not in kwargs:
+                raise
+            first = (str(err).strip().splitlines() or [""])[0][:300]
+            raise TaskError(f"MuJoCo cannot load {kwargs['xml_file']}: {first}", key="sim.kwargs.xml_file",
+                            hint="fix the MJCF model, or remove xml_file to use the env's own") from None
         except gym.error.Error as err:  # unknown id, bad version, missing dependency
             close = difflib.get_close_matches(spec.env_id, self.env_ids(), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
