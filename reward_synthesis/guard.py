@@ -49,9 +49,14 @@ class RewardTimeout(BaseException):
 class Watchdog:
     """One daemon thread per process that bounds the reward call in flight.
 
-    The calling thread stores a tuple before each call and clears it (under a lock, so that a
-    timeout never lands after the call was cleared) after it; the watchdog reads it every
-    ``period`` seconds.
+    The calling thread registers each call (under a lock, so that a timeout never lands after the
+    call was cleared) and clears it after; the watchdog looks every ``period`` seconds.
+
+    The hard timer is a dead man's switch for the one thing the watchdog cannot stop, a C call that
+    holds the interpreter: the first call arms it, and the watchdog pushes its deadline back on
+    every look. Only a process in which no thread could run Python for ``hard_timeout_s`` (a
+    runaway C call) reaches the deadline. It is disarmed after 10 s without reward calls, so idle
+    processes and ones stopped with Ctrl-Z between runs are left alone.
     """
 
     _instance: Watchdog | None = None
@@ -61,8 +66,10 @@ class Watchdog:
         self.period = period
         self.hard_timeout_s = hard_timeout_s
         self.lock = threading.Lock()
-        # (thread id, deadline) of the call in flight, or None.
+        # (thread id, deadline) of the call in flight, or None; calls counts every call.
         self.inflight: tuple[int, float] | None = None
+        self.calls = 0
+        self.armed_until = 0.0  # the hard timer's deadline (monotonic), 0 when disarmed
         self.fired = 0
         self._thread = threading.Thread(target=self._loop, name="reward-watchdog", daemon=True)
         self._thread.start()
@@ -83,28 +90,39 @@ class Watchdog:
         cls._instance = None
         cls._instance_lock = threading.Lock()
 
+    def _arm(self, now: float) -> None:
+        faulthandler.dump_traceback_later(self.hard_timeout_s, exit=True, file=sys.__stderr__)
+        self.armed_until = now + self.hard_timeout_s
+
+    def start_call(self, deadline: float) -> None:
+        with self.lock:
+            self.inflight = (threading.get_ident(), deadline)
+            self.calls += 1
+            if not self.armed_until:
+                self._arm(time.monotonic())
+
+    def end_call(self) -> None:
+        with self.lock:
+            self.inflight = None
+
     def _loop(self) -> None:
-        # The hard timer is a dead man's switch, armed while reward programs are in use: only a
-        # call that holds the interpreter for the whole hard timeout (a runaway C call) keeps
-        # this loop from pushing its deadline back. Idle processes (and ones stopped with Ctrl-Z
-        # between runs) are left alone.
-        active_until = armed_until = 0.0
+        seen_calls, active_until = 0, 0.0
         while True:
             now = time.monotonic()
             with self.lock:
                 call = self.inflight
-                if call is not None:
-                    active_until = now + 10.0
-                    if now > call[1]:
-                        self.fired += 1
-                        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(call[0]),
-                                                                   ctypes.py_object(RewardTimeout))
-            if now < active_until and now + self.hard_timeout_s - armed_until > 5.0:
-                faulthandler.dump_traceback_later(self.hard_timeout_s, exit=True, file=sys.__stderr__)
-                armed_until = now + self.hard_timeout_s
-            elif now >= active_until and armed_until:
-                faulthandler.cancel_dump_traceback_later()
-                armed_until = 0.0
+                if call is not None or self.calls != seen_calls:
+                    seen_calls, active_until = self.calls, now + 10.0
+                if call is not None and now > call[1]:
+                    self.fired += 1
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(call[0]),
+                                                               ctypes.py_object(RewardTimeout))
+                if self.armed_until:
+                    if call is None and now >= active_until:
+                        faulthandler.cancel_dump_traceback_later()
+                        self.armed_until = 0.0
+                    elif now + self.hard_timeout_s - self.armed_until > 1.0:
+                        self._arm(now)
             time.sleep(self.period)
 
 
@@ -125,12 +143,11 @@ def guarded_call(fn: Callable[..., Any], args: tuple[Any, ...], *, timeout_s: fl
     watchdog = Watchdog.get()
     started = time.monotonic()
     try:
-        watchdog.inflight = (threading.get_ident(), started + timeout_s)
+        watchdog.start_call(started + timeout_s)
         try:
             return fn(*args, **kwargs) if kwargs else fn(*args)
         finally:
-            with watchdog.lock:
-                watchdog.inflight = None
+            watchdog.end_call()
             _flush()
     except RewardTimeout:
         watchdog.inflight = None

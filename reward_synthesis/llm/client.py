@@ -6,26 +6,40 @@ to the transcript, every answer stored in the response cache; a request found in
 without a server, and ``offline=True`` never touches the network.
 
 With ``base_url=None`` the workbench's own local server (:mod:`.server`) is started on first use.
+
+Limits: every reply is STREAMED (``stream: true``) and read with a cap (``max_reply_chars``): a
+longer reply is cut there, the connection is closed (a streaming server stops generating when its
+client goes away) and the transcript records ``truncated: true`` with the characters received. A
+request that times out (``timeout_s``, the whole request) or is interrupted also closes its
+connection, so an abandoned reply does not keep the server busy. An answer that breaks the protocol
+(not JSON, no choices, an oversized event) is one :class:`LLMRequestError`; every attempt, failed
+or not, is in the transcript.
 """
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import os
 import random
+import socket
+import threading
 import time
-from collections.abc import Mapping
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from workbench.errors import WorkbenchError
 
 from .cache import ResponseCache, request_key
-from .errors import LLMCacheMiss, LLMRequestError, LLMUnavailable
+from .errors import SERVE_FIX, LLMCacheMiss, LLMRequestError, LLMUnavailable
 
 __all__ = ["LLMConfig", "LLMClient", "ChatResult", "ENV_URL", "ENV_MODEL", "ENV_API_KEY_ENV"]
 
@@ -51,6 +65,16 @@ class LLMConfig(BaseModel):
     temperature: float = Field(0.7, ge=0, le=2)
     max_tokens: int = Field(768, ge=1)
     seed: int | None = 0
+    # A reward program is a few kB: a longer reply is cut here (and the stream closed), so it never
+    # fills the disk, the cache or the next repair request.
+    max_reply_chars: int = Field(65_536, ge=256, le=16 * 1024 * 1024)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not (urlparse(value).scheme in ("http", "https") and urlparse(value).hostname):
+            raise ValueError(f"{value!r} is not an http(s) URL: give one like http://HOST:PORT/v1")
+        return value
 
     def resolve(self, overrides: Mapping[str, Any] | None = None) -> LLMConfig:
         """A copy with ``$WORKBENCH_LLM_URL``, ``$WORKBENCH_LLM_MODEL``, ``$WORKBENCH_LLM_API_KEY_ENV``
@@ -83,6 +107,8 @@ class ChatResult:
     cached: bool
     finish_reason: str | None
     key: str = ""  # the response-cache key of the request
+    truncated: bool = False  # the reply was longer than max_reply_chars and was cut there
+    received_chars: int | None = None  # when truncated: characters received before the client stopped reading
 
 
 def _is_loopback(url: str) -> bool:
@@ -126,6 +152,7 @@ class LLMClient:
         self._base_url: str | None = self.config.base_url.rstrip("/") if self.config.base_url else None
         self._model: str | None = self.config.model
         self._client: Any = None
+        self._abandon_restarts = 0  # times an abandoned request restarted the embedded server
 
     def __repr__(self) -> str:
         return (f"LLMClient(endpoint={self.endpoint!r}, model={self._model!r}, offline={self.offline}, "
@@ -171,8 +198,9 @@ class LLMClient:
                 break
             except Exception as e:  # noqa: BLE001 - any failure here means "cannot ask the server"
                 if attempt == tries:
-                    raise LLMUnavailable(url, f"GET {url}/models failed ({type(e).__name__}: {e}), so the "
-                                              f"model name could not be found (or set --llm-model)", tries) from None
+                    what = (f"GET {url}/models failed ({type(e).__name__}: {_clean(str(e))}), so the model name "
+                            f"could not be found (or set --llm-model)")
+                    raise LLMUnavailable(url, what, tries, fix=_unavailable_fix(self.config, url, what)) from None
                 time.sleep(min(self.config.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S))
         if len(models) == 1:
             return models[0]
@@ -183,26 +211,19 @@ class LLMClient:
     def _api_key(self) -> str:
         return os.environ.get(self.config.api_key_env) or NO_KEY
 
-    def _openai(self) -> Any:
+    def _http(self) -> urllib.request.OpenerDirector:
+        """The HTTP opener (the standard library's: one connection per request), made on first use."""
         if self._client is None:
-            try:
-                import openai
-            except ImportError:  # pragma: no cover - openai is in the llm extra
-                from workbench.errors import MissingDependency
-
-                raise MissingDependency("the LLM client", "llm", "openai") from None
             url = self._ensure_endpoint()
-            kwargs: dict[str, Any] = {}
-            if _is_loopback(url):  # never send a request for 127.0.0.1 through a proxy from the env
-                kwargs["http_client"] = openai.DefaultHttpxClient(trust_env=False, timeout=self.config.timeout_s)
-            self._client = openai.OpenAI(base_url=url, api_key=self._api_key(), timeout=self.config.timeout_s,
-                                         max_retries=0, **kwargs)
+            handlers: list[Any] = [_NoRedirects()]
+            if _is_loopback(url):  # never send a request for 127.0.0.1 through a proxy from the environment
+                handlers.append(urllib.request.ProxyHandler({}))
+            self._client = urllib.request.build_opener(*handlers)
         return self._client
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        """Forget the opener (each request has its own connection, closed when it ends)."""
+        self._client = None
 
     def __enter__(self) -> LLMClient:
         return self
@@ -220,25 +241,24 @@ class LLMClient:
         "json_object"}``, which the local server enforces with a JSON grammar)."""
         messages = _check_messages(messages)
         cfg = self.config
-        params: dict[str, Any] = {
-            "temperature": cfg.temperature if temperature is None else float(temperature),
-            "max_tokens": cfg.max_tokens if max_tokens is None else int(max_tokens),
-            "stop": [stop] if isinstance(stop, str) else (list(stop) if stop else None),
-            "seed": cfg.seed if seed is None else int(seed),
-            "response_format": response_format,
-        }
+        params = self._params(temperature, max_tokens, stop, seed, response_format)
         model = self.model
         key = request_key(model, messages, params)
         record = {"model": model, "messages": messages, "params": params, "key": key}
 
         t0 = time.monotonic()
         entry = self.cache.get(key)
-        if entry is not None:
-            result = ChatResult(text=entry["text"], model=entry.get("model", model),
+        if entry is not None and not self._cut_shorter_than_now(entry):
+            text, truncated = str(entry["text"]), bool(entry.get("truncated"))
+            received = entry.get("received_chars") if truncated else None
+            if len(text) > cfg.max_reply_chars:  # recorded under a larger cap
+                received, text, truncated = len(text), text[:cfg.max_reply_chars], True
+            result = ChatResult(text=text, model=entry.get("model", model),
                                 prompt_tokens=entry.get("prompt_tokens"),
                                 completion_tokens=entry.get("completion_tokens"),
                                 latency_s=time.monotonic() - t0, cached=True,
-                                finish_reason=entry.get("finish_reason"), key=key)
+                                finish_reason=entry.get("finish_reason"), key=key, truncated=truncated,
+                                received_chars=received)
             self._log(record, result=result, attempt=0)
             return result
         if self.offline:
@@ -248,82 +268,209 @@ class LLMClient:
         result = self._request(record)
         self.cache.put(key, {"model": result.model, "endpoint": self.endpoint, "messages": messages,
                              "params": params, "text": result.text, "finish_reason": result.finish_reason,
+                             "truncated": result.truncated, "received_chars": result.received_chars,
+                             "max_reply_chars": cfg.max_reply_chars,
                              "prompt_tokens": result.prompt_tokens, "completion_tokens": result.completion_tokens,
                              "latency_s": round(result.latency_s, 4),
                              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         return result
 
-    def _request(self, record: dict[str, Any]) -> ChatResult:
-        import openai
+    def _params(self, temperature: float | None = None, max_tokens: int | None = None,
+                stop: str | list[str] | None = None, seed: int | None = None,
+                response_format: dict[str, Any] | None = None) -> dict[str, Any]:
+        cfg = self.config
+        return {
+            "temperature": cfg.temperature if temperature is None else float(temperature),
+            "max_tokens": cfg.max_tokens if max_tokens is None else int(max_tokens),
+            "stop": [stop] if isinstance(stop, str) else (list(stop) if stop else None),
+            "seed": cfg.seed if seed is None else int(seed),
+            "response_format": response_format,
+        }
 
+    def check_available(self, messages: list[dict[str, Any]] | None = None, *, seed: int | None = None,
+                        timeout_s: float = 5.0) -> str:
+        """Whether a request could be answered now, WITHOUT asking for a completion (``workbench
+        validate`` answers in seconds): offline, whether the request for ``messages`` is cached;
+        the embedded server, that it runs or can start (model file and llama-cpp-python present:
+        nothing is started); a URL, that ``GET /models`` answers within ``timeout_s`` (and, with no
+        model configured, lists exactly one). Raises what the request would raise; returns one line
+        saying what it found."""
+        cfg = self.config
+        if self.offline:
+            model = self.model
+        elif cfg.base_url is None:
+            from .server import check_installed, local_model_name, server_status
+
+            model = cfg.model or local_model_name()
+            state = server_status()
+            if state is not None:
+                where = f"embedded server running at {state['url']} (pid {state['pid']})"
+            else:
+                where = f"embedded server not running; it can start (model {check_installed().name})"
+        else:
+            from .server import list_models
+
+            url = cfg.base_url.rstrip("/")
+            try:
+                models = list_models(url, timeout_s=min(timeout_s, cfg.timeout_s), api_key=self._api_key())
+            except Exception as e:  # noqa: BLE001 - any failure here means "cannot ask the server"
+                what = f"GET {url}/models failed ({type(e).__name__}: {_clean(str(e))})"
+                raise LLMUnavailable(url, what, 1, fix=_unavailable_fix(cfg, url, what)) from None
+            listed = ", ".join(models[:5]) + (", ..." if len(models) > 5 else "")
+            if cfg.model is None:
+                if len(models) != 1:
+                    raise WorkbenchError(f"{url} serves {len(models)} models ({listed or 'none'}); which one is "
+                                         f"not configured\n  fix: set llm.model (or --llm-model NAME, {ENV_MODEL})")
+                model = models[0]
+                where = f"endpoint {url} reachable (serves {model})"
+            else:
+                model = cfg.model
+                note = "" if model in models or not models else f"; {model} is not in its list: {listed}"
+                where = f"endpoint {url} reachable{note}"
+        if messages is None:
+            return where
+        key = request_key(model, _check_messages(messages), self._params(seed=seed))
+        if self.cache.get(key) is not None:
+            return (where + "; " if not self.offline else "offline: ") + "the first request is cached (replays)"
+        if self.offline:
+            raise LLMCacheMiss(model, _last_user(messages), key, str(self.cache.directory))
+        return where
+
+    def _cut_shorter_than_now(self, entry: dict[str, Any]) -> bool:
+        """A cached reply that was truncated under a smaller cap than today's is asked again
+        (online): the full reply may now fit. Offline it is replayed as recorded."""
+        if self.offline or not entry.get("truncated"):
+            return False
+        return int(entry.get("max_reply_chars") or 0) < self.config.max_reply_chars
+
+    def _request(self, record: dict[str, Any]) -> ChatResult:
         cfg = self.config
         params = record["params"]
-        kwargs: dict[str, Any] = {"model": record["model"], "messages": record["messages"],
-                                  "temperature": params["temperature"], "max_tokens": params["max_tokens"]}
+        body: dict[str, Any] = {"model": record["model"], "messages": record["messages"],
+                                "temperature": params["temperature"], "max_tokens": params["max_tokens"],
+                                # Streamed: the reply is read with a cap, and closing the connection
+                                # stops a streaming server's generation (timeouts, Ctrl-C, the cap).
+                                "stream": True, "stream_options": {"include_usage": True}}
         for name in ("stop", "seed", "response_format"):
             if params[name] is not None:
-                kwargs[name] = params[name]
+                body[name] = params[name]
         tries = cfg.max_retries + 1
         what = "no attempt made"
         for attempt in range(1, tries + 1):
-            client = self._openai()
+            client = self._http()
             url = self.endpoint
             t0 = time.monotonic()
-            retry_after: float | None = None
-            try:
-                resp = client.chat.completions.create(**kwargs)
-            except openai.APITimeoutError:
-                what = f"request timed out after {cfg.timeout_s:g} s"
-            except openai.APIConnectionError as e:
-                what = f"connection failed ({_cause(e)})"
-                if cfg.base_url is None:  # the local server may have died: find or restart it next try
+            retry: _Retry | None = None
+            elapsed = 0.0
+            reader = _Reader(url, cfg, t0 + cfg.timeout_s, f"request timed out after {cfg.timeout_s:g} s")
+            with self._in_flight() as marker:
+                try:
+                    reply = self._attempt(client, url, body, reader)
+                except _Retry as r:
+                    retry, what, elapsed = r, r.what, time.monotonic() - t0
+                    if r.abandoned and self._abandoned(url, marker, reader):
+                        what += " (the embedded server was still reading the prompt: restarted it)"
+                    if r.reconnect:
+                        self.close()  # a fresh connection next time
+                        if cfg.base_url is None:  # the local server may have died: find or restart it next try
+                            self._base_url = None
+                except LLMRequestError as e:
+                    self._log(record, error=e.log_line, attempt=attempt, latency=time.monotonic() - t0)
+                    raise
+                except BaseException as e:  # Ctrl-C, or a bug: the connection is closed already
                     self.close()
-                    self._base_url = None
-            except openai.APIStatusError as e:
-                status = e.status_code
-                message = _status_message(e)
-                if status == 429 or status >= 500:
-                    what = f"HTTP {status} ({message})"
-                    retry_after = _retry_after(e)
-                else:
-                    self._log(record, error=f"HTTP {status}: {message}", attempt=attempt, latency=time.monotonic() - t0)
-                    raise LLMRequestError(url, status, message, _hint_for(status, url, cfg)) from None
-            except openai.APIError as e:  # e.g. an answer that is not an OpenAI response at all
-                self._log(record, error=f"{type(e).__name__}: {e}", attempt=attempt, latency=time.monotonic() - t0)
-                raise LLMRequestError(url, None, f"{type(e).__name__}: {e}",
-                                      "check that the URL is an OpenAI-compatible endpoint ending in /v1") from None
-            else:
-                latency = time.monotonic() - t0
-                result = self._result(resp, record, latency, url, attempt)
+                    self._log(record, error=f"interrupted ({type(e).__name__}); the request was abandoned",
+                              attempt=attempt, latency=time.monotonic() - t0, partial=reader.partial())
+                    self._abandoned(url, marker, reader)
+                    raise
+            if retry is None:
+                result = ChatResult(text=reply.text, model=reply.model or record["model"],
+                                    prompt_tokens=reply.prompt_tokens, completion_tokens=reply.completion_tokens,
+                                    latency_s=time.monotonic() - t0, cached=False,
+                                    finish_reason=reply.finish_reason, key=record["key"],
+                                    truncated=reply.truncated,
+                                    received_chars=reply.received_chars if reply.truncated else None)
                 self._log(record, result=result, attempt=attempt)
                 return result
-            self._log(record, error=what, attempt=attempt, latency=time.monotonic() - t0)
+            self._log(record, error=what, attempt=attempt, latency=elapsed, partial=retry.partial)
             if attempt < tries:
                 delay = min(cfg.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S)
                 delay *= 1.0 + 0.1 * random.random()  # a little jitter: parallel callers do not sync up
-                if retry_after is not None:
-                    delay = max(delay, min(retry_after, MAX_BACKOFF_S))
+                if retry is not None and retry.retry_after is not None:
+                    delay = max(delay, min(retry.retry_after, MAX_BACKOFF_S))
                 time.sleep(delay)
-        raise LLMUnavailable(self.config.base_url or self.endpoint, what, tries)
+        raise LLMUnavailable(self.config.base_url or self.endpoint, what, tries,
+                             fix=_unavailable_fix(cfg, self.config.base_url or self.endpoint, what))
 
-    def _result(self, resp: Any, record: dict[str, Any], latency: float, url: str, attempt: int) -> ChatResult:
-        choices = getattr(resp, "choices", None) or []
-        if not choices or getattr(choices[0], "message", None) is None:
-            self._log(record, error="answer without choices", attempt=attempt, latency=latency)
-            raise LLMRequestError(url, None, "the endpoint answered without any choices",
-                                  "check that the URL is an OpenAI-compatible chat endpoint ending in /v1")
-        choice = choices[0]
-        usage = getattr(resp, "usage", None)
-        return ChatResult(text=choice.message.content or "", model=getattr(resp, "model", None) or record["model"],
-                          prompt_tokens=getattr(usage, "prompt_tokens", None),
-                          completion_tokens=getattr(usage, "completion_tokens", None),
-                          latency_s=latency, cached=False, finish_reason=getattr(choice, "finish_reason", None),
-                          key=record["key"])
+    def _in_flight(self) -> contextlib.AbstractContextManager[Path | None]:
+        if self.config.base_url is not None:
+            return contextlib.nullcontext(None)
+        from .server import request_in_flight
+
+        return request_in_flight()
+
+    def _abandoned(self, url: str, marker: Path | None, reader: _Reader) -> bool:
+        """The client gave up on a request to the embedded server before any of the reply arrived:
+        the server is still reading the prompt, which llama.cpp cannot interrupt (minutes for a long
+        one), so it is restarted unless others wait on it. Once a reply streams, closing the
+        connection has already stopped it."""
+        if marker is None or reader.events:
+            return False
+        from .server import restart_abandoned
+
+        restarted = restart_abandoned(url, marker)
+        self._abandon_restarts += restarted
+        return restarted
+
+    def _attempt(self, opener: urllib.request.OpenerDirector, url: str, body: dict[str, Any],
+                 reader: _Reader) -> _Reply:
+        """One POST: a :class:`_Reply`, or :class:`_Retry` (worth another try), or
+        :class:`LLMRequestError` (the endpoint refused it or broke the protocol). However it ends,
+        the connection is closed: a streaming server stops generating an abandoned reply."""
+        cfg = self.config
+        if not url.lower().startswith(("http://", "https://")):
+            raise LLMRequestError(url, None, "not an http(s) URL", "the URL must look like http://HOST:PORT/v1")
+        deadline = reader.deadline
+        timed_out = reader.timed_out
+        request = urllib.request.Request(url + "/chat/completions", data=json.dumps(body).encode("utf-8"),
+                                         method="POST", headers={
+                                             "Content-Type": "application/json",
+                                             "Accept": "text/event-stream, application/json",
+                                             "Accept-Encoding": "identity",
+                                             "Authorization": f"Bearer {self._api_key()}",
+                                             "User-Agent": "rl-workbench"})
+        dog = _Watchdog()
+        try:
+            try:
+                resp = opener.open(request, timeout=cfg.timeout_s)
+            except urllib.error.HTTPError as e:  # an error answer: its status and body are read below
+                resp = e
+            try:
+                dog.arm(_socket_of(resp), deadline)
+                return reader.read(resp)
+            finally:
+                dog.disarm()
+                _hang_up(resp)
+        except (_Retry, LLMRequestError) as e:
+            if dog.fired and not getattr(e, "abandoned", False):  # the watchdog cut the stream at the deadline
+                raise _Retry(timed_out, reconnect=True, abandoned=True, partial=reader.partial()) from None
+            raise
+        except TimeoutError:
+            raise _Retry(timed_out, reconnect=True, abandoned=True, partial=reader.partial()) from None
+        except urllib.error.URLError as e:  # before an answer: DNS, refused, TLS, connect timeout
+            if isinstance(e.reason, TimeoutError):
+                raise _Retry(timed_out, reconnect=True, abandoned=True) from None
+            raise _Retry(f"connection failed ({_clean(str(e.reason))})", reconnect=True) from None
+        except (OSError, http.client.HTTPException) as e:  # the connection broke, or the watchdog cut it
+            if dog.fired:
+                raise _Retry(timed_out, reconnect=True, abandoned=True, partial=reader.partial()) from None
+            raise _Retry(f"connection failed ({_clean(_cause(e))})", reconnect=True,
+                         partial=reader.partial()) from None
 
     # ------------------------------------------------------------------------- transcript
 
     def _log(self, record: dict[str, Any], *, result: ChatResult | None = None, error: str | None = None,
-             attempt: int, latency: float | None = None) -> None:
+             attempt: int, latency: float | None = None, partial: str | None = None) -> None:
         if self.transcript is None:
             return
         line = {
@@ -338,14 +485,335 @@ class LLMClient:
             "cached": bool(result and result.cached),
             "text": result.text if result else None,
             "finish_reason": result.finish_reason if result else None,
+            "truncated": bool(result and result.truncated),
             "prompt_tokens": result.prompt_tokens if result else None,
             "completion_tokens": result.completion_tokens if result else None,
             "latency_s": round(result.latency_s if result else (latency or 0.0), 4),
             "error": error,
         }
+        if result is not None and result.truncated:
+            line["received_chars"] = result.received_chars
+            line["max_reply_chars"] = self.config.max_reply_chars
+        if partial:  # what a failed attempt had received (at most max_reply_chars)
+            line["partial_text"] = partial
         if result is not None and result.model != record["model"]:
             line["response_model"] = result.model
         _append_line(self.transcript, json.dumps(line, ensure_ascii=False) + "\n")
+
+
+# ----------------------------------------------------------------------------- reading a reply
+
+
+ERROR_BODY_BYTES = 64 * 1024  # of an HTTP error answer, for its message
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is not followed (a POST would silently become a GET): it is answered as an error."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _socket_of(resp: Any) -> socket.socket | None:
+    """The socket under a urllib response (or HTTPError), to shut it down from another thread."""
+    fp = getattr(resp, "fp", None)
+    for _ in range(4):
+        sock = getattr(getattr(fp, "raw", None), "_sock", None)
+        if isinstance(sock, socket.socket):
+            return sock
+        fp = getattr(fp, "fp", None)
+    return None
+
+
+def _hang_up(resp: Any) -> None:
+    """Close the connection now (shut down, so the server sees its client leave at once)."""
+    sock = _socket_of(resp)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+    try:
+        resp.close()
+    except (OSError, http.client.HTTPException):
+        pass
+
+
+def _chunks(resp: Any, size: int = 65_536) -> Iterator[bytes]:
+    """The body as it arrives (``read1``: whatever is there, never waiting to fill ``size``)."""
+    read = getattr(resp, "read1", None) or resp.read
+    while True:
+        chunk = read(size)
+        if not chunk:
+            return
+        yield chunk
+
+
+class _Retry(Exception):
+    """An attempt failed in a way another try may not: timeout, connection, HTTP 5xx/429."""
+
+    def __init__(self, what: str, *, retry_after: float | None = None, reconnect: bool = False,
+                 abandoned: bool = False, partial: str | None = None):
+        super().__init__(what)
+        self.what = what
+        self.abandoned = abandoned  # the client gave up (timeout) while the server may still be working
+        self.retry_after = retry_after
+        self.reconnect = reconnect
+        self.partial = partial
+
+
+@dataclass
+class _Reply:
+    text: str
+    model: str | None
+    finish_reason: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    truncated: bool
+    received_chars: int
+
+
+class _Watchdog:
+    """Shuts the response's socket down at the deadline, so a server that trickles bytes (keep-alive
+    pings, a token a minute) cannot stretch one request past ``timeout_s``: a socket timeout bounds
+    each read, not the whole request."""
+
+    def __init__(self) -> None:
+        self.fired = False
+        self._timer: threading.Timer | None = None
+
+    def arm(self, sock: socket.socket | None, deadline: float) -> None:
+        if sock is None:
+            return
+
+        def fire() -> None:
+            self.fired = True
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the blocked read; the server sees the client leave
+            except OSError:
+                pass
+
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+class _Reader:
+    """Reads one chat answer with limits: a streamed one (server-sent events) chunk by chunk, a
+    plain JSON one (an endpoint that ignored ``stream``) up to a byte limit."""
+
+    def __init__(self, url: str, cfg: LLMConfig, deadline: float, timed_out: str):
+        self.url = url
+        self.cfg = cfg
+        cap = self.cap = cfg.max_reply_chars
+        self.deadline = deadline
+        self.timed_out = timed_out
+        # Each streamed token is a JSON event of ~150 bytes around a few characters; a JSON string
+        # escapes a character in up to 6 bytes.
+        self.line_limit = 8 * cap + 65_536
+        self.stream_limit = 256 * cap + (1 << 20)
+        self.parts: list[str] = []
+        self.events = 0  # data events received: 0 means the server had not begun the reply
+
+    def partial(self) -> str | None:
+        return "".join(self.parts) or None
+
+    def _protocol(self, problem: str) -> LLMRequestError:
+        return LLMRequestError(self.url, None, problem,
+                               "check that the URL is an OpenAI-compatible chat endpoint ending in /v1",
+                               verb="broke the protocol")
+
+    def read(self, resp: Any) -> _Reply:
+        status = int(getattr(resp, "status", None) or resp.code)
+        if 300 <= status < 400:
+            raise self._protocol(f"HTTP {status}: it redirects (to {_snippet(resp.headers.get('location') or '?')}); "
+                                 f"give the URL it redirects to")
+        if status >= 400:
+            message = _error_message(_read_capped(resp, ERROR_BODY_BYTES)[0], str(getattr(resp, "reason", "")))
+            if status == 429 or status >= 500:
+                raise _Retry(f"HTTP {status} ({message})", retry_after=_retry_after(resp.headers))
+            raise LLMRequestError(self.url, status, message, _hint_for(status, self.url, self.cfg))
+        if status != 200:
+            raise self._protocol(f"HTTP {status} instead of 200 to POST {self.url}/chat/completions")
+        kind = resp.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind == "text/event-stream":
+            return self._read_stream(resp)
+        return self._read_json(resp)
+
+    def _read_json(self, resp: Any) -> _Reply:
+        raw, more = _read_capped(resp, self.line_limit)
+        if more:
+            raise self._protocol(f"it answered with more than {self.line_limit} bytes without streaming "
+                                 f"(the reply cap is {self.cap} characters: llm.max_reply_chars); stopped reading")
+        try:
+            data = json.loads(raw)
+        except ValueError as e:
+            raise self._protocol(f"the answer is not JSON ({e}): {_snippet(raw)}") from None
+        if not isinstance(data, dict):
+            raise self._protocol(f"the answer is not a JSON object: {_snippet(raw)}")
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict) \
+                or not isinstance(choices[0].get("message"), dict):
+            raise self._protocol("the answer has no choices[0].message")
+        content = choices[0]["message"].get("content")
+        if content is not None and not isinstance(content, str):
+            raise self._protocol(f"choices[0].message.content is a {type(content).__name__}, not text")
+        text = content or ""
+        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        truncated = len(text) > self.cap
+        return _Reply(text[:self.cap], _str_or_none(data.get("model")), _str_or_none(choices[0].get("finish_reason")),
+                      _int_or_none(usage.get("prompt_tokens")), _int_or_none(usage.get("completion_tokens")),
+                      truncated, len(text))
+
+    def _read_stream(self, resp: Any) -> _Reply:
+        kept = received = pieces = 0
+        model = finish = None
+        usage: dict[str, Any] = {}
+        done = truncated = False
+        for data in self._events(resp):
+            self.events += 1
+            if data.strip() == "[DONE]":
+                done = True
+                break
+            try:
+                event = json.loads(data)
+            except ValueError as e:
+                raise self._protocol(f"a streamed event is not JSON ({e}): {_snippet(data)}") from None
+            if not isinstance(event, dict):
+                raise self._protocol(f"a streamed event is not a JSON object: {_snippet(data)}")
+            if "error" in event:
+                raise _Retry(f"the endpoint reported an error mid-stream ({_error_message(data, '')})",
+                             partial=self.partial())
+            model = _str_or_none(event.get("model")) or model
+            if isinstance(event.get("usage"), dict):
+                usage = event["usage"]
+            choices = event.get("choices")
+            if choices is None and "usage" in event:
+                continue
+            if not isinstance(choices, list):
+                raise self._protocol(f"a streamed event has no choices list: {_snippet(data)}")
+            if not choices:
+                continue
+            choice = choices[0]
+            delta = choice.get("delta") if isinstance(choice, dict) else None
+            if delta is None:
+                delta = {}
+            if not isinstance(choice, dict) or not isinstance(delta, dict):
+                raise self._protocol(f"a streamed choice is not a JSON object with a delta: {_snippet(data)}")
+            content = delta.get("content")
+            if content is not None and not isinstance(content, str):
+                raise self._protocol(f"a streamed delta.content is a {type(content).__name__}, not text")
+            if content:
+                pieces += 1
+                received += len(content)
+                room = self.cap - kept
+                if len(content) > room:  # the cap: keep what fits, stop reading (closing stops the server)
+                    self.parts.append(content[:room])
+                    kept = self.cap
+                    truncated = True
+                    break
+                self.parts.append(content)
+                kept += len(content)
+            if choice.get("finish_reason"):
+                finish = str(choice["finish_reason"])
+        if not truncated and finish is None:
+            if not done:
+                raise _Retry("the stream ended before the reply was complete (no finish_reason)",
+                             reconnect=True, partial=self.partial())
+            raise _Retry("the endpoint ended the stream without a finish_reason (the reply was cut short, "
+                         "e.g. another request interrupted it)", partial=self.partial())
+        # Servers that do not report usage in a stream (llama.cpp) send one event per token.
+        completion = _int_or_none(usage.get("completion_tokens"))
+        return _Reply("".join(self.parts), model, finish, _int_or_none(usage.get("prompt_tokens")),
+                      completion if completion is not None else (pieces if not truncated else None),
+                      truncated, received)
+
+    def _events(self, resp: Any) -> Iterator[str]:
+        """The ``data`` of each server-sent event, with every line and the whole stream bounded."""
+        buf = b""
+        data: list[bytes] = []
+        size = total = 0
+        for chunk in _chunks(resp):
+            total += len(chunk)
+            if total > self.stream_limit:
+                raise self._protocol(f"it streamed more than {self.stream_limit} bytes for one reply; stopped reading")
+            if time.monotonic() > self.deadline:
+                raise _Retry(self.timed_out, reconnect=True, abandoned=True, partial=self.partial())
+            buf += chunk
+            start = 0
+            while True:
+                end = buf.find(b"\n", start)
+                if end < 0:
+                    break
+                line = buf[start:end].rstrip(b"\r")
+                start = end + 1
+                if not line:
+                    if data:
+                        yield b"\n".join(data).decode("utf-8", errors="replace")
+                        data, size = [], 0
+                    continue
+                name, _, value = line.partition(b":")
+                if name == b"data":
+                    value = value[1:] if value.startswith(b" ") else value
+                    data.append(value)
+                    size += len(value)
+                    if size > self.line_limit:
+                        raise self._protocol(f"a streamed event is longer than {self.line_limit} bytes")
+            buf = buf[start:]
+            if len(buf) > self.line_limit:
+                raise self._protocol(f"a streamed line is longer than {self.line_limit} bytes")
+        if data:  # the last event, without its blank line
+            yield b"\n".join(data).decode("utf-8", errors="replace")
+
+
+def _read_capped(resp: Any, limit: int) -> tuple[bytes, bool]:
+    """At most ``limit`` bytes of the body, and whether there was more (left unread)."""
+    out = bytearray()
+    for chunk in _chunks(resp):
+        out += chunk
+        if len(out) > limit:
+            return bytes(out[:limit]), True
+    return bytes(out), False
+
+
+def _clean(text: str, limit: int = 300) -> str:
+    """One line of printable text: a server's words never carry terminal escapes into our messages."""
+    text = "".join(c if c.isprintable() else " " if c in "\n\r\t" else "?" for c in text).strip()
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
+def _snippet(raw: bytes | str, limit: int = 120) -> str:
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    return repr(_clean(text, limit))
+
+
+def _error_message(raw: bytes | str, fallback: str) -> str:
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict):
+            for key in ("message", "detail"):
+                if inner.get(key):
+                    return _clean(str(inner[key]))
+        elif isinstance(inner, str):
+            return _clean(inner)
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    return _clean(text) or fallback or "no message"
+
+
+def _str_or_none(value: Any) -> str | None:
+    return _clean(value, 200) if isinstance(value, str) and value else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _append_line(path: Path, line: str) -> None:
@@ -369,21 +837,8 @@ def _cause(exc: BaseException) -> str:
     return text if seen is not exc else (str(exc) or type(exc).__name__)
 
 
-def _status_message(exc: Any) -> str:
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])[:300]
-        if isinstance(inner, str):
-            return inner[:300]
-    text = str(getattr(exc, "message", "") or exc)
-    return text[:300]
-
-
-def _retry_after(exc: Any) -> float | None:
-    response = getattr(exc, "response", None)
-    value = response.headers.get("retry-after") if response is not None else None
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("retry-after")
     try:
         return float(value) if value is not None else None
     except ValueError:
@@ -398,3 +853,22 @@ def _hint_for(status: int, url: str, cfg: LLMConfig) -> str | None:
                 f"({cfg.model or 'not set'}; --llm-model / {ENV_MODEL})")
     return None
 
+
+def _unavailable_fix(cfg: LLMConfig, url: str, what: str) -> str:
+    """What to do when every try failed: for the embedded server, about that server; for a URL the
+    user gave, about that endpoint (it is theirs: the workbench cannot start it)."""
+    if what.startswith("request timed out"):
+        return (f"raise the timeout (--timeout SECONDS, or reward.llm.timeout_s; now {cfg.timeout_s:g} s), "
+                f"ask for less (llm.max_tokens), or use a faster endpoint (--llm-url URL)")
+    if cfg.base_url is None:
+        if what.startswith("HTTP"):
+            return ("the embedded server failed: its log says why (`workbench llm status` shows where); "
+                    "`workbench llm stop` makes the next request start a fresh one, or use another endpoint "
+                    "with --llm-url URL (or WORKBENCH_LLM_URL=URL)")
+        return SERVE_FIX
+    if what.startswith(("HTTP", "the endpoint")):
+        return (f"the endpoint {url} answered but failed: check that server (its log says why) and try again "
+                f"later, or point --llm-url (WORKBENCH_LLM_URL) at another endpoint")
+    return (f"check that an OpenAI-compatible server listens at {url} (the workbench's own local server: "
+            f"`workbench llm serve`, or leave --llm-url out to use it), or point --llm-url "
+            f"(WORKBENCH_LLM_URL) at another endpoint")

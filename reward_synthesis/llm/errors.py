@@ -20,26 +20,30 @@ class LLMUnavailable(LLMError):
     """The endpoint could not be reached or kept failing (connection, timeout, HTTP 5xx or 429)
     after every retry."""
 
-    def __init__(self, url: str, what: str, tries: int):
+    def __init__(self, url: str, what: str, tries: int, fix: str | None = None):
         self.url = url
         self.what = what
         self.tries = tries
         super().__init__(
             f"LLM endpoint {url} is unavailable: {what} (failed after {tries} "
-            f"{'try' if tries == 1 else 'tries'})\n  fix: {SERVE_FIX}"
+            f"{'try' if tries == 1 else 'tries'})\n  fix: {fix or SERVE_FIX}"
         )
 
 
 class LLMRequestError(LLMError):
-    """The endpoint rejected the request (HTTP 4xx other than 429); retrying would not help."""
+    """The endpoint rejected the request (HTTP 4xx other than 429) or broke the protocol (an answer
+    that is not JSON, has no choices, or is too large to read); retrying would not help."""
 
-    def __init__(self, url: str, status: int | None, message: str, hint: str | None = None):
+    def __init__(self, url: str, status: int | None, message: str, hint: str | None = None, *,
+                 verb: str = "rejected the request"):
         self.url = url
         self.status = status
-        text = f"LLM endpoint {url} rejected the request"
+        self.message = message
+        text = f"LLM endpoint {url} {verb}"
         if status is not None:
             text += f" (HTTP {status})"
         text += f": {message}"
+        self.log_line = text  # for the transcript: the message without the fix
         if hint:
             text += f"\n  fix: {hint}"
         super().__init__(text)

@@ -24,6 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,8 @@ from workbench.runs import atomic_write
 from .errors import LLMNotInstalled, LLMServerError
 
 __all__ = ["LOCAL_MODEL", "ensure_server", "start_server", "server_status", "stop_server",
-           "find_gguf", "resolve_state_dir", "list_models",
+           "find_gguf", "check_installed", "resolve_state_dir", "list_models", "request_in_flight",
+           "restart_abandoned",
            "local_model_name"]
 
 LOCAL_MODEL = "smollm2-135m-instruct"
@@ -43,7 +45,9 @@ STARTUP_TIMEOUT_S = 120.0
 STATE_FILE = "llm-server.json"
 LOG_FILE = "llm-server.log"
 LOCK_FILE = "llm-server.lock"
+REQUESTS_DIR = "llm-requests"  # one marker file per request in flight at the local server
 LOG_ROTATE_BYTES = 5_000_000
+MODELS_BODY_BYTES = 1 << 20  # a model list is small; a larger answer is not one
 _SERVER_MODULE = "llama_cpp.server"
 # What `python -m llama_cpp.server` imports beyond llama_cpp itself (the `[server]` extra).
 _SERVER_DEPS = ("llama_cpp", "uvicorn", "fastapi", "sse_starlette", "starlette_context", "pydantic_settings")
@@ -95,6 +99,14 @@ def _check_server_deps() -> None:
     for module in _SERVER_DEPS:
         if importlib.util.find_spec(module) is None:
             raise LLMNotInstalled(f"the Python package '{module}' (llama-cpp-python[server])")
+
+
+def check_installed() -> Path:
+    """The model file the local server would serve, after checking its packages are installed;
+    :class:`LLMNotInstalled` (or :class:`LLMServerError`) says what is missing. Starts nothing."""
+    model_path = find_gguf()
+    _check_server_deps()
+    return model_path
 
 
 # ----------------------------------------------------------------------------- processes and HTTP
@@ -150,8 +162,14 @@ def list_models(base_url: str, *, timeout_s: float = 5.0, api_key: str | None = 
     if api_key:
         req.add_header("Authorization", f"Bearer {api_key}")
     with _opener().open(req, timeout=timeout_s) as resp:
-        body = json.loads(resp.read().decode("utf-8"))
-    return [str(m.get("id")) for m in body.get("data", []) if isinstance(m, dict) and m.get("id")]
+        raw = resp.read(MODELS_BODY_BYTES + 1)
+    if len(raw) > MODELS_BODY_BYTES:
+        raise ValueError(f"GET {base_url}/models answered with more than {MODELS_BODY_BYTES} bytes")
+    body = json.loads(raw.decode("utf-8", errors="replace"))
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        raise ValueError(f"GET {base_url}/models did not answer with a model list")
+    return [str(m.get("id"))[:200] for m in data if isinstance(m, dict) and m.get("id")]
 
 
 def _healthy(url: str, timeout_s: float = 2.0) -> bool:
@@ -294,6 +312,56 @@ def start_server(port: int | None = None, *, state_dir: str | Path | None = None
         return _spawn(directory, port, model_path, n_ctx, startup_timeout_s)
 
 
+@contextlib.contextmanager
+def request_in_flight(*, state_dir: str | Path | None = None) -> Iterator[Path]:
+    """Mark one request of this process as in flight at the local server while the block runs (a
+    file named by our pid under ``llm-requests/``): :func:`restart_abandoned` leaves a server alone
+    while others are waiting on it."""
+    directory = resolve_state_dir(state_dir) / REQUESTS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    marker = directory / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    marker.touch()
+    try:
+        yield marker
+    finally:
+        marker.unlink(missing_ok=True)
+
+
+def _others_in_flight(directory: Path, mine: Path) -> bool:
+    for marker in (directory / REQUESTS_DIR).glob("*"):
+        if marker.name == mine.name:
+            continue
+        try:
+            pid = int(marker.name.split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid == os.getpid() or _pid_alive(pid):
+            return True
+        marker.unlink(missing_ok=True)  # left by a process that died
+    return False
+
+
+def restart_abandoned(url: str, mine: Path, *, state_dir: str | Path | None = None) -> bool:
+    """After this process abandoned a request to the local server before its reply began (a
+    timeout or Ctrl-C while the server was still reading the prompt): restart the server on the same
+    port, unless another request is in flight there. llama.cpp stops a streamed reply when its
+    client leaves, but cannot interrupt prompt processing (minutes for a long prompt on one thread),
+    so the next request would queue behind the abandoned one. True when it restarted."""
+    directory = resolve_state_dir(state_dir)
+    with _locked(directory):
+        state = _live_state(directory)
+        if state is None or _url(state["port"]) != url.rstrip("/") or _others_in_flight(directory, mine):
+            return False
+        # Busy on the abandoned prompt, uvicorn would finish it before a graceful exit: SIGKILL soon.
+        _terminate(state["pid"], 0.5)
+        _clear_state(directory)
+        with contextlib.suppress(OSError), open(directory / LOG_FILE, "ab") as log:
+            log.write(f"\n--- stopped pid {state['pid']}: a request was abandoned before its reply began\n".encode())
+        model_path = Path(state.get("model_path") or find_gguf())
+        _spawn(directory, state["port"], model_path, int(state.get("n_ctx") or N_CTX), STARTUP_TIMEOUT_S)
+        return True
+
+
 def stop_server(*, state_dir: str | Path | None = None, timeout_s: float = 10.0) -> bool:
     """Stop the local server; True when one was running."""
     directory = resolve_state_dir(state_dir)
@@ -325,6 +393,10 @@ def _spawn(directory: Path, port: int, model_path: Path, n_ctx: int, startup_tim
         "--n_threads", "1",
         "--n_threads_batch", "1",
         "--n_ctx", str(n_ctx),
+        # Clients stream (and stop a reply by closing the connection). By default llama_cpp.server
+        # also cuts a streamed reply short whenever another request waits: several callers sharing
+        # this server would cut each other's replies. They queue instead.
+        "--interrupt_requests", "false",
     ]
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")

@@ -273,3 +273,52 @@ def test_programs_survive_pickling_for_subprocess_envs() -> None:
     state, action = states(1)[0]
     assert call(clone, state, action) == call(prog, state, action)
     assert clone.timeout_s == 1.5
+
+
+# -- the hard timer ----------------------------------------------------------------------------
+
+RUNAWAY_C_CALL = """
+import sys, time
+from reward_synthesis import guard
+
+guard.Watchdog._instance = guard.Watchdog(hard_timeout_s=3.0)
+# Outside the sandbox on purpose: one C call that holds the interpreter for minutes, which the
+# watchdog's exception cannot interrupt (reward code cannot build this one: range is capped).
+guard.guarded_call(lambda: sum(range(10**13)), (), timeout_s=0.5, describe=lambda: "runaway")
+print("returned", flush=True)
+"""
+
+
+def test_hard_timer_ends_a_process_stuck_in_one_c_call(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", RUNAWAY_C_CALL], capture_output=True, text=True, timeout=60)
+    elapsed = time.monotonic() - started
+    assert proc.returncode == 1 and "returned" not in proc.stdout
+    assert "Timeout" in proc.stderr and "<lambda>" in proc.stderr  # every thread's stack, for the user
+    assert elapsed < 30
+
+
+BUSY_ELSEWHERE = """
+import time
+from reward_synthesis import guard
+
+guard.Watchdog._instance = guard.Watchdog(hard_timeout_s=1.5)
+guard.guarded_call(lambda: 0.0, (), timeout_s=0.5, describe=lambda: "quick")
+assert guard.Watchdog._instance.armed_until
+t = time.monotonic()
+while time.monotonic() - t < 4.0:  # Python work, no reward calls, longer than the hard timeout
+    sum(i * i for i in range(10000))
+print("alive", flush=True)
+"""
+
+
+def test_hard_timer_spares_a_process_that_is_busy_elsewhere() -> None:
+    """Seconds without reward calls (a long policy update) must not trip the timer."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", BUSY_ELSEWHERE], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "alive" in proc.stdout, proc.stderr

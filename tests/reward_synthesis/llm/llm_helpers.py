@@ -7,7 +7,7 @@ import socket
 import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -20,11 +20,13 @@ def closed_port() -> int:
 
 class MisbehavingServer:
     """A real ``http.server`` on 127.0.0.1 in a thread. ``behave(handler, n)`` answers the n-th
-    POST (1-based); the requests it saw are in ``self.requests``."""
+    POST (1-based); the requests it saw are in ``self.requests``. ``models``: the ids ``GET
+    /v1/models`` lists (None: GET answers 404)."""
 
-    def __init__(self, behave: Callable[[BaseHTTPRequestHandler, int], None]):
+    def __init__(self, behave: Callable[[BaseHTTPRequestHandler, int], None], *, models: list[str] | None = None):
         self.requests: list[dict] = []
         self.times: list[float] = []
+        self.gets: list[str] = []
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -32,6 +34,13 @@ class MisbehavingServer:
 
             def log_message(self, *args: object) -> None:  # keep test output clean
                 pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                outer.gets.append(self.path)
+                if models is None or not self.path.rstrip("/").endswith("/models"):
+                    send_json(self, 404, {"error": {"message": "not found"}})
+                else:
+                    send_json(self, 200, {"object": "list", "data": [{"id": m, "object": "model"} for m in models]})
 
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length") or 0)
@@ -73,5 +82,45 @@ def forward(handler: BaseHTTPRequestHandler, target_url: str, body: dict) -> Non
     req = urllib.request.Request(target_url.rstrip("/") + "/chat/completions", data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    with opener.open(req, timeout=120) as resp:
-        send_json(handler, resp.status, json.loads(resp.read()))
+    with opener.open(req, timeout=120) as resp:  # streamed (the client asks so) or not: relayed as is
+        data = resp.read()
+        handler.send_response(resp.status)
+        handler.send_header("Content-Type", resp.headers.get("Content-Type", "application/json"))
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+
+def send_stream(handler: BaseHTTPRequestHandler, events: Iterable[bytes | str]) -> int:
+    """Answer with server-sent events (``text/event-stream``, connection closed at the end), each
+    item sent as is (``str`` is UTF-8 encoded). Returns the bytes written before the client left."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/event-stream")
+    handler.send_header("Connection", "close")
+    handler.end_headers()
+    handler.close_connection = True
+    sent = 0
+    try:
+        for item in events:
+            data = item.encode() if isinstance(item, str) else item
+            handler.wfile.write(data)
+            handler.wfile.flush()
+            sent += len(data)
+    except (BrokenPipeError, ConnectionResetError):  # the client went away
+        pass
+    return sent
+
+
+def chunk_event(content: str | None = None, finish: str | None = None, model: str = "m") -> str:
+    """One OpenAI ``chat.completion.chunk`` as an SSE event."""
+    delta = {} if content is None else {"content": content}
+    body = {"object": "chat.completion.chunk", "model": model,
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return f"data: {json.dumps(body)}\n\n"
+
+
+def reply_events(text: str, *, pieces: int = 3, model: str = "m") -> list[str]:
+    """A well-formed stream of ``text`` in ``pieces`` chunks, a finish_reason and [DONE]."""
+    size = max(1, -(-len(text) // pieces))
+    out = [chunk_event(text[i:i + size], model=model) for i in range(0, len(text), size)]
+    return out + [chunk_event(None, "stop", model=model), "data: [DONE]\n\n"]
