@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import inspect
 import json
+import math
 import pickle
+import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -75,6 +77,140 @@ def _check_schedule(key: str, value: Any, file: str) -> None:
 # Arguments the workbench sets itself; a task may not pass them as hyperparameters.
 _RESERVED = {"self", "policy", "env", "seed", "tensorboard_log", "verbose", "_init_setup_model"}
 _ALGOS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "sac": SAC}
+# Arguments that take a Python object, which a task file cannot express.
+_PYTHON_OBJECTS = {"action_noise", "replay_buffer_class", "rollout_buffer_class"}
+
+# ----------------------------------------------------------------------------- hyperparameter table
+# SB3 checks few constructor arguments itself: a negative n_steps is an AssertionError, a float
+# buffer_size a TypeError, a bad ent_coef string a ValueError, all mid-`run`. Each rule returns
+# None for a valid value, else what a valid value is. Upper bounds are sanity caps (a buffer or a
+# rollout of that size does not fit in memory), not tuning advice.
+_Rule = Callable[[Any], "str | None"]
+_BIG = 10**8
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= 1e300  # finite, and no OverflowError
+
+
+def _integer(lo: int, hi: int = _BIG, *, also: tuple[int, ...] = ()) -> _Rule:
+    what = f"an integer from {lo} to {hi}" + "".join(f" or {a}" for a in also)
+    return lambda v: None if _is_int(v) and (lo <= v <= hi or v in also) else what
+
+
+def _real(lo: float = -math.inf, hi: float = math.inf, *, lo_open: bool = False, none: bool = False,
+          schedule: bool = False) -> _Rule:
+    what = "a number" + (f" {'>' if lo_open else '>='} {lo:g}" if lo > -math.inf else "") \
+        + (f" and <= {hi:g}" if hi < math.inf else "") + (" or null" if none else "") \
+        + (" or a schedule (lin_3e-4)" if schedule else "")
+
+    def check(v: Any) -> str | None:
+        if (none and v is None) or (schedule and isinstance(v, str)):  # schedules: _check_schedule
+            return None
+        ok = _is_real(v) and (v > lo if lo_open else v >= lo) and v <= hi
+        return None if ok else what
+    return check
+
+
+def _boolean(v: Any) -> str | None:
+    return None if isinstance(v, bool) else "true or false"
+
+
+def _mapping(v: Any) -> str | None:
+    return None if v is None or isinstance(v, dict) else "a mapping of keyword arguments"
+
+
+def _device(v: Any) -> str | None:
+    ok = isinstance(v, str) and re.fullmatch(r"auto|cpu|cuda(:[0-9]{1,3})?", v) is not None
+    return None if ok else "auto, cpu, cuda or cuda:N"
+
+
+def _sac_ent_coef(v: Any) -> str | None:
+    if isinstance(v, str):
+        head, _, init = v.partition("_")
+        try:
+            ok = head == "auto" and (not init or (math.isfinite(float(init)) and float(init) > 0))
+        except ValueError:
+            ok = False
+        return None if ok else "auto, auto_<initial value > 0> (auto_0.1) or a number >= 0"
+    return _real(0)(v)
+
+
+def _target_entropy(v: Any) -> str | None:
+    return None if v == "auto" or _is_real(v) else "auto or a number"
+
+
+_COMMON: dict[str, _Rule] = {
+    "learning_rate": _real(0, lo_open=True, schedule=True),
+    "gamma": _real(0, 1),
+    "use_sde": _boolean,
+    "sde_sample_freq": _integer(-1),
+    "stats_window_size": _integer(1, 10**6),
+    "policy_kwargs": _mapping,
+    "device": _device,
+}
+_HYPERPARAM_RULES: dict[str, dict[str, _Rule]] = {
+    "ppo": {
+        **_COMMON,
+        "n_steps": _integer(1),
+        "batch_size": _integer(1),
+        "n_epochs": _integer(1, 10**6),
+        "gae_lambda": _real(0, 1),
+        "clip_range": _real(0, lo_open=True, schedule=True),
+        "clip_range_vf": _real(0, lo_open=True, none=True, schedule=True),
+        "normalize_advantage": _boolean,
+        "ent_coef": _real(0),
+        "vf_coef": _real(0),
+        "max_grad_norm": _real(0, lo_open=True),
+        "rollout_buffer_kwargs": _mapping,
+        "target_kl": _real(0, lo_open=True, none=True),
+    },
+    "sac": {
+        **_COMMON,
+        "buffer_size": _integer(1),
+        "learning_starts": _integer(0),
+        "batch_size": _integer(1),
+        "tau": _real(0, 1),
+        "train_freq": _integer(1),  # env steps between updates (a YAML list is not SB3's tuple)
+        "gradient_steps": _integer(1, also=(-1,)),
+        "replay_buffer_kwargs": _mapping,
+        "optimize_memory_usage": _boolean,
+        "n_steps": _integer(1, 10**4),
+        "ent_coef": _sac_ent_coef,
+        "target_update_interval": _integer(1),
+        "target_entropy": _target_entropy,
+        "use_sde_at_warmup": _boolean,
+    },
+}
+# policy_kwargs: the policy class's own keyword arguments, less those SB3 passes itself and the
+# ones that take a Python object (activation_fn takes a name: _ACTIVATIONS).
+_POLICY_KWARG_RULES: dict[str, _Rule] = {
+    "ortho_init": _boolean, "log_std_init": _real(-20, 20), "full_std": _boolean, "use_expln": _boolean,
+    "squash_output": _boolean, "share_features_extractor": _boolean, "normalize_images": _boolean,
+    "n_critics": _integer(1, 100), "clip_mean": _real(0, lo_open=True), "optimizer_kwargs": _mapping,
+    "features_extractor_kwargs": _mapping,
+}
+_POLICY_KWARGS_EXCLUDED = {"self", "observation_space", "action_space", "lr_schedule", "use_sde",  # SB3 passes them
+                           "features_extractor_class", "optimizer_class", "features_extractor"}  # Python objects
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:56] + "..."
+
+
+def _net_arch(v: Any) -> str | None:
+    def layers(x: Any) -> bool:
+        return isinstance(x, list) and all(_is_int(n) and 1 <= n <= 65536 for n in x) and len(x) <= 64
+
+    ok = v is None or layers(v) or (isinstance(v, dict) and bool(v) and all(
+        k in ("pi", "vf", "qf") and layers(x) for k, x in v.items()))
+    return None if ok else "a list of layer sizes ([64, 64]) or {pi: [...], vf: [...]} / {pi: [...], qf: [...]}"
+
 
 
 class SB3Policy:
@@ -173,8 +309,10 @@ class SB3Learner:
     # ------------------------------------------------------------------ validation
     @classmethod
     def valid_hyperparams(cls) -> list[str]:
+        """The SB3 constructor's keyword arguments a task may set: not those the workbench sets,
+        nor those that take a Python object (a class, an ActionNoise)."""
         params = inspect.signature(_ALGOS[cls.algo].__init__).parameters
-        return sorted(p for p in params if p not in _RESERVED)
+        return sorted(p for p in params if p not in _RESERVED and p not in _PYTHON_OBJECTS)
 
     @classmethod
     def validate_spec(cls, spec: TaskSpec, *, file: str) -> None:
@@ -186,7 +324,8 @@ class SB3Learner:
             raise TaskError(f"unknown activation {activation!r}", file=file,
                             key="learner.hyperparams.policy_kwargs.activation_fn",
                             hint=f"valid: {', '.join(_ACTIVATIONS)}")
-        for key, value in spec.learner.hyperparams.items():
+        hyperparams = spec.learner.hyperparams
+        for key, value in hyperparams.items():
             _check_schedule(key, value, file)
             if key not in valid:
                 import difflib
@@ -196,9 +335,60 @@ class SB3Learner:
                 raise TaskError(f"{algo.__name__} has no hyperparameter {key!r}", file=file,
                                 key=f"learner.hyperparams.{key}",
                                 hint=f"{hint}valid: {', '.join(valid)}")
+            rule = _HYPERPARAM_RULES[cls.algo].get(key)
+            wanted = rule(value) if rule is not None else None
+            if wanted:
+                raise TaskError(f"{algo.__name__} {key} must be {wanted}, got {_short(value)}", file=file,
+                                key=f"learner.hyperparams.{key}", hint=f"set {key} to {wanted}")
         if spec.learner.policy not in algo.policy_aliases:
             raise TaskError(f"unknown {algo.__name__} policy {spec.learner.policy!r}", file=file,
                             key="learner.policy", hint=f"valid: {', '.join(algo.policy_aliases)}")
+        cls._validate_policy_kwargs(spec, file)
+        cls._validate_combinations(spec, file)
+
+    @classmethod
+    def _validate_policy_kwargs(cls, spec: TaskSpec, file: str) -> None:
+        policy_kwargs = spec.learner.hyperparams.get("policy_kwargs") or {}
+        policy_cls = _ALGOS[cls.algo].policy_aliases[spec.learner.policy]
+        valid = sorted(p for p in inspect.signature(policy_cls.__init__).parameters
+                       if p not in _POLICY_KWARGS_EXCLUDED)
+        for key, value in policy_kwargs.items():
+            where = f"learner.hyperparams.policy_kwargs.{key}"
+            if key not in valid:
+                raise TaskError(f"{policy_cls.__name__} takes no argument {_short(key)}", file=file, key=where,
+                                hint=f"valid: {', '.join(valid)}")
+            rule = _net_arch if key == "net_arch" else _POLICY_KWARG_RULES.get(key)
+            wanted = rule(value) if rule is not None else None
+            if wanted:
+                raise TaskError(f"policy_kwargs.{key} must be {wanted}, got {_short(value)}", file=file, key=where,
+                                hint=f"set {key} to {wanted}")
+
+    @classmethod
+    def _validate_combinations(cls, spec: TaskSpec, file: str) -> None:
+        """What SB3 asserts on (or raises) when the model is made, checked without making it."""
+        hp = spec.learner.hyperparams
+        if cls.algo == "ppo":
+            n_steps, batch_size = hp.get("n_steps", 2048), hp.get("batch_size", 64)
+            if hp.get("normalize_advantage", True):
+                if batch_size <= 1:
+                    raise TaskError("PPO needs batch_size > 1 when normalize_advantage is on (SB3 asserts)",
+                                    file=file, key="learner.hyperparams.batch_size",
+                                    hint="set batch_size >= 2, e.g. 64")
+                if n_steps * spec.training.n_envs <= 1:
+                    raise TaskError("PPO needs n_steps * training.n_envs > 1 when normalize_advantage is on "
+                                    "(SB3 asserts)", file=file, key="learner.hyperparams.n_steps",
+                                    hint="set n_steps >= 2, e.g. 512")
+            if n_steps * spec.training.n_envs > _BIG:
+                raise TaskError(f"a rollout of n_steps * n_envs = {n_steps * spec.training.n_envs} steps does "
+                                "not fit in memory", file=file, key="learner.hyperparams.n_steps",
+                                hint=f"keep n_steps * training.n_envs <= {_BIG}")
+        else:
+            buffer_kwargs = hp.get("replay_buffer_kwargs") or {}
+            if hp.get("optimize_memory_usage") and buffer_kwargs.get("handle_timeout_termination", True):
+                raise TaskError("SAC's ReplayBuffer cannot optimize_memory_usage while it handles timeouts "
+                                "(SB3 raises)", file=file, key="learner.hyperparams.optimize_memory_usage",
+                                hint="remove optimize_memory_usage, or set "
+                                     "replay_buffer_kwargs: {handle_timeout_termination: false}")
 
     # ------------------------------------------------------------------ training
     @staticmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -231,3 +232,151 @@ def test_run_with_a_rejected_program_is_a_user_error(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "call to 'open' is not allowed" in proc.stderr
     assert not (tmp_path / "runs").exists()  # nothing half-made
+
+
+# ----------------------------------------------------------------------------- hostile input (issue 13)
+
+MALFORMED = REPO / "tests" / "data" / "malformed_tasks"
+USER_ERROR_SECONDS = 90  # a generous bound on shared 2-core machines; a hang or a slow read blows it
+
+
+def _cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+         timeout: int = 120) -> tuple[subprocess.CompletedProcess[str], float]:
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=None if env is None else {**os.environ, **env})
+    return proc, time.monotonic() - start
+
+
+def _assert_one_user_error(proc: subprocess.CompletedProcess[str], elapsed: float, *expected: str) -> None:
+    """Exit 2, one message (the error and its fix) naming what is expected, nothing raw."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    text = proc.stdout + proc.stderr
+    assert "Traceback" not in text and "\x1b" not in text
+    lines = proc.stderr.strip().splitlines()
+    assert lines[0].startswith("error: ") and len(lines) == 2 and lines[1].startswith("  fix: "), proc.stderr
+    for e in expected:
+        assert e in proc.stderr, (e, proc.stderr)
+    assert elapsed < USER_ERROR_SECONDS
+
+
+def _expect_line(path: Path) -> str:
+    return path.read_text().splitlines()[0].removeprefix("# expect: ")
+
+
+_PLUGIN_TASKS = {
+    "sim.name": "sim: {{name: '{n}', env_id: Reacher-v5}}\nlearner: {{name: ppo}}\n",
+    "learner.name": "sim: {{env_id: Reacher-v5}}\nlearner: {{name: '{n}'}}\n",
+    "reward.source": "sim: {{env_id: Reacher-v5}}\nreward: {{source: '{n}'}}\nlearner: {{name: ppo}}\n",
+}
+
+
+@pytest.mark.parametrize("key", sorted(_PLUGIN_TASKS))
+@pytest.mark.parametrize("name", ["os:abort", "sys:exit", "tempfile:mkdtemp"])
+def test_plugin_names_cannot_call_what_a_task_names(tmp_path: Path, key: str, name: str) -> None:
+    """Once: os:abort killed `validate` (SIGABRT), sys:exit exited 0, tempfile:mkdtemp made a directory."""
+    scratch = tmp_path / "tmpdir"
+    scratch.mkdir()
+    task = tmp_path / "t.yaml"
+    task.write_text(_PLUGIN_TASKS[key].format(n=name) + "training: {total_steps: 100}\n")
+    proc, elapsed = _cli("validate", str(task), env={"TMPDIR": str(scratch)})
+    _assert_one_user_error(proc, elapsed, str(task), f"{key}: unknown ", repr(name), "valid: ")
+    assert list(scratch.iterdir()) == []
+
+
+def test_list_tasks_parses_files_and_imports_nothing_they_name(tmp_path: Path) -> None:
+    site, tasks, marker = tmp_path / "site", tmp_path / "tasks", tmp_path / "imported"
+    site.mkdir()
+    tasks.mkdir()
+    # A module that would pass every contract, and says when it is imported.
+    (site / "wb_marker.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).write_text('imported')\n"
+        "class Thing:\n    make_env = profile = env_ids = validate_spec = build = fit = None\n")
+    for key, body in _PLUGIN_TASKS.items():
+        (tasks / f"{key.replace('.', '_')}.yaml").write_text(body.format(n="wb_marker:Thing")
+                                                           + "training: {total_steps: 100}\n")
+    (tasks / "good.yaml").write_text('goal: "\\e[31mred\\e[0m"\nsim: {env_id: Reacher-v5}\nlearner: {name: ppo}\n'
+                                     "training: {total_steps: 100}\n")
+    proc, _ = _cli("list", "tasks", cwd=tmp_path, env={"PYTHONPATH": str(site)})
+    assert proc.returncode == 0, proc.stderr
+    assert not marker.exists()
+    for key in _PLUGIN_TASKS:
+        assert f"{key.replace('.', '_')}.yaml  invalid: " in proc.stdout and f"{key}: unknown" in proc.stdout
+    assert "good.yaml  mujoco:Reacher-v5  reward=env  learner=ppo  — \\x1b[31mred\\x1b[0m" in proc.stdout
+    assert "\x1b" not in proc.stdout
+
+
+@pytest.mark.parametrize("name", ["deep_flow_sequence", "deep_flow_mapping", "duplicate_top_key", "seed_too_large",
+                                  "negative_n_steps", "sac_train_freq_list", "python_object_hyperparam",
+                                  "xml_file_not_xml", "ansi_in_sim_name"])
+def test_validate_rejects_hostile_input_with_one_message(name: str) -> None:
+    path = MALFORMED / f"{name}.yaml"
+    proc, elapsed = _cli("validate", str(path))
+    _assert_one_user_error(proc, elapsed, str(path), _expect_line(path))
+
+
+@pytest.mark.parametrize("name", ["seed_too_large", "negative_n_steps"])
+def test_run_rejects_what_validate_rejects_before_making_a_run_directory(tmp_path: Path, name: str) -> None:
+    """Both once passed `validate`, then crashed `run` with a traceback, leaving a run marked running."""
+    path = MALFORMED / f"{name}.yaml"
+    proc, elapsed = _cli("run", str(path), "--runs-dir", str(tmp_path / "runs"), "--quiet")
+    _assert_one_user_error(proc, elapsed, str(path), _expect_line(path))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_run_seed_option_is_bounded(tmp_path: Path) -> None:
+    proc, elapsed = _cli("run", str(REACHER), "--seed", str(2**64), "--runs-dir", str(tmp_path / "runs"))
+    _assert_one_user_error(proc, elapsed, "training.seed")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_validate_never_blocks_on_a_fifo(tmp_path: Path) -> None:
+    """MuJoCo and the YAML reader once waited forever for a writer."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    proc, elapsed = _cli("validate", str(fifo), timeout=60)
+    _assert_one_user_error(proc, elapsed, str(fifo), "is a FIFO, not a regular file")
+
+    including = tmp_path / "including.xml"
+    including.write_text(f'<mujoco><include file="{fifo.name}"/><worldbody/></mujoco>')
+    for xml in (fifo, including):
+        task = tmp_path / f"{xml.stem}_task.yaml"
+        task.write_text(f"sim: {{env_id: Reacher-v5, kwargs: {{xml_file: {xml}}}}}\nlearner: {{name: ppo}}\n"
+                        "training: {total_steps: 100}\n")
+        proc, elapsed = _cli("validate", str(task), timeout=60)
+        _assert_one_user_error(proc, elapsed, str(task), "sim.kwargs.xml_file", f"{fifo}", "is a FIFO")
+
+
+_PEAK_RSS = (
+    "import resource, runpy, sys\n"
+    "sys.argv = ['workbench', *sys.argv[1:]]\n"
+    "try:\n"
+    "    runpy.run_module('workbench.cli', run_name='__main__')\n"
+    "finally:\n"
+    "    print('peak_rss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n"
+)
+
+
+def test_a_1gb_task_file_is_refused_without_reading_it(tmp_path: Path) -> None:
+    """It was read whole before the size check (1.7 GB peak for a 1 GB file)."""
+    big = tmp_path / "big.yaml"
+    with open(big, "wb") as fh:
+        fh.truncate(1 << 30)  # sparse: nothing on disk
+    small = MALFORMED / "duplicate_top_key.yaml"
+    peaks, stderr = {}, {}
+    for path in (big, small):
+        start = time.monotonic()
+        proc = subprocess.run([sys.executable, "-c", _PEAK_RSS, "validate", str(path)], capture_output=True,
+                              text=True, timeout=120)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert time.monotonic() - start < USER_ERROR_SECONDS
+        stderr[path], peaks[path] = proc.stderr, int(proc.stderr.rsplit("peak_rss_kb ", 1)[1].split()[0])
+    assert f"{big}: file is {1 << 30} bytes; a task file is at most" in stderr[big]
+    assert peaks[big] - peaks[small] < 64 << 10, peaks  # KiB: the 1 GB file adds nothing measurable
+
+
+def test_error_text_never_sends_control_characters_to_the_terminal(tmp_path: Path) -> None:
+    task = tmp_path / "evil\x1b[2J\x1b]0;title\x07\r.yaml"
+    task.write_text("sim: {env_id: Reacher-v5}\nlearner: {name: ppo}\nlearner: {name: sac}\n")
+    proc, elapsed = _cli("validate", str(task))
+    _assert_one_user_error(proc, elapsed, "evil\\x1b[2J\\x1b]0;title\\x07\\r.yaml", "duplicate key 'learner'")
