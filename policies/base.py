@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import gymnasium as gym
 import numpy as np
 
-from workbench.errors import RunDirError
+from workbench.errors import RunDirError, WorkbenchError
 from workbench.registry import POLICIES, PluginError
 
 if TYPE_CHECKING:
     from workbench.runs import Run
     from workbench.spec import TaskSpec
 
-__all__ = ["Policy", "Learner", "FitHooks", "TrainingInterrupted", "load_policy", "POLICY_FILE"]
+__all__ = ["Policy", "Learner", "FitHooks", "TrainingInterrupted", "TrainingStopped", "load_policy", "POLICY_FILE"]
 
 POLICY_FILE = "policy.json"
 
@@ -68,6 +68,15 @@ class TrainingInterrupted(Exception):
     def __init__(self, step: int):
         self.step = step
         super().__init__(f"interrupted at step {step}")
+
+
+class TrainingStopped(Exception):
+    """fit stopped by a user-fixable error while training (e.g. a reward program that raised or
+    broke the run-time guard): a checkpoint at ``step`` was saved before this was raised."""
+
+    def __init__(self, step: int, cause: WorkbenchError):
+        self.step, self.cause = step, cause
+        super().__init__(f"stopped at step {step}: {cause}")
 
 
 class Learner(Protocol):

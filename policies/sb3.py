@@ -22,13 +22,14 @@ import numpy as np
 from stable_baselines3 import PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.monitor import Monitor, ResultsWriter
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecMonitor, VecNormalize
+from stable_baselines3.common.vec_env import (DummyVecEnv, SubprocVecEnv, VecEnv, VecEnvWrapper, VecMonitor,
+                                              VecNormalize)
 
-from policies.base import POLICY_FILE, CheckpointState, FitHooks, TrainingInterrupted
-from workbench.errors import TaskError
-from workbench.runs import atomic_path, write_json
+from policies.base import POLICY_FILE, CheckpointState, FitHooks, TrainingInterrupted, TrainingStopped
+from workbench.errors import TaskError, WorkbenchError
+from workbench.runs import atomic_path, atomic_write, write_json
 
 if TYPE_CHECKING:
     from workbench.runs import Run
@@ -212,7 +213,6 @@ def _net_arch(v: Any) -> str | None:
     return None if ok else "a list of layer sizes ([64, 64]) or {pi: [...], vf: [...]} / {pi: [...], qf: [...]}"
 
 
-
 class SB3Policy:
     """An SB3 model plus (optionally) the VecNormalize statistics its observations need."""
 
@@ -393,22 +393,45 @@ class SB3Learner:
     # ------------------------------------------------------------------ training
     @staticmethod
     def _vec(fns: list[Callable[[], gym.Env]], spec: TaskSpec, run: Run,
-             wrap: Callable[[VecEnv], VecEnv] | None = None) -> VecEnv:
+             wrap: Callable[[VecEnv], VecEnv] | None = None, *, resume_from: Path | None = None) -> VecEnv:
+        """The training envs with their episode monitors. Resuming from the checkpoint directory
+        ``resume_from`` appends to the monitor files (episodes that ended after that checkpoint
+        are dropped: they are trained again), so curves and history cover the whole run."""
         monitor_dir = run.subdir("monitor")
         keywords = ("is_success",)  # TaskWrapper sets it at every episode end
+        cutoff = (resume_from / "model.zip").stat().st_mtime if resume_from is not None else None
+        names = ["vec"] if wrap is not None else [f"env{i}" for i in range(len(fns))]
+        t_starts = {name: _reopen_monitor(monitor_dir / f"{name}.{Monitor.EXT}", cutoff) for name in names}
 
         def factory(i: int) -> Callable[[], gym.Env]:
             def make() -> gym.Env:
                 env = fns[i]()
-                return env if wrap is not None else Monitor(env, str(monitor_dir / f"env{i}"), info_keywords=keywords)
+                if wrap is not None:
+                    return env
+                t_start = t_starts[f"env{i}"]
+                monitor = Monitor(env, str(monitor_dir / f"env{i}"), info_keywords=keywords,
+                                  override_existing=t_start is None)
+                monitor.t_start = t_start or monitor.t_start
+                return monitor
             return make
 
-        cls = SubprocVecEnv if spec.training.vec_env == "subproc" else DummyVecEnv
-        venv: VecEnv = cls([factory(i) for i in range(len(fns))])
+        if spec.training.vec_env == "subproc":
+            # A user-fixable error in a worker (a reward program's) would end the worker process
+            # and surface as a broken pipe: it travels back in info and is raised here instead.
+            venv: VecEnv = _RaiseCarriedErrors(SubprocVecEnv([_carrying_errors(factory(i)) for i in range(len(fns))]))
+        else:
+            venv = DummyVecEnv([factory(i) for i in range(len(fns))])
         venv.seed(spec.training.seed)
         if wrap is not None:
             # The reward is replaced at the vector level, so episode returns are counted after it.
-            venv = VecMonitor(wrap(venv), str(monitor_dir / "vec"), info_keywords=keywords)
+            t_start = t_starts["vec"]
+            if t_start is None:
+                return VecMonitor(wrap(venv), str(monitor_dir / "vec"), info_keywords=keywords)
+            monitored = VecMonitor(wrap(venv), None, info_keywords=keywords)
+            monitored.t_start = t_start
+            monitored.results_writer = ResultsWriter(str(monitor_dir / "vec"), extra_keys=keywords,
+                                                     override_existing=False)
+            return monitored
         return venv
 
     def save_checkpoint(self, model: BaseAlgorithm, run: Run, normalizer: VecNormalize | None) -> int:
@@ -430,9 +453,10 @@ class SB3Learner:
         import torch
 
         torch.set_num_threads(spec.learner.torch_threads)
-        venv: VecEnv = self._vec(list(env_fns), spec, run, hooks.wrap_vec)
-        normalizer: VecNormalize | None = None
         checkpoint = run.latest_checkpoint() if resume else None
+        venv: VecEnv = self._vec(list(env_fns), spec, run, hooks.wrap_vec,
+                                 resume_from=checkpoint[1] if checkpoint else None)
+        normalizer: VecNormalize | None = None
         if checkpoint is not None:
             _, ckpt = checkpoint
             for wrapper in _stateful_wrappers(venv):
@@ -461,6 +485,9 @@ class SB3Learner:
         except KeyboardInterrupt:
             step = self.save_checkpoint(model, run, normalizer)
             raise TrainingInterrupted(step) from None
+        except WorkbenchError as err:  # e.g. a reward program broke the run-time guard
+            step = self.save_checkpoint(model, run, normalizer)
+            raise TrainingStopped(step, err) from None
         finally:
             venv.close()
         self.save_checkpoint(model, run, normalizer)
@@ -469,6 +496,63 @@ class SB3Learner:
     @staticmethod
     def _device(spec: TaskSpec) -> str:
         return str(spec.learner.hyperparams.get("device", "cpu"))
+
+
+_CARRIED_ERROR = "workbench/error"
+
+
+class _CarryUserErrors(gym.Wrapper):
+    """In a subprocess env: a :class:`WorkbenchError` from ``step`` ends the episode and rides back
+    in ``info`` (the worker lives on); :class:`_RaiseCarriedErrors` raises it in the parent."""
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        obs, info = self.env.reset(**kwargs)
+        self._last_obs = obs
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, Any, bool, bool, dict[str, Any]]:
+        try:
+            obs, reward, terminated, truncated, info = self.env.step(action)
+        except WorkbenchError as err:
+            return self._last_obs, 0.0, True, False, {_CARRIED_ERROR: str(err)}
+        self._last_obs = obs
+        return obs, reward, terminated, truncated, info
+
+
+def _carrying_errors(make: Callable[[], gym.Env]) -> Callable[[], gym.Env]:
+    return lambda: _CarryUserErrors(make())
+
+
+class _RaiseCarriedErrors(VecEnvWrapper):
+    def reset(self) -> Any:
+        return self.venv.reset()
+
+    def step_wait(self) -> Any:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        for info in infos:
+            if _CARRIED_ERROR in info:
+                raise WorkbenchError(info[_CARRIED_ERROR])
+        return obs, rewards, dones, infos
+
+
+def _reopen_monitor(path: Path, cutoff: float | None) -> float | None:
+    """For a resumed run: keep the episodes of ``path`` that ended by the wall-clock time
+    ``cutoff`` (the checkpoint's) and return the file's ``t_start`` so new rows continue its
+    clock. None (start a fresh file) for a new run or a missing/unreadable file."""
+    if cutoff is None or not path.is_file():
+        return None
+    with open(path, newline="") as fh:
+        header_line = fh.readline()
+        columns = fh.readline()
+        rows = fh.readlines()
+    try:
+        t_start = float(json.loads(header_line.removeprefix("#"))["t_start"])
+        t_index = columns.strip().split(",").index("t")
+        kept = [row for row in rows if float(row.split(",")[t_index]) <= cutoff - t_start]
+    except (ValueError, KeyError, IndexError):
+        return None
+    atomic_write(path, header_line + columns + "".join(kept))
+    return t_start
 
 
 def _stateful_wrappers(venv: VecEnv | None) -> list[CheckpointState]:

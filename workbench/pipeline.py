@@ -20,7 +20,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.table import Column
 from rich.text import Text
 
-from policies.base import FitHooks, Policy, TrainingInterrupted, load_policy
+from policies.base import FitHooks, Policy, TrainingInterrupted, TrainingStopped, load_policy
 from workbench.errors import WorkbenchError
 from workbench.evaluate import EvalResult, evaluate
 from workbench.plots import write_training_curves
@@ -161,6 +161,24 @@ def resume_run(run_dir: Path, *, quiet: bool = False, console: Console | None = 
 
 
 def _train_and_evaluate(task: Task, run: Run, *, resume: bool, quiet: bool, console: Console) -> RunResult:
+    """Train and evaluate into ``run``; a run that ends any other way than finished or interrupted
+    is marked ``failed`` in run.json (never left ``running``)."""
+    try:
+        return _train_and_evaluate_unmarked(task, run, resume=resume, quiet=quiet, console=console)
+    except RunInterrupted:
+        raise
+    except KeyboardInterrupt:
+        if run.info().get("status") == "running":
+            run.update_info(status="interrupted")
+        raise
+    except BaseException as err:
+        if run.info().get("status") == "running":
+            run.update_info(status="failed", error=f"{type(err).__name__}: {err}"[:2000])
+        raise
+
+
+def _train_and_evaluate_unmarked(task: Task, run: Run, *, resume: bool, quiet: bool,
+                                 console: Console) -> RunResult:
     spec = task.spec
     learner = LEARNERS.get(spec.learner.name)()
     checkpoint = run.latest_checkpoint() if resume else None
@@ -186,17 +204,22 @@ def _train_and_evaluate(task: Task, run: Run, *, resume: bool, quiet: bool, cons
             run.update_info(status="interrupted", steps=e.step)
             raise RunInterrupted(f"interrupted at step {e.step}; checkpoint saved.\n"
                                  f"  resume with: workbench run --resume {run.path}") from None
+        except TrainingStopped as e:
+            run.update_info(status="failed", steps=e.step, error=str(e.cause))
+            raise WorkbenchError(f"{e.cause}\n  training stopped at step {e.step}; checkpoint saved in {run.path}\n"
+                                 "  fix: correct the reward program and start a new run") from None
     seconds = time.perf_counter() - started
-    run.update_info(train_seconds=round(seconds, 3),
-                    train_steps_per_second=round((spec.training.total_steps - start) / seconds, 1))
+    checkpoint = run.latest_checkpoint()
+    steps = checkpoint[0] if checkpoint else spec.training.total_steps  # learners overshoot by a rollout
+    run.update_info(train_seconds=round(seconds, 3), steps=steps,
+                    train_steps_per_second=round((steps - start) / seconds, 1))
     policy.save(run.path / "model")
     write_training_curves(run.path, title=f"{spec.name}: {spec.learner.name}, seed {spec.training.seed}, "
                                           f"reward {spec.reward.source}")
     evaluation = _evaluate_into(run, task, policy, episodes=spec.evaluation.episodes,
                                 video=spec.evaluation.video, deterministic=spec.evaluation.deterministic,
                                 seed=spec.training.seed, quiet=quiet, console=console)
-    run.update_info(status="finished", steps=spec.training.total_steps,
-                    finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    run.update_info(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
     return RunResult(run, evaluation)
 
 

@@ -159,11 +159,25 @@ def test_sigkill_then_resume_continues_step_count(tiny_task: Path, tmp_path: Pat
     # by editing the resolved task — to keep the test small.
     resolved = (run / "task.yaml").read_text().replace("total_steps: 200000", f"total_steps: {step + 1024}")
     (run / "task.yaml").write_text(resolved)
+    before = {p.name: p.read_text().splitlines() for p in (run / "monitor").glob("*.monitor.csv")}
     proc2 = wb("run", "--resume", str(run), "--quiet")
     assert proc2.returncode == 0, proc2.stderr
     info = json.loads((run / "run.json").read_text())
     assert info["resumed_from"] == step and info["status"] == "finished"
     assert _steps_in_zip(run / "model" / "model.zip") == step + 1024
+    assert info["steps"] == step + 1024  # the true count, not the configured budget
+    # The episode history is appended to, not overwritten: the header and the episodes that ended
+    # by the checkpoint are kept, the ones after it (trained again) are dropped, so the episode
+    # lengths add up to the steps trained, less the episodes still running at the end.
+    from workbench.plots import read_episodes
+
+    for name, lines in before.items():
+        after = (run / "monitor" / name).read_text().splitlines()
+        kept = next((i for i, (a, b) in enumerate(zip(after, lines)) if a != b), len(lines))
+        assert kept >= len(lines) - 12 and kept > 2  # at most the episodes of one checkpoint interval
+        assert len(after) > len(lines)  # and the resumed episodes follow
+    lengths = read_episodes(run / "monitor")["length"]
+    assert step + 1024 - 2 * 50 <= lengths.sum() <= step + 1024  # 2 envs, 50-step episodes
 
 
 def _default_sigint() -> None:

@@ -43,13 +43,14 @@ return -float(np.linalg.norm(state.fingertip_to_target))
 """)
 
 
-@pytest.mark.parametrize("source, fragment", [
-    (HANGS_ON_THE_LEFT, "ran longer than its limit of 0.3 s"),
-    (NAN_ON_THE_LEFT, "returned a non-finite total (nan)"),
-], ids=["hang", "nan"])
-def test_a_reward_that_turns_bad_stops_the_run_with_a_checkpoint(tiny_task: Path, tmp_path: Path,
-                                                                 source: str, fragment: str) -> None:
-    spec = load_task(tiny_task, ["training.total_steps=4096"])
+@pytest.mark.parametrize("source, fragment, vec_env", [
+    (HANGS_ON_THE_LEFT, "ran longer than its limit of 0.3 s", "dummy"),
+    (NAN_ON_THE_LEFT, "returned a non-finite total (nan)", "dummy"),
+    (NAN_ON_THE_LEFT, "returned a non-finite total (nan)", "subproc"),
+], ids=["hang", "nan", "nan-in-a-subprocess-env"])
+def test_a_reward_that_turns_bad_stops_the_run_with_a_checkpoint(tiny_task: Path, tmp_path: Path, source: str,
+                                                                 fragment: str, vec_env: str) -> None:
+    spec = load_task(tiny_task, ["training.total_steps=4096", f"training.vec_env={vec_env}"])
     prog = CodeRewardProgram(source, filename="turns_bad.py", timeout_s=0.3)
     task = Task.build(spec, reward=BuiltReward(prog, "turns bad on the left"))
     run = Run.create(tmp_path, task="tiny", learner="ppo", seed=0, resolved=spec.resolved_dict(), source_path=None)
