@@ -41,7 +41,7 @@ from reward_synthesis.checks import preflight
 from reward_synthesis.program import BuiltReward, CodeRewardProgram
 from reward_synthesis.text2reward import (LLMSourceOptions, describe_action_space, extract_code, make_client,
                                          prompt_template, validate_llm_source)
-from workbench.errors import RewardCodeRejected, TaskError
+from workbench.errors import RewardCodeRejected, TaskError, WorkbenchError
 from workbench.runs import atomic_write, write_json
 
 if TYPE_CHECKING:
@@ -272,6 +272,7 @@ class RoundRecord:
 class AutoMCResult:
     goal: str
     rounds: list[RoundRecord]
+    error: str | None = None  # why the search stopped early (the LLM failed, or it was interrupted)
 
     @property
     def winner(self) -> RoundRecord | None:
@@ -283,8 +284,11 @@ class AutoMCResult:
 
     def to_dict(self) -> dict[str, Any]:
         w = self.winner
-        return {"goal": self.goal, "winner_round": None if w is None else w.round,
-                "rounds": [asdict(r) for r in self.rounds]}
+        out = {"goal": self.goal, "winner_round": None if w is None else w.round,
+               "rounds": [asdict(r) for r in self.rounds]}
+        if self.error is not None:
+            out["error"] = self.error
+        return out
 
 
 def _design_round(client: LLMClient, facts: dict[str, str], goal: str, memory: Sequence[RoundRecord],
@@ -371,52 +375,64 @@ def auto_mc_search(task: Task, goal: str, client: LLMClient, samples: Sequence[t
     fields = [f for f in ([target_field] if target_field else []) + _vital_fields(task) if f]
     result = AutoMCResult(goal, [])
     suggestions = ""
-    for r in range(rounds):
-        record = RoundRecord(r)
-        round_dir = out_dir / f"round_{r}"
+    record: RoundRecord | None = None
+    try:
+        for r in range(rounds):
+            record = RoundRecord(r)
+            round_dir = out_dir / f"round_{r}"
 
-        def save(name: str, text: str, _d: Path = round_dir) -> None:
-            atomic_write(_d / name, text)
+            def save(name: str, text: str, _d: Path = round_dir) -> None:
+                atomic_write(_d / name, text)
 
-        if r == 0 and initial is not None:
-            _given_round(initial, samples, record, preference=preference, save=save)
-        else:
-            _design_round(client, facts, goal, result.rounds, suggestions, samples, record,
-                          critic_rounds=critic_rounds, attempts=attempts, seed=seed + 1000 * r,
-                          preference=preference, save=save)
-        if on_event:
-            on_event("designed", record)
-        if record.code is not None:
-            (runs,) = train_programs(task, [record.code], proxy_steps=proxy_steps, seeds=seeds, workers=workers,
-                                     checkpoints=1, eval_episodes=eval_episodes, trajectories=trajectories,
-                                     trajectory_fields=fields)
-            ok = [run for run in runs if run.ok]
-            record.train_error = "; ".join(run.error.splitlines()[0] for run in runs if not run.ok and run.error)
-            if ok:
-                rates = [run.success for run in ok if run.success is not None]
-                record.success = float(np.mean(rates)) if rates else None
-                record.mean_env_return = float(np.mean([run.mean_env_return for run in ok]))
-                trajs = [Trajectory(**t) for run in ok for t in run.trajectories]
-                record.stats = trajectory_stats(trajs, target_field=target_field, action_names=names)
-                text = stats_text(record.stats)
-                save("stats.txt", text)
-                write_json(round_dir / "stats.json", record.stats)
-                summary = (f"success rate {record.success:.2f}" if record.success is not None else "no success metric") \
-                    + f" after {proxy_steps} training steps"
-                analysis = client.chat(analyzer_messages(facts, goal, record.code, summary, text),
-                                       seed=seed + 1000 * r + 999)
-                record.analysis = analysis.text
-                save("analysis.txt", analysis.text)
-                suggestions = analysis.text
+            if r == 0 and initial is not None:
+                _given_round(initial, samples, record, preference=preference, save=save)
             else:
-                suggestions = f"The previous program failed in training: {record.train_error}"
-        else:
-            suggestions = f"The previous design was not accepted: {record.reason}"
-        write_json(round_dir / "round.json", asdict(record))
-        result.rounds.append(record)
-        if on_event:
-            on_event("round", record)
+                _design_round(client, facts, goal, result.rounds, suggestions, samples, record,
+                              critic_rounds=critic_rounds, attempts=attempts, seed=seed + 1000 * r,
+                              preference=preference, save=save)
+            if on_event:
+                on_event("designed", record)
+            if record.code is not None:
+                (runs,) = train_programs(task, [record.code], proxy_steps=proxy_steps, seeds=seeds, workers=workers,
+                                         checkpoints=1, eval_episodes=eval_episodes, trajectories=trajectories,
+                                         trajectory_fields=fields)
+                ok = [run for run in runs if run.ok]
+                record.train_error = "; ".join(run.error.splitlines()[0] for run in runs if not run.ok and run.error)
+                if ok:
+                    rates = [run.success for run in ok if run.success is not None]
+                    record.success = float(np.mean(rates)) if rates else None
+                    record.mean_env_return = float(np.mean([run.mean_env_return for run in ok]))
+                    trajs = [Trajectory(**t) for run in ok for t in run.trajectories]
+                    record.stats = trajectory_stats(trajs, target_field=target_field, action_names=names)
+                    text = stats_text(record.stats)
+                    save("stats.txt", text)
+                    write_json(round_dir / "stats.json", record.stats)
+                    summary = (f"success rate {record.success:.2f}" if record.success is not None else "no success metric") \
+                        + f" after {proxy_steps} training steps"
+                    analysis = client.chat(analyzer_messages(facts, goal, record.code, summary, text),
+                                           seed=seed + 1000 * r + 999)
+                    record.analysis = analysis.text
+                    save("analysis.txt", analysis.text)
+                    suggestions = analysis.text
+                else:
+                    suggestions = f"The previous program failed in training: {record.train_error}"
+            else:
+                suggestions = f"The previous design was not accepted: {record.reason}"
+            write_json(round_dir / "round.json", asdict(record))
+            result.rounds.append(record)
+            if on_event:
+                on_event("round", record)
+            write_json(out_dir / "summary.json", result.to_dict())
+    except (WorkbenchError, KeyboardInterrupt) as err:  # the LLM failed or the user stopped: keep the record
+        from reward_synthesis.text2reward import failure_text
+
+        result.error = failure_text(err)
+        if record is not None and all(r is not record for r in result.rounds):
+            record.reason = record.reason or f"stopped: {result.error.splitlines()[0]}"
+            write_json(out_dir / f"round_{record.round}" / "round.json", asdict(record))
+            result.rounds.append(record)
         write_json(out_dir / "summary.json", result.to_dict())
+        raise
     winner = result.winner
     if winner is not None and winner.code is not None:
         atomic_write(out_dir / "program.py", winner.code)
@@ -462,18 +478,12 @@ class AutoMCSource:
         validate_llm_source(cls.Options, spec, file=file, source="auto_mc")
 
     @classmethod
-    def build(cls, spec: Any, profile: Any, env: Any) -> BuiltReward:
-        import tempfile
-
-        from reward_synthesis.checks import check_inputs
-        from workbench.registry import SIMS
-        from workbench.task import Task
-
+    def _options(cls, spec: Any, profile: Any) -> tuple[Any, str | None]:
+        """The options, checked against the live StateView, and the initial program's text."""
         opts = cls.Options.model_validate(spec.reward.options)
         if opts.target_field is not None and opts.target_field not in profile.schema.names:
             raise TaskError(f"no StateView field {opts.target_field!r}", file=spec.source_path,
                             key="reward.target_field", hint=f"one of: {', '.join(profile.schema.names)}")
-        goal = opts.goal or spec.goal
         initial = None
         if opts.initial is not None:
             path = Path(opts.initial) if Path(opts.initial).is_absolute() else spec.base_dir / opts.initial
@@ -481,27 +491,56 @@ class AutoMCSource:
                 raise TaskError(f"initial program not found: {path}", file=spec.source_path, key="reward.initial",
                                 hint="a compute_reward(state, action) file relative to the task file, or remove the key")
             initial = path.read_text(encoding="utf-8", errors="replace")
+        return opts, initial
+
+    @classmethod
+    def check(cls, spec: Any, profile: Any, env: Any) -> BuiltReward:
+        """``workbench validate``: options, the designer's prompt and the endpoint, without designing."""
+        from reward_synthesis.text2reward import check_llm_source, task_for
+
+        opts, initial = cls._options(spec, profile)
+        facts = _task_facts(task_for(spec, profile, "checking"))
+        messages = designer_messages(facts, opts.goal or spec.goal, [])
+        extra = f", {opts.rounds} round{'s' if opts.rounds != 1 else ''}" + (", initial program given" if initial else "")
+        return check_llm_source("auto_mc", spec, opts.llm, messages, offline=opts.offline, seed=opts.seed,
+                                extra=extra)
+
+    @classmethod
+    def build(cls, spec: Any, profile: Any, env: Any) -> BuiltReward:
+        import tempfile
+
+        from reward_synthesis.checks import check_inputs
+        from reward_synthesis.text2reward import keep_failed, task_for, with_detail
+
+        opts, initial = cls._options(spec, profile)
+        goal = opts.goal or spec.goal
         samples, preference = check_inputs(env, profile, n=opts.samples)
-        task = Task(spec, SIMS.get(spec.sim.name)(), profile, BuiltReward(None, "designing"))
+        task = task_for(spec, profile, "designing")
+
+        def collected(out: Path) -> dict[str, str]:
+            files = {f"reward/{p.relative_to(out)}": p.read_text() for p in sorted(out.rglob("*")) if p.is_file()}
+            files["llm/transcript.jsonl"] = files.pop("reward/transcript.jsonl", "")
+            return files
+
         with tempfile.TemporaryDirectory(prefix="auto-mc-") as tmp:
             out = Path(tmp)
             client = make_client(opts.llm, transcript=out / "transcript.jsonl", offline=opts.offline)
-            result = auto_mc_search(task, goal, client, samples, out_dir=out / "auto_mc", rounds=opts.rounds,
-                                    critic_rounds=opts.critic_rounds, attempts=opts.attempts,
-                                    proxy_steps=opts.proxy_steps, seeds=opts.seeds, workers=opts.workers,
-                                    eval_episodes=opts.eval_episodes, trajectories=opts.trajectories,
-                                    target_field=opts.target_field, seed=opts.seed, preference=preference,
-                                    initial=initial)
-            files = {f"reward/{p.relative_to(out)}": p.read_text() for p in sorted(out.rglob("*")) if p.is_file()}
-            files["llm/transcript.jsonl"] = files.pop("reward/transcript.jsonl", "")
+            try:
+                result = auto_mc_search(task, goal, client, samples, out_dir=out / "auto_mc", rounds=opts.rounds,
+                                        critic_rounds=opts.critic_rounds, attempts=opts.attempts,
+                                        proxy_steps=opts.proxy_steps, seeds=opts.seeds, workers=opts.workers,
+                                        eval_episodes=opts.eval_episodes, trajectories=opts.trajectories,
+                                        target_field=opts.target_field, seed=opts.seed, preference=preference,
+                                        initial=initial)
+            except (WorkbenchError, KeyboardInterrupt) as err:  # the LLM failed: keep what there is
+                kept = keep_failed(spec.name, "auto_mc_failed", collected(out))
+                raise with_detail(err, f"designs so far and the LLM transcript: {kept}") from None
+            finally:
+                client.close()
+            files = collected(out)
         winner = result.winner
         if winner is None or winner.code is None:
-            from workbench.runs import default_runs_root
-            import time
-
-            kept = default_runs_root() / "synth" / f"{spec.name}__auto_mc_failed__{time.strftime('%Y%m%d-%H%M%S')}"
-            for relative, text in files.items():
-                atomic_write(kept / relative, text)
+            kept = keep_failed(spec.name, "auto_mc_failed", files)
             reasons = "\n".join(f"  round {r.round}: {r.reason or r.train_error or '?'}" for r in result.rounds)
             raise RewardCodeRejected(
                 f"auto_mc: no round produced an accepted program with {client.model}:\n{reasons}\n"
@@ -525,7 +564,6 @@ def run_automc_cli(task_file: Path, *, goal: str | None, llm: dict[str, Any], ou
     import time
 
     from reward_synthesis.checks import check_inputs
-    from workbench.errors import WorkbenchError
     from workbench.runs import default_runs_root
     from workbench.spec import load_task
     from workbench.task import Task
@@ -547,6 +585,24 @@ def run_automc_cli(task_file: Path, *, goal: str | None, llm: dict[str, Any], ou
     if initial is not None and not initial.is_file():
         raise WorkbenchError(f"--initial {initial}: no such file\n  fix: give a compute_reward(state, action) program")
     client = make_client(llm, transcript=out_dir / "llm" / "transcript.jsonl", offline=offline)
+    try:
+        return _automc_cli_loop(task, goal, client, states, out_dir=out_dir, rounds=rounds,
+                                critic_rounds=critic_rounds, attempts=attempts, proxy_steps=proxy_steps, seeds=seeds,
+                                workers=workers, eval_episodes=eval_episodes, trajectories=trajectories,
+                                target_field=target_field, seed=seed, preference=preference, console=console,
+                                status=status, initial=initial)
+    except (WorkbenchError, KeyboardInterrupt):
+        status.print(f"the search stopped; what it had (summary.json, round_*/, llm/transcript.jsonl) is in "
+                     f"{out_dir}", highlight=False)
+        raise
+    finally:
+        client.close()
+
+
+def _automc_cli_loop(task: Task, goal: str, client: LLMClient, states: Any, *, out_dir: Path, rounds: int,
+                     critic_rounds: int, attempts: int, proxy_steps: int, seeds: int, workers: int,
+                     eval_episodes: int, trajectories: int, target_field: str | None, seed: int,
+                     preference: Any, console: Any, status: Any, initial: Path | None) -> AutoMCResult:
     status.print(f"Auto MC-Reward with {client.endpoint} ({client.model}) for: {goal}", highlight=False)
 
     def on_event(kind: str, r: RoundRecord) -> None:

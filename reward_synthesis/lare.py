@@ -43,7 +43,7 @@ from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 from reward_synthesis.checks import CheckReport, CheckResult
 from reward_synthesis.program import BuiltReward, EnvRewardSource, RewardRuntimeError, validate_options
 from reward_synthesis.text2reward import LLMSourceOptions
-from workbench.errors import RewardCodeRejected, TaskError
+from workbench.errors import RewardCodeRejected, TaskError, WorkbenchError
 from workbench.state import State
 
 if TYPE_CHECKING:
@@ -168,13 +168,20 @@ class LatentEncoder:
     def __call__(self, state: State, action: np.ndarray) -> np.ndarray:
         from reward_synthesis.sandbox import describe_exception, normalize_output
 
+        from reward_synthesis.guard import DEFAULT_TIMEOUT_S, check_finite, guarded_call
+
         out: list[float] = []
         for fn, (filename, text), names in zip(self._fns, self.sources, self.per_file):
-            try:
-                _, factors = normalize_output(fn(state, action))
+            describe = lambda filename=filename: f"LaRe encoder {filename}"  # noqa: E731
+            try:  # the same run-time guard as a reward program: bounded time, finite factors
+                value = guarded_call(fn, (state, action), timeout_s=DEFAULT_TIMEOUT_S, describe=describe)
+                total, factors = normalize_output(value)
+            except RewardRuntimeError:
+                raise
             except Exception as err:  # untrusted code: say where, never a bare traceback
                 raise RewardRuntimeError(f"LaRe encoder raised during training: "
                                          f"{describe_exception(err, filename, _shimmed(text))}") from None
+            check_finite(total, factors, describe)
             if list(factors) != names:
                 raise RewardRuntimeError(f"LaRe encoder {filename} returned factors {list(factors)}, "
                                          f"verified with {names}")
@@ -653,6 +660,20 @@ class LaReSource:
             raise pydantic_error_to_task_error(err, file=file, prefix="reward.llm.", model=LLMConfig) from None
 
     @classmethod
+    def check(cls, spec: Any, profile: Any, env: gym.Env) -> BuiltReward:
+        """``workbench validate``: with hand-written encoders (or ``factors: state``) the reward is
+        built as for a run (no LLM); else the encoder prompt and the endpoint, without synthesizing."""
+        opts = cls.Options.model_validate(spec.reward.options)
+        if opts.factors == "state" or _encoder_paths(opts.encoder):
+            return cls.build(spec, profile, env)
+        from reward_synthesis.text2reward import check_llm_source, task_for
+
+        messages = encoder_messages(task_for(spec, profile, "checking"), opts.goal or spec.goal,
+                                    max_factors=opts.max_factors)
+        return check_llm_source("lare", spec, opts.llm, messages, offline=opts.offline, seed=opts.seed,
+                                extra=f", {opts.candidates} encoder candidate{'s' if opts.candidates != 1 else ''}")
+
+    @classmethod
     def build(cls, spec: Any, profile: Any, env: gym.Env) -> BuiltReward:
         from reward_synthesis.checks import SAMPLES_SEED, collect_samples
 
@@ -723,11 +744,24 @@ class LaReSource:
 
         goal = opts.goal or spec.goal
         task = Task(spec, SIMS.get(spec.sim.name)(), profile, BuiltReward(None, "synthesizing"))
+        attempts: list[EncoderAttempt] = []
         with tempfile.TemporaryDirectory() as tmp:
             transcript = Path(tmp) / "transcript.jsonl"
             client = make_client(opts.llm, transcript=transcript, offline=opts.offline)
-            result = synthesize_encoders(task, goal, client, samples, candidates=opts.candidates,
-                                         attempts=opts.attempts, seed=opts.seed, max_factors=opts.max_factors)
+            try:
+                result = synthesize_encoders(task, goal, client, samples, candidates=opts.candidates,
+                                             attempts=opts.attempts, seed=opts.seed, max_factors=opts.max_factors,
+                                             on_attempt=attempts.append)
+            except (WorkbenchError, KeyboardInterrupt) as err:  # the LLM failed: keep what there is
+                from reward_synthesis.text2reward import failure_text, keep_failed, with_detail
+
+                partial = {"goal": goal, "error": failure_text(err), "attempts": [asdict(a) for a in attempts]}
+                kept = keep_failed(spec.name, "lare_failed", {
+                    "llm/lare_transcript.jsonl": transcript.read_text() if transcript.is_file() else "",
+                    "reward/lare_synthesis.json": json.dumps(partial, indent=2)})
+                raise with_detail(err, f"replies so far and the LLM transcript: {kept}") from None
+            finally:
+                client.close()
             files["llm/lare_transcript.jsonl"] = transcript.read_text() if transcript.is_file() else ""
         files["reward/lare_synthesis.json"] = json.dumps(result.to_dict(), indent=2)
         record.update(encoder_source="llm", goal=goal, llm_model=result.model, candidates=opts.candidates,

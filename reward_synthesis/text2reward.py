@@ -14,6 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from pydantic import Field, ValidationError
 from reward_synthesis.checks import CheckReport, Preference, preflight
 from reward_synthesis.program import (BuiltReward, CodeRewardProgram, SourceOptions,
                                       validate_options)
-from workbench.errors import RewardCodeRejected, TaskError
+from workbench.errors import RewardCodeRejected, TaskError, WorkbenchError
 
 if TYPE_CHECKING:
     from reward_synthesis.llm import LLMClient
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
     from workbench.task import Task
 
 __all__ = ["Attempt", "SynthesisResult", "prompt_template", "build_messages", "extract_code", "describe_action_space",
-           "synthesize", "refine_messages", "LLMSourceOptions", "validate_llm_source"]
+           "synthesize", "refine_messages", "LLMSourceOptions", "validate_llm_source", "check_llm_source",
+           "keep_failed", "failure_text"]
 
 
 def prompt_template(name: str) -> str:
@@ -58,6 +60,7 @@ class SynthesisResult:
     goal: str
     attempts: list[Attempt] = field(default_factory=list)
     messages: list[dict[str, str]] = field(default_factory=list)
+    error: str | None = None  # why the loop stopped early (the LLM failed, or it was interrupted)
 
     @property
     def accepted(self) -> Attempt | None:
@@ -69,8 +72,11 @@ class SynthesisResult:
         return accepted.code if accepted else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"goal": self.goal, "accepted": self.accepted is not None,
-                "attempts": [asdict(a) for a in self.attempts]}
+        out = {"goal": self.goal, "accepted": self.accepted is not None,
+               "attempts": [asdict(a) for a in self.attempts]}
+        if self.error is not None:
+            out["error"] = self.error
+        return out
 
 
 def _space_bounds(space: Any) -> tuple[str, str, str]:
@@ -145,14 +151,29 @@ def _first_failure(report: CheckReport) -> str:
 def synthesize(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[State, np.ndarray]], *,
                attempts: int = 4, seed: int = 0, examples: Sequence[tuple[str, str]] = (),
                messages: list[dict[str, str]] | None = None, on_attempt: Any = None,
-               preference: Preference | None = None) -> SynthesisResult:
+               preference: Preference | None = None, result: SynthesisResult | None = None) -> SynthesisResult:
     """Ask for a program, check it, and repair with the exact reason until one is accepted.
 
     ``messages`` replaces the initial prompt (``refine`` uses it). Each attempt's request uses
-    seed ``seed + i`` so a re-run with the response cache replays exactly.
+    seed ``seed + i`` so a re-run with the response cache replays exactly. ``result``: pass one to
+    keep the attempts made so far when the LLM fails or the user interrupts (the error still
+    propagates; ``result.error`` says what it was).
     """
     conversation = list(messages) if messages is not None else build_messages(task, goal, examples=examples)
-    result = SynthesisResult(goal=goal)
+    result = result if result is not None else SynthesisResult(goal=goal)
+    try:
+        _repair_loop(task, client, samples, conversation, result, attempts=attempts, seed=seed,
+                     on_attempt=on_attempt, preference=preference)
+    except (WorkbenchError, KeyboardInterrupt) as err:
+        result.error = failure_text(err)
+        result.messages = conversation
+        raise
+    return result
+
+
+def _repair_loop(task: Task, client: LLMClient, samples: Sequence[tuple[State, np.ndarray]],
+                 conversation: list[dict[str, str]], result: SynthesisResult, *, attempts: int, seed: int,
+                 on_attempt: Any, preference: Preference | None) -> None:
     for i in range(attempts):
         reply = client.chat(conversation, seed=seed + i)
         code = extract_code(reply.text)
@@ -170,15 +191,64 @@ def synthesize(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple
             on_attempt(attempt)
         if attempt.accepted:
             break
-        conversation = conversation + [
+        # In place: the caller sees the conversation so far even when a later request fails.
+        conversation += [
             {"role": "assistant", "content": reply.text},
             {"role": "user", "content": prompt_template("repair").format(reason=attempt.reason)},
         ]
     result.messages = conversation
-    return result
 
 
 # ----------------------------------------------------------------------------- the reward source
+
+
+def failure_text(err: BaseException) -> str:
+    """What stopped a synthesis, for its record: the error's message (Ctrl-C: "interrupted")."""
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted (KeyboardInterrupt)"
+    return str(err) or type(err).__name__
+
+
+def keep_failed(name: str, tag: str, files: dict[str, str]) -> Path:
+    """Write a failed synthesis' files (run-relative path -> text) under ``runs/synth/`` for the user."""
+    import time
+
+    from workbench.runs import atomic_write, default_runs_root
+
+    kept = default_runs_root() / "synth" / f"{name}__{tag}__{time.strftime('%Y%m%d-%H%M%S')}"
+    for relative, text in files.items():
+        atomic_write(kept / relative, text)
+    return kept
+
+
+def with_detail(err: BaseException, line: str) -> BaseException:
+    """``err`` with one more line in its message (a WorkbenchError keeps its type and exit code)."""
+    if isinstance(err, WorkbenchError) and err.args and isinstance(err.args[0], str):
+        err.args = (f"{err.args[0]}\n  {line}", *err.args[1:])
+    return err
+
+
+def check_llm_source(source: str, spec: Any, llm: dict[str, Any], messages: list[dict[str, str]], *,
+                     offline: bool, seed: int, extra: str = "") -> BuiltReward:
+    """What ``workbench validate`` reports for an LLM-driven source instead of synthesizing: the
+    prompt built, and the endpoint reachable (or the embedded server able to start, or, offline,
+    the first request cached). Seconds, never a generation; failures raise as the run would."""
+    client = make_client(llm, offline=offline)
+    try:
+        where = client.check_available(messages, seed=seed)
+    finally:
+        client.close()
+    chars = sum(len(str(m.get("content", ""))) for m in messages)
+    return BuiltReward(None, f"{source}: not synthesized by validate (prompt {chars:,} chars{extra}; {where})",
+                       record={"synthesized": False, "prompt_chars": chars, "llm": where})
+
+
+def task_for(spec: Any, profile: Any, what: str) -> Task:
+    """The Task an LLM-driven source builds its prompt from, while its own reward is being made."""
+    from workbench.registry import SIMS
+    from workbench.task import Task
+
+    return Task(spec, SIMS.get(spec.sim.name)(), profile, BuiltReward(None, what))
 
 
 def make_client(llm: dict[str, Any], *, transcript: Any = None, offline: bool = False) -> LLMClient:
@@ -229,42 +299,56 @@ class Text2RewardSource:
         validate_llm_source(cls.Options, spec, file=file, source="text2reward")
 
     @classmethod
+    def _examples(cls, opts: Any, goal: str) -> list[tuple[str, str]]:
+        if not opts.few_shot:
+            return []
+        from reward_synthesis.library import RewardLibrary
+
+        return [(e.goal, e.code) for _, e in RewardLibrary().most_similar(goal, opts.few_shot)]
+
+    @classmethod
+    def check(cls, spec: Any, profile: Any, env: Any) -> BuiltReward:
+        """``workbench validate``: the prompt and the endpoint, without synthesizing."""
+        opts = cls.Options.model_validate(spec.reward.options)
+        goal = opts.goal or spec.goal
+        examples = cls._examples(opts, goal)
+        messages = build_messages(task_for(spec, profile, "checking"), goal, examples=examples)
+        shots = f", {len(examples)} few-shot example{'s' if len(examples) != 1 else ''}" if opts.few_shot else ""
+        return check_llm_source("text2reward", spec, opts.llm, messages, offline=opts.offline, seed=opts.seed,
+                                extra=shots)
+
+    @classmethod
     def build(cls, spec: Any, profile: Any, env: Any) -> Any:
         import json
         import tempfile
-        from pathlib import Path
 
         from reward_synthesis.checks import check_inputs
-        from workbench.task import Task
 
         opts = cls.Options.model_validate(spec.reward.options)
         goal = opts.goal or spec.goal
         samples, preference = check_inputs(env, profile, n=opts.samples)
-        from workbench.registry import SIMS
-
-        task = Task(spec, SIMS.get(spec.sim.name)(), profile, BuiltReward(None, "synthesizing"))
+        task = task_for(spec, profile, "synthesizing")
+        result = SynthesisResult(goal=goal)
         with tempfile.TemporaryDirectory() as tmp:
             transcript = Path(tmp) / "transcript.jsonl"
             client = make_client(opts.llm, transcript=transcript, offline=opts.offline)
-            examples = []
-            if opts.few_shot:
-                from reward_synthesis.library import RewardLibrary
-
-                examples = [(e.goal, e.code) for _, e in RewardLibrary().most_similar(goal, opts.few_shot)]
-            result = synthesize(task, goal, client, samples, attempts=opts.attempts, seed=opts.seed,
-                                preference=preference, examples=examples)
+            try:
+                synthesize(task, goal, client, samples, attempts=opts.attempts, seed=opts.seed,
+                           preference=preference, examples=cls._examples(opts, goal), result=result)
+            except (WorkbenchError, KeyboardInterrupt) as err:  # the LLM failed: keep what there is
+                result.error = result.error or failure_text(err)
+                kept = keep_failed(spec.name, "failed", {
+                    "llm/transcript.jsonl": transcript.read_text() if transcript.is_file() else "",
+                    "reward/synthesis.json": json.dumps(result.to_dict(), indent=2)})
+                raise with_detail(err, f"attempts so far and the LLM transcript: {kept}") from None
+            finally:
+                client.close()
             transcript_text = transcript.read_text() if transcript.is_file() else ""
         files = {"llm/transcript.jsonl": transcript_text,
                  "reward/synthesis.json": json.dumps(result.to_dict(), indent=2)}
         accepted = result.accepted
         if accepted is None:
-            import time
-
-            from workbench.runs import atomic_write, default_runs_root
-
-            kept = default_runs_root() / "synth" / f"{spec.name}__failed__{time.strftime('%Y%m%d-%H%M%S')}"
-            for relative, text in files.items():
-                atomic_write(kept / relative, text)
+            kept = keep_failed(spec.name, "failed", files)
             reasons = "\n".join(f"  attempt {a.index}: {a.reason.splitlines()[0] if a.reason else '?'}"
                                 for a in result.attempts)
             raise RewardCodeRejected(

@@ -98,12 +98,13 @@ def validate(
     task_file: Annotated[Path, typer.Argument(help="task YAML")],
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="override: key.path=value")] = None,
 ) -> None:
-    """Parse and validate a task, build its env and reward (no training)."""
+    """Parse and validate a task, build its env and reward (no training). A reward an LLM would
+    write is checked up to the synthesis (prompt, endpoint) but not synthesized."""
     from workbench.spec import load_task
     from workbench.task import Task
 
     spec = load_task(task_file, list(set_ or []))
-    task = Task.build(spec)
+    task = Task.build(spec, check_only=True)
     env = task.make_env()
     try:
         env.reset(seed=0)
@@ -183,14 +184,17 @@ def reward_synth(
     seed: Annotated[int, typer.Option(help="request seed of the first attempt")] = 0,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="output directory [runs/synth/<task>__<time>]")] = None,
     offline: Annotated[bool, typer.Option("--offline", help="replay cached replies only; never call the LLM")] = False,
+    timeout: Annotated[Optional[float], typer.Option(help="seconds one LLM request may take before it is "
+                                                          "abandoned (and retried) [600]", min=0.001)] = None,
 ) -> None:
-    """Turn a goal in words into a checked reward program (Text2Reward): exit 0 accepted, 1 none accepted."""
+    """Turn a goal in words into a checked reward program (Text2Reward): exit 0 accepted, 1 none accepted,
+    2 the LLM failed (synthesis.json and the transcript say why)."""
     import time as _time
 
     from reward_synthesis.checks import check_inputs
     from reward_synthesis.library import RewardLibrary
     from reward_synthesis.program import BuiltReward
-    from reward_synthesis.text2reward import make_client, synthesize
+    from reward_synthesis.text2reward import SynthesisResult, failure_text, make_client, synthesize
     from workbench.runs import atomic_write, default_runs_root, write_json
     from workbench.spec import load_task
     from workbench.task import Task
@@ -207,8 +211,8 @@ def reward_synth(
         states, preference = check_inputs(env, task.profile, n=samples)
     finally:
         env.close()
-    llm: dict[str, Any] = {k: v for k, v in {"base_url": llm_url, "model": model,
-                                              "temperature": temperature}.items() if v is not None}
+    llm: dict[str, Any] = {k: v for k, v in {"base_url": llm_url, "model": model, "temperature": temperature,
+                                              "timeout_s": timeout}.items() if v is not None}
     client = make_client(llm, transcript=out_dir / "llm" / "transcript.jsonl", offline=offline)
     out_attempts = out_dir / "attempts"
 
@@ -222,7 +226,19 @@ def reward_synth(
         if attempt.reason:
             out.print("  " + attempt.reason.replace("\n", "\n  "), markup=False, highlight=False)
 
-    err.print(f"asking {client.endpoint} ({client.model}) for a reward for: {goal}", highlight=False)
+    partial = SynthesisResult(goal=goal)
+
+    def keep(e: BaseException) -> None:  # the LLM failed or the user interrupted: nothing is lost
+        partial.error = partial.error or failure_text(e)
+        write_json(out_dir / "synthesis.json", partial.to_dict())
+        err.print(f"the synthesis stopped; what it had (synthesis.json, attempts/, llm/transcript.jsonl) "
+                  f"is in {out_dir}", highlight=False)
+
+    try:
+        err.print(f"asking {client.endpoint} ({client.model}) for a reward for: {goal}", highlight=False)
+    except (WorkbenchError, KeyboardInterrupt) as e:
+        keep(e)
+        raise
     library = RewardLibrary()
     if candidates > 1 or rounds > 1:
         from reward_synthesis.eureka import run_search_cli
@@ -237,8 +253,14 @@ def reward_synth(
     examples = [(e.goal, e.code) for _, e in library.most_similar(goal, few_shot)]
     for goal_of_example, _ in examples:
         err.print(f"few-shot example: {goal_of_example}", highlight=False)
-    result = synthesize(task, goal, client, states, attempts=attempts, seed=seed, on_attempt=show,
-                        preference=preference, examples=examples)
+    try:
+        result = synthesize(task, goal, client, states, attempts=attempts, seed=seed, on_attempt=show,
+                            preference=preference, examples=examples, result=partial)
+    except (WorkbenchError, KeyboardInterrupt) as e:
+        keep(e)
+        raise
+    finally:
+        client.close()
     write_json(out_dir / "synthesis.json", result.to_dict())
     if result.accepted is None:
         out.print(f"[bold red]no program accepted[/] after {attempts} attempts; details in {out_dir}")
@@ -271,11 +293,14 @@ def reward_automc(
     initial: Annotated[Optional[Path], typer.Option(help="a program to start from (round 1 trains it as given)")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="output directory [runs/synth/<task>__auto_mc__<time>]")] = None,
     offline: Annotated[bool, typer.Option("--offline", help="replay cached replies only; never call the LLM")] = False,
+    timeout: Annotated[Optional[float], typer.Option(help="seconds one LLM request may take before it is "
+                                                          "abandoned (and retried) [600]", min=0.001)] = None,
 ) -> None:
     """Auto MC-Reward: LLM designer, critic and trajectory analyzer; exit 0 with a winner, 1 without."""
     from reward_synthesis.auto_mc import run_automc_cli
 
-    llm: dict[str, Any] = {k: v for k, v in {"base_url": llm_url, "model": model}.items() if v is not None}
+    llm: dict[str, Any] = {k: v for k, v in {"base_url": llm_url, "model": model,
+                                              "timeout_s": timeout}.items() if v is not None}
     result = run_automc_cli(task_file, goal=goal, llm=llm, out_dir=out_dir, rounds=rounds, critic_rounds=critic_rounds,
                             attempts=attempts, proxy_steps=proxy_steps, seeds=seeds, workers=workers,
                             eval_episodes=eval_episodes, trajectories=trajectories, target_field=target_field,
@@ -294,12 +319,14 @@ def reward_refine(
     attempts: Annotated[int, typer.Option(help="replies to try")] = 4,
     seed: Annotated[int, typer.Option(help="request seed of the first attempt")] = 0,
     offline: Annotated[bool, typer.Option("--offline", help="replay cached replies only")] = False,
+    timeout: Annotated[Optional[float], typer.Option(help="seconds one LLM request may take before it is "
+                                                          "abandoned (and retried) [600]", min=0.001)] = None,
 ) -> None:
     """Human feedback -> the next version of a run's reward program (reward/program_vN.py)."""
     import json
 
     from reward_synthesis.checks import check_inputs
-    from reward_synthesis.text2reward import make_client, refine_messages, synthesize
+    from reward_synthesis.text2reward import SynthesisResult, failure_text, make_client, refine_messages, synthesize
     from workbench.pipeline import open_run_task
     from workbench.runs import atomic_write, write_json
 
@@ -320,12 +347,20 @@ def reward_refine(
         states, preference = check_inputs(env, task.profile)
     finally:
         env.close()
-    llm: dict[str, Any] = {k: v for k, v in {"base_url": llm_url, "model": model}.items() if v}
+    llm: dict[str, Any] = {k: v for k, v in {"base_url": llm_url, "model": model, "timeout_s": timeout}.items() if v}
     client = make_client(llm, transcript=run.path / "llm" / "transcript.jsonl", offline=offline)
     messages = refine_messages(task, goal, latest.read_text(), history)
-    result = synthesize(task, goal, client, states, attempts=attempts, seed=seed, messages=messages,
-                        preference=preference)
     version = len(versions) + 2
+    result = SynthesisResult(goal=goal)
+    try:
+        synthesize(task, goal, client, states, attempts=attempts, seed=seed, messages=messages,
+                   preference=preference, result=result)
+    except (WorkbenchError, KeyboardInterrupt) as e:  # keep what there is: the transcript is in the run
+        result.error = result.error or failure_text(e)
+        write_json(reward_dir / f"refine_v{version}.json", {"feedback": history, **result.to_dict()})
+        raise
+    finally:
+        client.close()
     write_json(reward_dir / f"refine_v{version}.json", {"feedback": history, **result.to_dict()})
     if result.accepted is None:
         out.print(f"[bold red]no program accepted[/] after {attempts} attempts; see {reward_dir}/refine_v{version}.json")

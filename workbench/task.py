@@ -31,10 +31,14 @@ class Task:
     reward: BuiltReward
 
     @classmethod
-    def build(cls, spec: TaskSpec, *, reward: BuiltReward | None = None) -> Task:
+    def build(cls, spec: TaskSpec, *, reward: BuiltReward | None = None, check_only: bool = False) -> Task:
         """Make the adapter, probe the env once, and build (and check) the reward program.
 
         ``reward`` skips building it, e.g. when a resumed run reuses its recorded program.
+        ``check_only`` (``workbench validate``): a reward source that offers the optional
+        ``check(spec, profile, env) -> BuiltReward`` is checked with it instead of built — an
+        LLM-driven source checks everything up to the synthesis (its prompt, its endpoint) and
+        synthesizes nothing; the returned reward (usually without a program) only describes.
         """
         file = spec.source_path
         adapter: SimAdapter = SIMS.get(spec.sim.name)()
@@ -47,7 +51,9 @@ class Task:
         try:
             profile = adapter.profile(spec.sim, env)
             if reward is None:
-                reward = REWARDS.get(spec.reward.source).build(spec, profile, env)
+                source = REWARDS.get(spec.reward.source)
+                check = getattr(source, "check", None) if check_only else None
+                reward = check(spec, profile, env) if check is not None else source.build(spec, profile, env)
         finally:
             env.close()
         return cls(spec, adapter, profile, reward)
