@@ -6,8 +6,8 @@ transcript, a response cache that replays without a server, and an embedded loca
     client = LLMClient(LLMConfig().resolve({"base_url": cli_url}), transcript=run.path / "llm/transcript.jsonl")
     answer = client.chat([{"role": "user", "content": "..."}], seed=3).text
 
-Importing this package is light: ``openai`` is imported on the first request, ``llama_cpp`` only
-inside the server process.
+The client speaks the OpenAI chat protocol with the standard library (streamed replies, read with a
+cap; see :mod:`.client`); ``llama_cpp`` is imported only inside the server process.
 """
 
 from .cache import ResponseCache, default_cache_dir

@@ -46,7 +46,7 @@ __all__ = ["LLMConfig", "LLMClient", "ChatResult", "ENV_URL", "ENV_MODEL", "ENV_
 ENV_URL = "WORKBENCH_LLM_URL"
 ENV_MODEL = "WORKBENCH_LLM_MODEL"
 ENV_API_KEY_ENV = "WORKBENCH_LLM_API_KEY_ENV"
-NO_KEY = "sk-no-key-required"  # local servers ignore the key, but the openai client wants one
+NO_KEY = "sk-no-key-required"  # local servers ignore the key; some proxies want a bearer token
 MAX_BACKOFF_S = 60.0
 
 
@@ -152,7 +152,6 @@ class LLMClient:
         self._base_url: str | None = self.config.base_url.rstrip("/") if self.config.base_url else None
         self._model: str | None = self.config.model
         self._client: Any = None
-        self._abandon_restarts = 0  # times an abandoned request restarted the embedded server
 
     def __repr__(self) -> str:
         return (f"LLMClient(endpoint={self.endpoint!r}, model={self._model!r}, offline={self.offline}, "
@@ -418,9 +417,7 @@ class LLMClient:
             return False
         from .server import restart_abandoned
 
-        restarted = restart_abandoned(url, marker)
-        self._abandon_restarts += restarted
-        return restarted
+        return restart_abandoned(url, marker)
 
     def _attempt(self, opener: urllib.request.OpenerDirector, url: str, body: dict[str, Any],
                  reader: _Reader) -> _Reply:
