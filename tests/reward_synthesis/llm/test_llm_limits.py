@@ -358,3 +358,28 @@ def test_no_restart_while_another_request_waits(llm_env: dict, tmp_path: Path) -
         with pytest.raises(LLMUnavailable) as info:
             client.chat(long_prompt)
     assert "restarted" not in str(info.value) and server_status()["pid"] == before
+
+
+def test_concurrent_streams_queue_instead_of_cutting_each_other_short(llm_env: dict, tmp_path: Path) -> None:
+    """llama_cpp.server by default ends a streamed reply when another request waits
+    (interrupt_requests): the embedded server is started without that, so callers queue."""
+    results: dict[int, object] = {}
+
+    def ask(i: int) -> None:
+        client = LLMClient(LLMConfig(base_url=llm_env["url"], max_tokens=48, temperature=0.7, seed=100 + i,
+                                     max_retries=0),
+                           cache=ResponseCache(tmp_path / f"c{i}"), transcript=tmp_path / f"t{i}.jsonl")
+        try:
+            results[i] = client.chat(GENERATE_LONG)
+        except Exception as e:  # noqa: BLE001 - reported below
+            results[i] = e
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+        time.sleep(0.3)  # the second arrives while the first streams
+    for t in threads:
+        t.join(120)
+    for i in range(2):
+        assert not isinstance(results[i], Exception), results[i]
+        assert results[i].finish_reason in ("length", "stop")
