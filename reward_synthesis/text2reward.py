@@ -175,7 +175,7 @@ def _repair_loop(task: Task, client: LLMClient, samples: Sequence[tuple[State, n
                  conversation: list[dict[str, str]], result: SynthesisResult, *, attempts: int, seed: int,
                  on_attempt: Any, preference: Preference | None) -> None:
     for i in range(attempts):
-        reply = client.chat(conversation, seed=seed + i)
+        reply = client.chat(list(conversation), seed=seed + i)  # a snapshot: the list grows below
         code = extract_code(reply.text)
         if code is None:
             attempt = Attempt(i, reply.text, None, False,

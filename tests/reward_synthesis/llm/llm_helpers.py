@@ -9,6 +9,19 @@ import time
 import urllib.request
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from reward_synthesis.llm import LLMClient, LLMConfig, ResponseCache
+
+
+def hostile_client(url: str, tmp_path: Path, **cfg: object) -> LLMClient:
+    """A client for a test endpoint: fast retries, transcript and cache under ``tmp_path``."""
+    config = LLMConfig(base_url=url, model="m", backoff_s=0.01, **cfg)
+    return LLMClient(config, transcript=tmp_path / "llm" / "transcript.jsonl", cache=ResponseCache(tmp_path / "cache"))
+
+
+def transcript_lines(tmp_path: Path) -> list[dict]:
+    return [json.loads(ln) for ln in (tmp_path / "llm" / "transcript.jsonl").read_text().splitlines()]
 
 
 def closed_port() -> int:

@@ -3,26 +3,16 @@ real ``http.server``s on 127.0.0.1 (they test our retries, they do not stand in 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 import pytest
-from llm_helpers import MisbehavingServer, closed_port, send_json
+from llm_helpers import MisbehavingServer, closed_port, hostile_client as _client, send_json, transcript_lines as _lines
 
 from reward_synthesis.llm import LLMClient, LLMConfig, LLMRequestError, LLMUnavailable, ResponseCache
 from workbench.errors import WorkbenchError
 
 MSG = [{"role": "user", "content": "Say hi."}]
-
-
-def _client(url: str, tmp_path: Path, **cfg: object) -> LLMClient:
-    config = LLMConfig(base_url=url, model="m", backoff_s=0.01, **cfg)
-    return LLMClient(config, transcript=tmp_path / "llm" / "transcript.jsonl", cache=ResponseCache(tmp_path / "cache"))
-
-
-def _lines(tmp_path: Path) -> list[dict]:
-    return [json.loads(ln) for ln in (tmp_path / "llm" / "transcript.jsonl").read_text().splitlines()]
 
 
 def test_endpoint_down_is_unavailable_after_retries(tmp_path: Path) -> None:

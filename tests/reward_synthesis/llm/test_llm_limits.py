@@ -4,29 +4,20 @@ huge, broken or endless answers (they test our limits, they do not stand in for 
 from __future__ import annotations
 
 import _thread
-import json
 import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
-from llm_helpers import MisbehavingServer, chunk_event, reply_events, send_json, send_stream
+from llm_helpers import (MisbehavingServer, chunk_event, hostile_client as _client, reply_events, send_json,
+                         send_stream, transcript_lines as _lines)
 
 from reward_synthesis.llm import LLMClient, LLMConfig, LLMRequestError, LLMUnavailable, ResponseCache
 from workbench.errors import WorkbenchError
 
 MSG = [{"role": "user", "content": "Write a reward."}]
 BIG = 50 * 1024 * 1024  # what a hostile endpoint offers to send
-
-
-def _client(url: str, tmp_path: Path, **cfg: object) -> LLMClient:
-    config = LLMConfig(base_url=url, model="m", backoff_s=0.01, **cfg)
-    return LLMClient(config, transcript=tmp_path / "llm" / "transcript.jsonl", cache=ResponseCache(tmp_path / "cache"))
-
-
-def _lines(tmp_path: Path) -> list[dict]:
-    return [json.loads(ln) for ln in (tmp_path / "llm" / "transcript.jsonl").read_text().splitlines()]
 
 
 def _disk(path: Path) -> int:
