@@ -146,7 +146,13 @@ class BuiltReward:
 
 
 class RewardSource(Protocol):
-    """A ``reward: {source: NAME, ...}`` plug-in."""
+    """A ``reward: {source: NAME, ...}`` plug-in.
+
+    Optional: ``check(spec, profile, env) -> BuiltReward``, which ``workbench validate`` calls
+    instead of ``build`` (``Task.build(..., check_only=True)``): a source whose ``build`` is
+    expensive (an LLM synthesis) checks everything up to that point and returns a reward that only
+    describes itself.
+    """
 
     def validate_spec(self, spec: TaskSpec, *, file: str) -> None: ...
 

@@ -73,7 +73,7 @@ ENTRY_POINT = "compute_reward"
 _SAFE_BUILTIN_NAMES = (
     "abs", "min", "max", "sum", "len", "range", "float", "int", "bool", "round", "enumerate",
     "zip", "list", "tuple", "dict", "set", "sorted", "reversed", "any", "all", "isinstance",
-    "map", "filter", "pow", "divmod", "str",
+    "map", "filter", "pow", "divmod", "str", "repr",
     # Exceptions a reward may raise or catch; none of them reaches anything dangerous.
     "Exception", "ArithmeticError", "FloatingPointError", "ZeroDivisionError", "ValueError",
     "TypeError", "IndexError", "KeyError",

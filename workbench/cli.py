@@ -101,9 +101,10 @@ def validate(
     """Parse and validate a task, build its env and reward (no training). A reward an LLM would
     write is checked up to the synthesis (prompt, endpoint) but not synthesized."""
     from workbench.spec import load_task
-    from workbench.task import Task
 
     spec = load_task(task_file, list(set_ or []))
+    from workbench.task import Task  # after the spec: a rejected file answers before torch loads
+
     task = Task.build(spec, check_only=True)
     env = task.make_env()
     try:

@@ -112,7 +112,7 @@ def compute_reward(state, action):
 ORDINARY = [
     program("return float(np.clip(action, 0, 1).sum())"),
     program("return float(action.mean() + action.std() + action.max())"),
-    program("return float(len(str(action)) > 0) + float(len(str(action.view(np.float64))) > 0)"),
+    program("return float(len(str(action)) > 0) + float(len(repr(action.view(np.float64))) > 0)"),
     program("return -_distance(state.fingertip_pos, state.target_pos)")
     + "\ndef _distance(a, b):\n    return float(np.linalg.norm(a - b))\n",
     program("_scale = 0.5\nreturn _scale * float(np.sum(action * action))"),
