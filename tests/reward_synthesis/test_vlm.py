@@ -248,6 +248,8 @@ def test_terms_program_combines_with_the_pixel_score(tmp_path: Path) -> None:
         _task(f"reward.terms={terms}", "reward.combine=vlm * nea")
 
 
+# ~35 s: a pixel-reward run, killed and resumed (the plain resume path is in the default suite)
+@pytest.mark.slow
 def test_run_resumes_and_evaluates_with_the_recorded_calibration(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     cmd = [sys.executable, "-m", "workbench.cli", "run", str(REACHER_CLIP), "--runs-dir", str(runs), "--quiet",

@@ -291,6 +291,8 @@ def test_other_highway_env_ids_get_a_generic_profile() -> None:
         env.close()
 
 
+# ~14 s; tests/workbench/test_spec.py builds every shipped highway task in the default suite
+@pytest.mark.slow
 def test_shipped_task_validates() -> None:
     proc = _wb("validate", str(TASK))
     assert proc.returncode == 0, proc.stderr

@@ -285,8 +285,13 @@ _PLUGIN_TASKS = {
 }
 
 
-@pytest.mark.parametrize("key", sorted(_PLUGIN_TASKS))
-@pytest.mark.parametrize("name", ["os:abort", "sys:exit", "tempfile:mkdtemp"])
+_PLUGIN_NAMES = ["os:abort", "sys:exit", "tempfile:mkdtemp"]
+
+
+# Each name under each key once in the default suite; the whole cross product under `make test-slow`.
+@pytest.mark.parametrize("key, name", [
+    pytest.param(key, name, marks=() if i == j else pytest.mark.slow)
+    for i, key in enumerate(sorted(_PLUGIN_TASKS)) for j, name in enumerate(_PLUGIN_NAMES)])
 def test_plugin_names_cannot_call_what_a_task_names(tmp_path: Path, key: str, name: str) -> None:
     """Once: os:abort killed `validate` (SIGABRT), sys:exit exited 0, tempfile:mkdtemp made a directory."""
     scratch = tmp_path / "tmpdir"
