@@ -372,7 +372,7 @@ class _Checker:
         (``list.append(frozen, x)``, an alias) would reach the unbound methods that change the
         read-only module-level values."""
         parent = self.parents.get(node)
-        if isinstance(parent, ast.Call) and parent.func is node:
+        if isinstance(parent, ast.Call) and parent.func is node or self.in_annotation(node):
             return
         if isinstance(parent, ast.Tuple):
             parent = self.parents.get(parent)
@@ -382,6 +382,15 @@ class _Checker:
             return
         self.report(node, f"'{name}' may only be called ({name}(...)) or named in isinstance(): "
                           "its methods would change read-only module-level values")
+
+    def in_annotation(self, node: ast.AST) -> bool:
+        """Is ``node`` part of a type hint (``x: list[float]``, ``-> dict``)? Hints are only stored."""
+        child, parent = node, self.parents.get(node)
+        while isinstance(parent, (ast.Subscript, ast.Tuple, ast.BinOp, ast.Attribute)):
+            child, parent = parent, self.parents.get(parent)
+        return (isinstance(parent, ast.arg) and parent.annotation is child
+                or isinstance(parent, ast.FunctionDef) and parent.returns is child
+                or isinstance(parent, ast.AnnAssign) and parent.annotation is child)
 
     def check_module_use(self, node: ast.expr, shown: str) -> None:
         """A module may only appear as ``mod.attr``; aliasing it would dodge the allow-list."""

@@ -116,11 +116,13 @@ ORDINARY = [
     program("return -_distance(state.fingertip_pos, state.target_pos)")
     + "\ndef _distance(a, b):\n    return float(np.linalg.norm(a - b))\n",
     program("_scale = 0.5\nreturn _scale * float(np.sum(action * action))"),
+    program("return total(list(action))") + "\ndef total(xs: list[float]) -> float:\n"
+    "    kinds: dict = {}\n    return float(sum(xs)) if isinstance(xs, (list, tuple)) else 0.0\n",
 ]
 
 
 @pytest.mark.parametrize("source", ORDINARY, ids=["clip-sum", "methods", "str-view", "underscore-helper",
-                                                  "underscore-local"])
+                                                  "underscore-local", "type-hints"])
 def test_ordinary_numpy_code_runs_in_process_and_isolated(source: str) -> None:
     assert static_check(source) == []
     fn = load_program(source)
