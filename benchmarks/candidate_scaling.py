@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from reward_synthesis.eureka import train_programs
-from reward_synthesis.program import BuiltReward
+from workbench.reward import BuiltReward
 from workbench.spec import load_task
 from workbench.task import Task
 

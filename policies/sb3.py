@@ -27,8 +27,8 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.vec_env import (DummyVecEnv, SubprocVecEnv, VecEnv, VecEnvWrapper, VecMonitor,
                                               VecNormalize)
 
-from policies.base import POLICY_FILE, CheckpointState, FitHooks, TrainingInterrupted, TrainingStopped
 from workbench.errors import TaskError, WorkbenchError
+from workbench.learner import POLICY_FILE, CheckpointState, FitHooks, TrainingInterrupted, TrainingStopped
 from workbench.runs import atomic_path, atomic_write, write_json
 
 if TYPE_CHECKING:
@@ -492,6 +492,10 @@ class SB3Learner:
             venv.close()
         self.save_checkpoint(model, run, normalizer)
         return SB3Policy(model, normalizer)
+
+    @classmethod
+    def load_checkpoint(cls, directory: Path, spec: TaskSpec) -> SB3Policy:
+        return SB3Policy.from_checkpoint(directory, cls.algo)
 
     @staticmethod
     def _device(spec: TaskSpec) -> str:

@@ -38,10 +38,11 @@ import numpy as np
 from pydantic import Field
 
 from reward_synthesis.checks import preflight
-from reward_synthesis.program import BuiltReward, CodeRewardProgram
+from reward_synthesis.program import CodeRewardProgram
 from reward_synthesis.text2reward import (LLMSourceOptions, describe_action_space, extract_code, make_client,
                                          prompt_template, validate_llm_source)
 from workbench.errors import RewardCodeRejected, TaskError, WorkbenchError
+from workbench.reward import BuiltReward
 from workbench.runs import atomic_write, write_json
 
 if TYPE_CHECKING:

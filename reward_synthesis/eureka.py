@@ -37,9 +37,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from reward_synthesis.program import RewardRuntimeError
 from reward_synthesis.text2reward import SynthesisResult, build_messages, prompt_template, synthesize
-from workbench.errors import WorkbenchError
+from workbench.errors import RewardRuntimeError, WorkbenchError
 from workbench.runs import atomic_write, write_json
 
 if TYPE_CHECKING:
@@ -246,8 +245,9 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
         import torch
 
         torch.set_num_threads(1)
-        from policies.base import FitHooks
-        from reward_synthesis.program import BuiltReward, CodeRewardProgram
+        from workbench.learner import FitHooks
+        from workbench.reward import BuiltReward
+        from reward_synthesis.program import CodeRewardProgram
         from workbench.evaluate import evaluate
         from workbench.registry import LEARNERS
         from workbench.runs import Run
@@ -293,7 +293,7 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
                 "mean_env_return": final.mean_env_return, "curve": curve, "error": "",
                 "seconds": time.perf_counter() - started, "steps": steps, "trajectories": watched}
     except BaseException as err:  # noqa: BLE001 - untrusted code: every failure is a result
-        from policies.base import TrainingStopped
+        from workbench.learner import TrainingStopped
 
         if isinstance(err, TrainingStopped):  # the learner saved a checkpoint and stopped
             err = err.cause

@@ -41,9 +41,10 @@ from pydantic import Field, ValidationError
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from reward_synthesis.checks import CheckReport, CheckResult
-from reward_synthesis.program import BuiltReward, EnvRewardSource, RewardRuntimeError, validate_options
+from reward_synthesis.program import EnvRewardSource
 from reward_synthesis.text2reward import LLMSourceOptions
-from workbench.errors import RewardCodeRejected, TaskError, WorkbenchError
+from workbench.errors import RewardCodeRejected, RewardRuntimeError, TaskError, WorkbenchError
+from workbench.reward import BuiltReward, validate_options
 from workbench.state import State
 
 if TYPE_CHECKING:
@@ -510,7 +511,7 @@ class LatentRewardVec(VecEnvWrapper):
     (r̂) and, after the first fit, ``reward/lare_loss``, ``reward/lare_return`` (mean episodic
     return of the last 20 episodes), ``reward/lare_updates`` and ``reward/lare_attr/<factor>``.
 
-    The decoder is part of every training checkpoint (:class:`policies.base.CheckpointState`):
+    The decoder is part of every training checkpoint (:class:`workbench.learner.CheckpointState`):
     saved beside the model, restored on resume, so policy and decoder always match.
     """
 

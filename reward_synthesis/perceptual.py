@@ -52,10 +52,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import Field
 
-from reward_synthesis.program import BuiltReward
 from reward_synthesis.vlm import ClipBackbone
 from reward_synthesis.vlm_rewards import PixelOptions, PixelReward, PixelSourceBase
 from workbench.errors import TaskError, WorkbenchError
+from workbench.reward import BuiltReward
 
 if TYPE_CHECKING:
     import gymnasium as gym

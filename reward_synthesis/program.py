@@ -1,54 +1,34 @@
-"""RewardProgram: the one contract every reward source produces, and the sources of the spine.
+"""The reward sources of the spine: the env's own reward and a sandbox-checked program file.
 
-A program is called after every env step as ``program(state, action, next_state)`` and returns
-``(total, {component: value})``. States are :class:`workbench.state.State` snapshots (read-only
-copies). Sources build programs from the task's ``reward:`` section; each source validates its
-own options (``validate_spec``) so the core TaskSpec stays small.
+The reward contract they implement (:class:`~workbench.reward.RewardProgram`,
+:class:`~workbench.reward.BuiltReward`, ...) lives in the core, :mod:`workbench.reward`.
+:class:`CodeRewardProgram` runs accepted code under the run-time guard.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from reward_synthesis.guard import DEFAULT_TIMEOUT_S, check_finite, guarded_call
 from reward_synthesis.sandbox import (describe_exception, load_program, normalize_output, reward_action,
                                       state_inputs)
 from workbench.errors import RewardCodeRejected, RewardRuntimeError, TaskError, WorkbenchError
+from workbench.reward import BuiltReward, SourceOptions, validate_options
 from workbench.state import State
 
 if TYPE_CHECKING:
     import gymnasium as gym
 
-    from reward_synthesis.checks import CheckReport
     from workbench.sims.base import TaskProfile
     from workbench.spec import TaskSpec
 
-__all__ = [
-    "RewardProgram", "CodeRewardProgram", "RewardRuntimeError", "RewardSource", "FrameReward", "FRAME_KEY",
-    "EnvRewardSource", "CodeRewardSource", "BuiltReward", "SourceOptions", "validate_options",
-    "build_code_program",
-]
-
-# Where a frame-scored task's TaskWrapper leaves the post-step camera frame for its FrameReward.
-FRAME_KEY = "workbench/frame"
-
-
-@runtime_checkable
-class RewardProgram(Protocol):
-    """``inputs``: the StateView fields the program reads (None = any); only those are copied."""
-
-    name: str
-    inputs: frozenset[str] | None
-
-    def __call__(self, state: State, action: np.ndarray, next_state: State) -> tuple[float, dict[str, float]]: ...
-
+__all__ = ["CodeRewardProgram", "EnvRewardSource", "CodeRewardSource", "build_code_program"]
 
 @dataclass
 class CodeRewardProgram:
@@ -101,77 +81,6 @@ class CodeRewardProgram:
                                      f"{describe_exception(err, self.filename, self.source)}") from None
         check_finite(total, components, self._describe)
         return total, components
-
-
-@runtime_checkable
-class FrameReward(Protocol):
-    """A reward scored from camera frames, for all envs of one vector step in one batch.
-
-    ``frames`` is ``[N, H, W, 3]`` uint8 (each env's frame after its step). ``terms`` holds
-    per-env arrays ``[N]`` of what the state side already computed: ``env`` (the simulator's
-    reward), ``terms`` (the state program's total, 0 without one) and each state-program
-    component by name. Returns the reward ``[N]`` and components ``{name: [N]}`` that land in
-    ``info["reward/<name>"]``.
-    """
-
-    name: str
-
-    def __call__(self, frames: np.ndarray, terms: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]: ...
-
-
-@dataclass
-class BuiltReward:
-    """What a source hands to the run: the program (None = the env's own reward) and its record.
-
-    ``files`` are extra artifacts (path relative to the run directory -> text), e.g. an LLM
-    transcript; ``record`` extra fields for ``reward/reward.json``. A pixel reward sets
-    ``frame_reward`` (``program`` is then its optional state-side terms) and ``resolved``: the
-    ``reward:`` section that rebuilds exactly this reward from the run directory (fitted
-    calibration, copied files), written into the run's resolved task. ``env_wrapper`` wraps each
-    task env (after the TaskWrapper, training and evaluation alike) and ``vec_wrapper`` the vector
-    of training envs (after any frame reward): rewards that need whole episodes or a model shared
-    across envs, such as an episodic return or a learned decoder, live there.
-    """
-
-    program: RewardProgram | None
-    description: str
-    source_text: str | None = None
-    report: CheckReport | None = None
-    files: dict[str, str] = field(default_factory=dict)
-    record: dict[str, Any] = field(default_factory=dict)
-    frame_reward: FrameReward | None = None
-    resolved: dict[str, Any] | None = None
-    env_wrapper: Callable[[gym.Env], gym.Env] | None = None
-    vec_wrapper: Callable[[Any], Any] | None = None  # VecEnv -> VecEnv
-
-
-class RewardSource(Protocol):
-    """A ``reward: {source: NAME, ...}`` plug-in.
-
-    Optional: ``check(spec, profile, env) -> BuiltReward``, which ``workbench validate`` calls
-    instead of ``build`` (``Task.build(..., check_only=True)``): a source whose ``build`` is
-    expensive (an LLM synthesis) checks everything up to that point and returns a reward that only
-    describes itself.
-    """
-
-    def validate_spec(self, spec: TaskSpec, *, file: str) -> None: ...
-
-    def build(self, spec: TaskSpec, profile: TaskProfile, env: gym.Env) -> BuiltReward: ...
-
-
-class SourceOptions(BaseModel):
-    """Base for a reward source's options: the keys of ``reward:`` besides ``source``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-def validate_options(model: type[SourceOptions], spec: TaskSpec, file: str) -> SourceOptions:
-    from workbench.spec import pydantic_error_to_task_error
-
-    try:
-        return model.model_validate(spec.reward.options)
-    except ValidationError as err:
-        raise pydantic_error_to_task_error(err, file=file, prefix="reward.", model=model) from None
 
 
 class EnvRewardSource:

@@ -22,9 +22,9 @@ import numpy as np
 from pydantic import Field, ValidationError
 
 from reward_synthesis.checks import CheckReport, Preference, preflight
-from reward_synthesis.program import (BuiltReward, CodeRewardProgram, SourceOptions,
-                                      validate_options)
+from reward_synthesis.program import CodeRewardProgram
 from workbench.errors import RewardCodeRejected, TaskError, WorkbenchError
+from workbench.reward import BuiltReward, SourceOptions, validate_options
 
 if TYPE_CHECKING:
     from reward_synthesis.llm import LLMClient

@@ -26,9 +26,10 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from reward_synthesis.combine import Combine, CombineError, compile_combine
-from reward_synthesis.program import BuiltReward, SourceOptions, build_code_program, validate_options
+from reward_synthesis.program import build_code_program
 from reward_synthesis.vlm import ClipBackbone, load_backbone
 from workbench.errors import TaskError, WorkbenchError
+from workbench.reward import BuiltReward, SourceOptions, validate_options
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -77,7 +78,7 @@ def fit_window(raw: np.ndarray, quantiles: tuple[float, float]) -> tuple[float, 
 
 @dataclass
 class PixelReward:
-    """A :class:`reward_synthesis.program.FrameReward`: embed a batch of frames once, score,
+    """A :class:`workbench.reward.FrameReward`: embed a batch of frames once, score,
     calibrate, combine with the state-side terms."""
 
     name: str

@@ -146,7 +146,7 @@ def reward_check(
 
     if not program.is_file():
         raise WorkbenchError(f"{program}: no such reward program\n  fix: pass a .py file")
-    from reward_synthesis.program import BuiltReward
+    from workbench.reward import BuiltReward
 
     spec = load_task(task_file)
     task = Task.build(spec, reward=BuiltReward(None, "checked separately"))
@@ -194,7 +194,7 @@ def reward_synth(
 
     from reward_synthesis.checks import check_inputs
     from reward_synthesis.library import RewardLibrary
-    from reward_synthesis.program import BuiltReward
+    from workbench.reward import BuiltReward
     from reward_synthesis.text2reward import SynthesisResult, failure_text, make_client, synthesize
     from workbench.runs import atomic_write, default_runs_root, write_json
     from workbench.spec import load_task

@@ -20,9 +20,9 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColu
 from rich.table import Column
 from rich.text import Text
 
-from policies.base import FitHooks, Policy, TrainingInterrupted, TrainingStopped, load_policy
 from workbench.errors import WorkbenchError
 from workbench.evaluate import EvalResult, evaluate
+from workbench.learner import FitHooks, Policy, TrainingInterrupted, TrainingStopped, load_policy
 from workbench.plots import write_training_curves
 from workbench.registry import LEARNERS
 from workbench.runs import Run, atomic_write, default_runs_root, write_json
@@ -248,11 +248,9 @@ def evaluate_run(run_dir: Path, *, episodes: int | None = None, video: bool | No
         if checkpoint is None:
             raise WorkbenchError(f"{run.path}: no final model and no checkpoint to evaluate\n"
                                  f"  fix: resume the run: workbench run --resume {run.path}")
-        from policies.sb3 import SB3Policy  # checkpoints are SB3 zips
-
         step, ckpt = checkpoint
         console.print(f"no final model yet; evaluating the checkpoint at step {step}")
-        policy: Policy = SB3Policy.from_checkpoint(ckpt, task.spec.learner.name)
+        policy: Policy = LEARNERS.get(task.spec.learner.name).load_checkpoint(ckpt, task.spec)
     else:
         policy = load_policy(model_dir)
     ev = task.spec.evaluation

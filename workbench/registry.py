@@ -190,7 +190,7 @@ REWARDS = Registry(
 LEARNERS = Registry(
     "learner",
     {"ppo": "policies.sb3:PPOLearner", "sac": "policies.sb3:SACLearner"},
-    group="rl_workbench.learners", key="learner.name", contract=("validate_spec", "fit"),
+    group="rl_workbench.learners", key="learner.name", contract=("validate_spec", "fit", "load_checkpoint"),
 )
 # The classes a saved policy directory's policy.json may name (``workbench eval`` loads them).
 POLICIES = Registry(

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 from stable_baselines3.common.vec_env import VecEnv
 
-from reward_synthesis.program import BuiltReward
+from workbench.reward import BuiltReward
 from workbench.errors import TaskError
 from workbench.registry import REWARDS, SIMS
 from workbench.sims.base import SimAdapter, TaskProfile

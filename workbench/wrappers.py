@@ -18,7 +18,7 @@ import numpy as np
 
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
-from reward_synthesis.program import FRAME_KEY, FrameReward
+from workbench.reward import FRAME_KEY, FrameReward
 from workbench.sims.base import SuccessMetric
 from workbench.state import State, StateSchema
 

@@ -5,9 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from policies.base import FitHooks, load_policy
 from policies.sb3 import SACLearner, SB3Policy
 from workbench.errors import TaskError
+from workbench.learner import FitHooks, load_policy
 from workbench.runs import Run
 from workbench.spec import load_task
 from workbench.task import Task

@@ -10,7 +10,7 @@ import pytest
 
 from reward_synthesis.auto_mc import (RoundRecord, Trajectory, critic_messages, designer_messages, parse_verdict,
                                       record_trajectories, stats_text, trajectory_stats)
-from reward_synthesis.program import BuiltReward
+from workbench.reward import BuiltReward
 from workbench.spec import load_task
 from workbench.task import Task
 

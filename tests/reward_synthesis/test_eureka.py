@@ -18,8 +18,8 @@ from rich.console import Console
 
 from reward_synthesis.checks import check_inputs, collect_samples
 from reward_synthesis.eureka import (Candidate, SeedRun, pick_winner, reflection_text, run_search_cli, search)
-from reward_synthesis.program import BuiltReward
 from workbench.errors import WorkbenchError
+from workbench.reward import BuiltReward
 from workbench.spec import load_task
 from workbench.task import Task
 

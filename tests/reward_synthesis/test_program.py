@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reward_synthesis.program import CodeRewardProgram, RewardRuntimeError
+from reward_synthesis.program import CodeRewardProgram
 from reward_synthesis.sandbox import state_inputs
+from workbench.errors import RewardRuntimeError
 from workbench.sims.mujoco import MujocoAdapter
 from workbench.spec import SimSpec
 from workbench.wrappers import TaskWrapper

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reward_synthesis.program import BuiltReward
 from reward_synthesis.text2reward import build_messages, extract_code, refine_messages
+from workbench.reward import BuiltReward
 from workbench.spec import load_task
 from workbench.task import Task
 from workbench_testing import SHIPPED, load_shipped

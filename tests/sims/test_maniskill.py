@@ -22,8 +22,8 @@ if not _VULKAN:
 
 from gymnasium.utils.env_checker import check_env  # noqa: E402
 
-from reward_synthesis.program import BuiltReward  # noqa: E402
 from workbench.errors import TaskError  # noqa: E402
+from workbench.reward import BuiltReward  # noqa: E402
 from workbench.spec import SimSpec, parse_yaml, validate_task_data  # noqa: E402
 from workbench.task import Task  # noqa: E402
 from workbench.wrappers import TaskWrapper  # noqa: E402

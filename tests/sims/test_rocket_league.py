@@ -392,7 +392,7 @@ SHIPPED = sorted(TASKS.glob("*.yaml"))
 def test_shipped_task_builds_with_its_code_reward_and_with_text2reward(path: Path, tmp_path: Path) -> None:
     import yaml
 
-    from reward_synthesis.program import BuiltReward
+    from workbench.reward import BuiltReward
     from reward_synthesis.text2reward import build_messages
     from workbench.task import Task
     from workbench_testing import load_shipped

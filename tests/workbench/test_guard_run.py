@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from reward_synthesis.program import BuiltReward, CodeRewardProgram
+from reward_synthesis.program import CodeRewardProgram
 from workbench import pipeline
 from workbench.errors import WorkbenchError
+from workbench.reward import BuiltReward
 from workbench.runs import Run
 from workbench.spec import load_task
 from workbench.task import Task
+
 
 def program(body: str) -> str:
     lines = "\n".join("    " + line for line in body.strip("\n").splitlines())

@@ -36,7 +36,7 @@ class ThirdPartyPPO(PPOLearner):
 
 
 class NotALearner:
-    """Has no fit/validate_spec."""
+    """Has no fit/validate_spec/load_checkpoint."""
 
     def __init__(self):
         raise AssertionError("a class failing its contract must never be instantiated")
@@ -116,7 +116,7 @@ def test_installed_entry_point_plugins_are_found_and_checked(plugin_site: Path, 
     cls = LEARNERS.get("third_party_ppo")
     assert cls.__name__ == "ThirdPartyPPO" and marker.exists()
 
-    with pytest.raises(PluginError, match="does not implement the learner contract: no validate_spec, fit") as info:
+    with pytest.raises(PluginError, match="does not implement the learner contract: no validate_spec, fit, load_checkpoint") as info:
         LEARNERS.get("no_contract")
     assert info.value.key == "learner.name"
     with pytest.raises(PluginError, match="is a function, not a class"):
@@ -172,7 +172,7 @@ def _policy_dir(tmp_path: Path, named: object) -> Path:
                                    "policies.sb3:SACLearner"])
 def test_policy_json_cannot_name_an_arbitrary_class(plugin_site: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch, named: object) -> None:
-    from policies.base import load_policy
+    from workbench.learner import load_policy
 
     marker = tmp_path / "imported"
     monkeypatch.setenv("WB_TEST_MARKER", str(marker))

@@ -23,7 +23,7 @@ def _expected(path: Path) -> str:
 
 def _load_fully(path: Path) -> None:
     """What `workbench validate` does short of training: parse, validate, build the env."""
-    from reward_synthesis.program import BuiltReward
+    from workbench.reward import BuiltReward
     from workbench.task import Task
 
     Task.build(load_task(path), reward=BuiltReward(None, "not needed"))
@@ -93,7 +93,7 @@ TASKS_REACHER = REPO / "tasks" / "mujoco" / "reacher.yaml"
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_every_shipped_task_validates_and_builds(path: Path, tmp_path: Path) -> None:
     """Parse, validate, build the env and the reward (code rewards pass the pre-flight checks)."""
-    from reward_synthesis.program import BuiltReward
+    from workbench.reward import BuiltReward
     from workbench.task import Task
 
     spec = load_shipped(path, tmp_path)

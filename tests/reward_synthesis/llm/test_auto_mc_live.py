@@ -13,8 +13,8 @@ from pathlib import Path
 
 from reward_synthesis.auto_mc import auto_mc_search
 from reward_synthesis.checks import collect_samples
-from reward_synthesis.program import BuiltReward
 from reward_synthesis.text2reward import make_client, prompt_template
+from workbench.reward import BuiltReward
 from workbench.spec import load_task
 from workbench.task import Task
 

@@ -14,8 +14,8 @@ from rich.console import Console
 
 from reward_synthesis.checks import check_inputs
 from reward_synthesis.eureka import run_search_cli
-from reward_synthesis.program import BuiltReward
 from reward_synthesis.text2reward import make_client
+from workbench.reward import BuiltReward
 from workbench.spec import load_task
 from workbench.task import Task
 

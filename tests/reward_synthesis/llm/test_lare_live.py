@@ -14,9 +14,9 @@ import pytest
 
 from reward_synthesis.checks import collect_samples
 from reward_synthesis.lare import synthesize_encoders
-from reward_synthesis.program import BuiltReward
 from reward_synthesis.text2reward import make_client
 from workbench.errors import RewardCodeRejected
+from workbench.reward import BuiltReward
 from workbench.spec import load_task
 from workbench.task import Task
 

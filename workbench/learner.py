@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from workbench.runs import Run
     from workbench.spec import TaskSpec
 
-__all__ = ["Policy", "Learner", "FitHooks", "TrainingInterrupted", "TrainingStopped", "load_policy", "POLICY_FILE"]
+__all__ = ["Policy", "Learner", "FitHooks", "CheckpointState", "TrainingInterrupted", "TrainingStopped", "load_policy",
+           "POLICY_FILE"]
 
 POLICY_FILE = "policy.json"
 
@@ -87,6 +88,12 @@ class Learner(Protocol):
 
     def fit(self, spec: TaskSpec, env_fns: Sequence[Callable[[], gym.Env]], budget: int, run: Run, *,
             hooks: FitHooks, resume: bool = False) -> Policy: ...
+
+    @classmethod
+    def load_checkpoint(cls, directory: Path, spec: TaskSpec) -> Policy:
+        """The policy saved in one of this learner's checkpoint directories (``workbench eval``
+        on a run that has no final model yet)."""
+        ...
 
 
 def load_policy(directory: Path) -> Policy:
