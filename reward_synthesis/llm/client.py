@@ -641,17 +641,22 @@ class _Reader:
             return self._read_stream(resp)
         return self._read_json(resp)
 
+    def _json_object(self, text: Any, what: str) -> dict[str, Any]:
+        """``text`` parsed as a JSON object, or a protocol error naming ``what`` it was."""
+        try:
+            parsed = json.loads(text)
+        except ValueError as e:
+            raise self._protocol(f"{what} is not JSON ({e}): {_snippet(text)}") from None
+        if not isinstance(parsed, dict):
+            raise self._protocol(f"{what} is not a JSON object: {_snippet(text)}")
+        return parsed
+
     def _read_json(self, resp: Any) -> _Reply:
         raw, more = _read_capped(resp, self.line_limit)
         if more:
             raise self._protocol(f"it answered with more than {self.line_limit} bytes without streaming "
                                  f"(the reply cap is {self.cap} characters: llm.max_reply_chars); stopped reading")
-        try:
-            data = json.loads(raw)
-        except ValueError as e:
-            raise self._protocol(f"the answer is not JSON ({e}): {_snippet(raw)}") from None
-        if not isinstance(data, dict):
-            raise self._protocol(f"the answer is not a JSON object: {_snippet(raw)}")
+        data = self._json_object(raw, "the answer")
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict) \
                 or not isinstance(choices[0].get("message"), dict):
@@ -676,12 +681,7 @@ class _Reader:
             if data.strip() == "[DONE]":
                 done = True
                 break
-            try:
-                event = json.loads(data)
-            except ValueError as e:
-                raise self._protocol(f"a streamed event is not JSON ({e}): {_snippet(data)}") from None
-            if not isinstance(event, dict):
-                raise self._protocol(f"a streamed event is not a JSON object: {_snippet(data)}")
+            event = self._json_object(data, "a streamed event")
             if "error" in event:
                 raise _Retry(f"the endpoint reported an error mid-stream ({_error_message(data, '')})",
                              partial=self.partial())
