@@ -10,7 +10,6 @@ used for reward preference checks and demos.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import gymnasium
@@ -20,6 +19,7 @@ from gymnasium.envs.mujoco import MujocoEnv
 from gymnasium.spaces import Box
 from gymnasium.utils import EzPickle
 
+from workbench.assets import asset_path
 from workbench.sims.base import SuccessMetric, TaskProfile
 from workbench.state import Field, StateSchema
 
@@ -37,7 +37,7 @@ __all__ = [
 ENV_ID = "workbench/PlanarPush-v0"
 MAX_EPISODE_STEPS = 100
 SUCCESS_THRESHOLD = 0.05  # m; the goal disc in the XML has this radius
-XML_PATH = Path(__file__).parent.parent / "assets" / "planar_push.xml"
+XML_PATH = asset_path("planar_push.xml")  # assets/planar_push.xml, installed as workbench.assets
 
 # Observation lengths are in decimetres: in metres the puck/goal coordinates differ across
 # episodes by ~0.1, too little for an MLP to resolve early on. Measured, 6-min PPO runs:
