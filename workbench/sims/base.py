@@ -51,12 +51,26 @@ class TaskProfile:
 
 
 class SimAdapter(Protocol):
-    """One per simulator package. Import heavy dependencies inside the methods, not at module top."""
+    """One per simulator package, found through :data:`workbench.registry.SIMS` by its ``name``.
+    Import heavy dependencies inside the methods, not at module top. An adapter's methods have
+    exactly these parameters (names and kinds); ``tests/test_sim_contract.py`` holds every
+    registered adapter to them."""
 
     name: str
+    """The registry name (``sim.name`` in a task file)."""
 
-    def make_env(self, spec: SimSpec, *, render_mode: str | None = None) -> gym.Env: ...
+    def make_env(self, spec: SimSpec, *, render_mode: str | None = None) -> gym.Env:
+        """A new env for ``spec`` (``spec.env_id``, ``spec.kwargs``)."""
+        ...
 
-    def profile(self, spec: SimSpec) -> TaskProfile: ...
+    def profile(self, spec: SimSpec, env: gym.Env) -> TaskProfile:
+        """The task's StateView schema, success metric and optional reference policy.
 
-    def env_ids(self) -> list[str]: ...
+        ``env`` is the probe env: one made by ``make_env(spec)`` for this call, which the adapter
+        may read (spaces, model, live state) to build the profile; the caller closes it. An
+        adapter may accept ``env=None`` and make (and close) its own."""
+        ...
+
+    def env_ids(self) -> list[str]:
+        """The env ids ``spec.env_id`` may name (``workbench list``)."""
+        ...
