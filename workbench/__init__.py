@@ -1,9 +1,97 @@
-"""rl-workbench: a task YAML becomes a trained, evaluated policy with a full record of the run."""
+"""rl-workbench: a task YAML becomes a trained, evaluated policy with a full record of the run.
+
+The public API, what a user or a plug-in imports (``from workbench import Task, load_task``):
+
+* task files: :class:`TaskSpec` and its sections, :func:`load_task`; :class:`Task` (a spec made
+  into envs, a StateView profile and a reward program)
+* the simulator contract: :class:`SimAdapter`, :class:`TaskProfile`, :class:`SuccessMetric`; the
+  StateView: :class:`State`, :class:`StateSchema`, :class:`Field`
+* the reward contract: :class:`RewardProgram`, :class:`FrameReward`, :class:`RewardSource`,
+  :class:`BuiltReward`, :class:`SourceOptions`, :func:`validate_options`
+* the learner contract: :class:`Learner`, :class:`Policy`, :class:`FitHooks`,
+  :class:`CheckpointState`, :func:`load_policy`, :class:`TrainingInterrupted`, :class:`TrainingStopped`
+* runs and evaluation: :class:`Run`, :class:`EvalResult`, :class:`EpisodeResult` (the function
+  is ``workbench.evaluate.evaluate``: ``workbench.evaluate`` is its module)
+* errors: :class:`WorkbenchError` and its kinds, :class:`PluginError`
+
+Simulators, reward sources and learners themselves are plug-ins found by name through
+:mod:`workbench.registry`. Each name is imported on first use (PEP 562), so ``import workbench``
+loads neither torch nor gymnasium; ``from workbench import Task`` loads what Task needs.
+"""
+
+from __future__ import annotations
 
 import os as _os
+from importlib import import_module as _import_module
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~3 ms); type checkers read it as True
 
 # Headless MuJoCo rendering (videos, camera rewards) works with EGL on these machines; a user's
 # own MUJOCO_GL (osmesa, glfw) wins.
 _os.environ.setdefault("MUJOCO_GL", "egl")
 
 __version__ = "0.1.0"
+
+__all__ = [
+    # task files and tasks
+    "TaskSpec", "SimSpec", "RewardSpec", "LearnerSpec", "TrainingSpec", "EvaluationSpec", "load_task", "Task",
+    # the simulator contract and the StateView
+    "SimAdapter", "TaskProfile", "SuccessMetric", "State", "StateSchema", "Field",
+    # the reward contract
+    "RewardProgram", "FrameReward", "RewardSource", "BuiltReward", "SourceOptions", "validate_options",
+    # the learner contract
+    "Learner", "Policy", "FitHooks", "CheckpointState", "load_policy", "TrainingInterrupted", "TrainingStopped",
+    # runs and evaluation
+    "Run", "EvalResult", "EpisodeResult",
+    # errors
+    "WorkbenchError", "TaskError", "PluginError", "MissingDependency", "RewardCodeRejected", "RewardRuntimeError",
+    "RewardGuardError", "RunDirError",
+]
+
+# Which module defines each public name (core modules only: the core imports no leaf).
+_MODULES: dict[str, tuple[str, ...]] = {
+    "workbench.spec": ("TaskSpec", "SimSpec", "RewardSpec", "LearnerSpec", "TrainingSpec", "EvaluationSpec",
+                       "load_task"),
+    "workbench.task": ("Task",),
+    "workbench.sims.base": ("SimAdapter", "TaskProfile", "SuccessMetric"),
+    "workbench.state": ("State", "StateSchema", "Field"),
+    "workbench.reward": ("RewardProgram", "FrameReward", "RewardSource", "BuiltReward", "SourceOptions",
+                         "validate_options"),
+    "workbench.learner": ("Learner", "Policy", "FitHooks", "CheckpointState", "load_policy", "TrainingInterrupted",
+                          "TrainingStopped"),
+    "workbench.runs": ("Run",),
+    "workbench.evaluate": ("EvalResult", "EpisodeResult"),
+    "workbench.registry": ("PluginError",),
+    "workbench.errors": ("WorkbenchError", "TaskError", "MissingDependency", "RewardCodeRejected",
+                         "RewardRuntimeError", "RewardGuardError", "RunDirError"),
+}
+_WHERE = {name: module for module, names in _MODULES.items() for name in names}
+
+if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports on first use
+    from workbench.errors import (MissingDependency, RewardCodeRejected, RewardGuardError, RewardRuntimeError,
+                                  RunDirError, TaskError, WorkbenchError)
+    from workbench.evaluate import EpisodeResult, EvalResult
+    from workbench.learner import (CheckpointState, FitHooks, Learner, Policy, TrainingInterrupted, TrainingStopped,
+                                   load_policy)
+    from workbench.registry import PluginError
+    from workbench.reward import BuiltReward, FrameReward, RewardProgram, RewardSource, SourceOptions, validate_options
+    from workbench.runs import Run
+    from workbench.sims.base import SimAdapter, SuccessMetric, TaskProfile
+    from workbench.spec import (EvaluationSpec, LearnerSpec, RewardSpec, SimSpec, TaskSpec, TrainingSpec,
+                                load_task)
+    from workbench.state import Field, State, StateSchema
+    from workbench.task import Task
+
+
+def __getattr__(name: str) -> object:
+    """Import a public name's module on first use (PEP 562) and keep the name here."""
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
