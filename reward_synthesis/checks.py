@@ -5,6 +5,12 @@ resource-limited process on sampled states (:func:`collect_samples`), and judges
 the output contract, finiteness, scale, variation and speed. It never raises for a bad program;
 the :class:`CheckReport` says what failed and why, and can be raised as
 :class:`~workbench.errors.RewardCodeRejected`.
+
+A batched program (``compute_reward_batch``, see :mod:`reward_synthesis.sandbox`) goes through
+the same checks on its batch of all samples, plus ``batch_consistency``: its result for the N
+samples stacked must equal its results for each sample alone (a batch of one) within
+:data:`BATCH_TOLERANCE`, so a program that mixes envs (``np.linalg.norm(d)`` without
+``axis=-1``, ``x - x.mean()``) is rejected before it trains anything.
 """
 
 from __future__ import annotations
@@ -21,12 +27,13 @@ from workbench.errors import RewardCodeRejected
 from workbench.state import State, StateSchema
 
 __all__ = ["CHECK_NAMES", "CheckReport", "CheckResult", "Preference", "collect_samples",
-           "collect_preference", "check_inputs", "preflight", "SAMPLES_SEED"]
+           "collect_preference", "check_inputs", "preflight", "SAMPLES_SEED", "BATCH_TOLERANCE"]
 
 SAMPLES_SEED = 12345
+BATCH_TOLERANCE = 1e-9  # |batch - alone| <= tol * max(1, |alone|)
 
-CHECK_NAMES = ("static", "isolated_run", "output_contract", "finite", "scale", "non_constant",
-               "time_budget", "preference")
+CHECK_NAMES = ("static", "isolated_run", "output_contract", "batch_consistency", "finite", "scale",
+               "non_constant", "time_budget", "preference")
 _SKIPPED = "skipped: "
 _CONSTANT_STD = 1e-9
 
@@ -127,6 +134,7 @@ def preflight(source: str, samples: Sequence[Sample], *, program: str = "<reward
         ("static", lambda: _check_static(source, program)),
         ("isolated_run", isolated),
         ("output_contract", lambda: _check_output_contract(runs["run"])),
+        ("batch_consistency", lambda: _check_batch_consistency(runs["run"])),
         ("finite", lambda: _check_finite(runs["run"])),
         ("scale", lambda: _check_scale(runs["run"], max_abs_reward)),
         ("non_constant", lambda: _check_non_constant(runs["run"])),
@@ -171,10 +179,41 @@ def _check_isolated_run(run: IsolatedResult, cpu_seconds: float, memory_mb: int,
 def _check_output_contract(run: IsolatedResult) -> CheckResult:
     if not run.ok:
         return CheckResult("output_contract", False, run.error)
+    if run.batched:
+        shape = f"[{run.n_calls}]"
+        if run.components:
+            return CheckResult("output_contract", True, f"batched: returns (totals {shape}, "
+                                                        f"{{{', '.join(run.components)}}} {shape} each) "
+                                                        f"for a batch of {run.n_calls}, and for each sample alone")
+        return CheckResult("output_contract", True, f"batched: returns totals {shape} (no components) for a "
+                                                    f"batch of {run.n_calls}, and for each sample alone")
     if run.components:
         names = ", ".join(run.components)
         return CheckResult("output_contract", True, f"returns (total, {{{names}}})")
     return CheckResult("output_contract", True, "returns a number (no components)")
+
+
+def _check_batch_consistency(run: IsolatedResult) -> CheckResult:
+    if not run.batched:
+        return CheckResult("batch_consistency", True, "not run: a single-state program (compute_reward)")
+    assert run.single_totals is not None and run.single_components is not None
+    problems = []
+    for label, batch, alone in [("total", run.totals, run.single_totals)] + [
+            (f"component {name!r}", run.components[name], run.single_components[name]) for name in run.components]:
+        same = np.isclose(batch, alone, rtol=BATCH_TOLERANCE, atol=BATCH_TOLERANCE, equal_nan=True)
+        bad = np.flatnonzero(~same)
+        if bad.size:
+            i = int(bad[0])
+            problems.append(f"{label} differs at {bad.size} of {batch.size} samples (first: sample {i}, "
+                            f"{batch[i]!r} in the batch vs {alone[i]!r} alone)")
+    if problems:
+        return CheckResult("batch_consistency", False,
+                           f"the batch of {run.n_calls} samples gives other results than each sample alone: "
+                           + "; ".join(problems) + ". Row i of every result must depend on row i of state "
+                           "and action only: reduce per env with axis=-1 (np.linalg.norm(d, axis=-1), "
+                           "np.sum(np.square(action), axis=-1)), never over the whole batch")
+    return CheckResult("batch_consistency", True, f"the batch of {run.n_calls} equals each sample alone "
+                                                  f"(within {BATCH_TOLERANCE:g})")
 
 
 def _check_finite(run: IsolatedResult) -> CheckResult:
@@ -222,7 +261,13 @@ def _check_time_budget(run: IsolatedResult, per_call_budget_s: float) -> CheckRe
     slowest = float(np.max(run.call_seconds))
     detail = (f"median {median * 1e3:.3g} ms per call (budget {per_call_budget_s * 1e3:.3g} ms, "
               f"slowest {slowest * 1e3:.3g} ms)")
-    return CheckResult("time_budget", median <= per_call_budget_s, detail)
+    ok = median <= per_call_budget_s
+    if run.batched:  # call_seconds are the batches of one; the whole batch must fit the budget per sample
+        per_sample = run.batch_seconds / max(1, run.n_calls)
+        detail += (f"; the batch of {run.n_calls} took {run.batch_seconds * 1e3:.3g} ms "
+                   f"({per_sample * 1e6:.3g} µs per sample)")
+        ok = ok and per_sample <= per_call_budget_s
+    return CheckResult("time_budget", ok, detail)
 
 
 def _check_preference(run: IsolatedResult, start: int, preference: Preference | None) -> CheckResult:

@@ -14,7 +14,8 @@ phase honest:
   such a call can work on, and as the last resort a **hard timer** in C (``faulthandler``)
   ends the process after :data:`HARD_TIMEOUT_S` seconds in which the watchdog thread could not
   run at all, printing every thread's stack. The run's last periodic checkpoint is intact then.
-* **Values.** The total and every component must be finite.
+* **Values.** The total and every component must be finite (for a batched program: every
+  env's, :func:`check_finite_batch`).
 
 A violation raises :class:`RewardGuardError` naming the program, the call and what happened; the
 learner saves a checkpoint and the run is marked ``failed`` (see ``workbench.pipeline``).
@@ -32,10 +33,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from workbench.errors import RewardGuardError
 
 __all__ = ["RewardTimeout", "RewardGuardError", "Watchdog", "guarded_call", "check_finite",
-           "DEFAULT_TIMEOUT_S", "HARD_TIMEOUT_S"]
+           "check_finite_batch", "DEFAULT_TIMEOUT_S", "HARD_TIMEOUT_S"]
 
 DEFAULT_TIMEOUT_S = 2.0
 HARD_TIMEOUT_S = 300.0
@@ -168,3 +171,17 @@ def check_finite(total: float, components: dict[str, float], describe: Callable[
     value = total if not bad else components[bad[0]]
     raise RewardGuardError(f"{describe()} returned a non-finite {what} ({value}); a NaN or inf "
                            "reward would poison training")
+
+
+def check_finite_batch(total: np.ndarray, components: dict[str, np.ndarray], describe: Callable[[], str]) -> None:
+    """:func:`check_finite` for a batched program's ``[N]`` arrays; the message names the env."""
+    probe = sum(total.tolist())
+    for values in components.values():
+        probe += sum(values.tolist())
+    if probe - probe == 0.0:  # every term finite; a few list sums, cheap per vector step
+        return
+    for what, values in [("total", total), *((f"component {name}", v) for name, v in components.items())]:
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise RewardGuardError(f"{describe()} returned a non-finite {what} ({values[bad[0]]}) for env "
+                                   f"{int(bad[0])} of {len(values)}; a NaN or inf reward would poison training")

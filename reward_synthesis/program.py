@@ -3,6 +3,12 @@
 The reward contract they implement (:class:`~workbench.reward.RewardProgram`,
 :class:`~workbench.reward.BuiltReward`, ...) lives in the core, :mod:`workbench.reward`.
 :class:`CodeRewardProgram` runs accepted code under the run-time guard.
+
+A program file declares its form by the function it defines: ``compute_reward(state, action)``
+(one env's state; the default) or ``compute_reward_batch(state, action)`` (a batched program:
+fields ``[N, ...]``, actions ``[N, ...]``, returns ``[N]`` totals and ``{name: [N]}``; called once
+per vector step for all training envs, see :mod:`reward_synthesis.sandbox`). The same file runs
+either way in a task: ``reward: {source: code, path: rewards/x.py}``.
 """
 
 from __future__ import annotations
@@ -15,9 +21,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field
 
-from reward_synthesis.guard import DEFAULT_TIMEOUT_S, check_finite, guarded_call
-from reward_synthesis.sandbox import (describe_exception, load_program, normalize_output, reward_action,
-                                      state_inputs)
+from reward_synthesis.guard import DEFAULT_TIMEOUT_S, check_finite, check_finite_batch, guarded_call
+from reward_synthesis.sandbox import (BATCH_ENTRY_POINT, describe_exception, entry_point_of, load_program,
+                                      normalize_batch_output, normalize_output, reward_action, state_inputs)
 from workbench.errors import RewardCodeRejected, RewardRuntimeError, TaskError, WorkbenchError
 from workbench.reward import BuiltReward, SourceOptions, validate_options
 from workbench.state import State
@@ -35,19 +41,26 @@ class CodeRewardProgram:
     """A sandbox-accepted ``compute_reward(state, action)`` file, called on the post-step state
     under the run-time guard (:mod:`reward_synthesis.guard`): each call is time-bounded, its
     output must be finite, and it sees the same inputs as in the pre-flight (read-only float64
-    state fields and action)."""
+    state fields and action).
+
+    A ``compute_reward_batch`` file makes a batched program (``batched`` is True, the
+    :class:`~workbench.reward.BatchedRewardProgram` contract): one guarded call for a batch of N,
+    returning ``[N]`` float arrays, every env's value finite."""
 
     source: str
     name: str = "code"
     filename: str = "<reward>"
     timeout_s: float = DEFAULT_TIMEOUT_S
     inputs: frozenset[str] | None = field(init=False)
+    batched: bool = field(init=False, default=False)
     calls: int = field(init=False, default=0)
     _fn: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        self.batched = entry_point_of(self.source) == BATCH_ENTRY_POINT
         # Loading runs the module body: bounded like a call.
-        self._fn = guarded_call(load_program, (self.source,), kwargs={"filename": self.filename},
+        self._fn = guarded_call(load_program, (self.source,),
+                                kwargs={"filename": self.filename, "batched": self.batched},
                                 timeout_s=max(10.0, self.timeout_s),
                                 describe=lambda: f"reward program {self.filename} (loading)")
         self.inputs = state_inputs(self.source)
@@ -68,7 +81,9 @@ class CodeRewardProgram:
     def _describe(self) -> str:
         return f"reward program {self.filename} (call {self.calls})"
 
-    def __call__(self, state: State, action: np.ndarray, next_state: State) -> tuple[float, dict[str, float]]:
+    def __call__(self, state: State, action: np.ndarray, next_state: State) -> tuple[Any, dict[str, Any]]:
+        if self.batched:
+            return self._call_batch(action, next_state)
         self.calls += 1
         try:
             value = guarded_call(self._fn, (next_state, reward_action(action)), timeout_s=self.timeout_s,
@@ -80,6 +95,23 @@ class CodeRewardProgram:
             raise RewardRuntimeError(f"{self._describe()} raised during training: "
                                      f"{describe_exception(err, self.filename, self.source)}") from None
         check_finite(total, components, self._describe)
+        return total, components
+
+    def _call_batch(self, action: np.ndarray, next_state: State) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        self.calls += 1
+        actions = reward_action(action)
+        try:
+            value = guarded_call(self._fn, (next_state, actions), timeout_s=self.timeout_s, describe=self._describe)
+        except WorkbenchError:
+            raise
+        except Exception as err:  # untrusted code: report where, never crash with a bare traceback
+            raise RewardRuntimeError(f"{self._describe()} raised during training: "
+                                     f"{describe_exception(err, self.filename, self.source)}") from None
+        try:
+            total, components = normalize_batch_output(value, len(actions))
+        except TypeError as err:  # the output broke the contract: the message says how
+            raise RewardRuntimeError(f"{self._describe()} returned a bad value during training: {err}") from None
+        check_finite_batch(total, components, self._describe)
         return total, components
 
 

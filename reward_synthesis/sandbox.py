@@ -14,6 +14,16 @@ A reward program is untrusted Python (written by a user or an LLM) that defines
 
 Layer 2 is what training uses in-process; it does not bound time or memory. Run
 :func:`run_isolated` (or ``checks.preflight``) on real states before training with a program.
+
+**Batched programs.** A file that defines ``compute_reward_batch(state, action)`` instead of
+``compute_reward`` is a batched program (a file defines exactly one of the two; the name is the
+declaration): every ``state.<field>`` is ``[N, *shape]`` with one row per env, ``action`` is
+``[N, *action_shape]`` (``[N, 1]`` for a discrete action), and it returns totals ``[N]`` or
+``(totals [N], {name: [N]})``, row ``i`` computed from row ``i`` alone (reduce with ``axis=-1``:
+``np.linalg.norm(d, axis=-1)``, ``np.sum(np.square(action), axis=-1)``). The same allow-list,
+namespace and limits apply; :func:`normalize_batch_output` checks its output, and
+:func:`run_isolated` calls it once on all samples stacked and once on each sample alone, so the
+pre-flight can check that envs do not mix.
 """
 
 from __future__ import annotations
@@ -55,7 +65,11 @@ __all__ = [
     "IsolatedResult",
     "Violation",
     "describe_exception",
+    "BATCH_ENTRY_POINT",
+    "ENTRY_POINT",
+    "entry_point_of",
     "load_program",
+    "normalize_batch_output",
     "normalize_output",
     "reward_action",
     "run_isolated",
@@ -65,6 +79,8 @@ __all__ = [
 
 MAX_SOURCE_BYTES = 64 * 1024
 ENTRY_POINT = "compute_reward"
+BATCH_ENTRY_POINT = "compute_reward_batch"  # the batched form: one call for N envs
+_ENTRY_POINTS = (ENTRY_POINT, BATCH_ENTRY_POINT)
 
 # --------------------------------------------------------------------------------------------
 # The allow-lists
@@ -460,18 +476,42 @@ class _Checker:
                 self.check_identifier(node, alias.asname, "import alias")
 
     def check_entry_point(self, tree: ast.Module) -> None:
-        for stmt in tree.body:
-            if isinstance(stmt, ast.FunctionDef) and stmt.name == ENTRY_POINT:
-                return
-            targets = stmt.targets if isinstance(stmt, ast.Assign) else []
-            if any(isinstance(t, ast.Name) and t.id == ENTRY_POINT for t in targets):
-                return
-        self.report(tree, f"program must define '{ENTRY_POINT}(state, action)' at top level")
+        defined = _defined_entry_points(tree)
+        if len(defined) > 1:
+            self.report(tree, f"program defines both '{ENTRY_POINT}' and '{BATCH_ENTRY_POINT}'; define "
+                              f"one: '{ENTRY_POINT}(state, action)' for one state, or "
+                              f"'{BATCH_ENTRY_POINT}(state, action)' for a batch of N envs")
+        elif not defined:
+            self.report(tree, f"program must define '{ENTRY_POINT}(state, action)' at top level (or "
+                              f"'{BATCH_ENTRY_POINT}(state, action)' for a batched program)")
+
+
+def _defined_entry_points(tree: ast.Module) -> list[str]:
+    """The entry-point names the module's top level defines (``def`` or assignment)."""
+    found: list[str] = []
+    for stmt in tree.body:
+        if isinstance(stmt, ast.FunctionDef) and stmt.name in _ENTRY_POINTS:
+            found.append(stmt.name)
+        for target in stmt.targets if isinstance(stmt, ast.Assign) else []:
+            if isinstance(target, ast.Name) and target.id in _ENTRY_POINTS:
+                found.append(target.id)
+    return sorted(set(found))
+
+
+def entry_point_of(source: str) -> str:
+    """The entry point a program defines: :data:`BATCH_ENTRY_POINT` for a batched program, else
+    :data:`ENTRY_POINT` (also for unparsable source: the checks then say what is wrong)."""
+    try:
+        defined = _defined_entry_points(ast.parse(source))
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
+        return ENTRY_POINT
+    return BATCH_ENTRY_POINT if defined == [BATCH_ENTRY_POINT] else ENTRY_POINT
 
 
 def state_inputs(source: str) -> frozenset[str] | None:
-    """The ``state.<field>`` names ``compute_reward`` reads, or None when it uses ``state`` in
-    any other way (passes it on, subscripts it) and so may read anything.
+    """The ``state.<field>`` names ``compute_reward`` (or ``compute_reward_batch``) reads, or
+    None when it uses ``state`` in any other way (passes it on, subscripts it) and so may read
+    anything.
 
     These are the program's declared inputs: the wrapper copies only these fields every step.
     """
@@ -479,7 +519,8 @@ def state_inputs(source: str) -> frozenset[str] | None:
         tree = ast.parse(source)
     except (SyntaxError, ValueError):
         return None
-    fn = next((s for s in tree.body if isinstance(s, ast.FunctionDef) and s.name == ENTRY_POINT), None)
+    entry = entry_point_of(source)
+    fn = next((s for s in tree.body if isinstance(s, ast.FunctionDef) and s.name == entry), None)
     if fn is None or not fn.args.args:
         return None
     param = fn.args.args[0].arg
@@ -570,10 +611,14 @@ def _sandbox_objects() -> frozenset[int]:
 _SANDBOX_OBJECTS = _sandbox_objects()
 
 
-def load_program(source: str, *, filename: str = "<reward>") -> Callable[[Any, Any], Any]:
-    """Check, execute in a restricted namespace, and return the program's ``compute_reward``.
+def load_program(source: str, *, filename: str = "<reward>",
+                 batched: bool | None = False) -> Callable[[Any, Any], Any]:
+    """Check, execute in a restricted namespace, and return the program's ``compute_reward``
+    (``batched=True``: its ``compute_reward_batch``; ``None``: whichever it defines, see
+    :func:`entry_point_of`).
 
-    Raises :class:`RewardCodeRejected` for a violation, a missing or malformed entry point, or an
+    Raises :class:`RewardCodeRejected` for a violation, a missing or malformed entry point (a
+    batched program where a single-state one is wanted, or the other way round), or an
     exception while the module body runs (the original exception is the ``__cause__``).
     Does not bound time or memory: see :func:`run_isolated`.
     """
@@ -595,23 +640,30 @@ def load_program(source: str, *, filename: str = "<reward>") -> Callable[[Any, A
             f"reward program {filename} failed while loading: "
             f"{describe_exception(err, filename, source)}"
         ) from err
-    return _entry_point(namespace, filename)
+    entry = entry_point_of(source) if batched is None else BATCH_ENTRY_POINT if batched else ENTRY_POINT
+    return _entry_point(namespace, filename, entry)
 
 
-def _entry_point(namespace: Mapping[str, Any], filename: str) -> Callable[[Any, Any], Any]:
-    fn = namespace.get(ENTRY_POINT)
+def _entry_point(namespace: Mapping[str, Any], filename: str, entry: str) -> Callable[[Any, Any], Any]:
+    other = BATCH_ENTRY_POINT if entry == ENTRY_POINT else ENTRY_POINT
+    if other in namespace:
+        what = ("a batched program (compute_reward_batch: state fields [N, ...]); a single-state "
+                "compute_reward(state, action) is needed here") if other == BATCH_ENTRY_POINT else (
+                "a single-state program; a batched compute_reward_batch(state, action) is needed here")
+        raise RewardCodeRejected(f"reward program {filename} defines '{other}': {what}")
+    fn = namespace.get(entry)
     if fn is None:
-        raise RewardCodeRejected(f"reward program {filename} defines no '{ENTRY_POINT}'")
+        raise RewardCodeRejected(f"reward program {filename} defines no '{entry}'")
     if not isinstance(fn, types.FunctionType):
         raise RewardCodeRejected(
-            f"reward program {filename}: '{ENTRY_POINT}' must be a function, "
+            f"reward program {filename}: '{entry}' must be a function, "
             f"got {type(fn).__name__}"
         )
     params = list(inspect.signature(fn).parameters.values())
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     if len(params) != 2 or any(p.kind not in positional for p in params):
         raise RewardCodeRejected(
-            f"reward program {filename}: '{ENTRY_POINT}' must take exactly two positional "
+            f"reward program {filename}: '{entry}' must take exactly two positional "
             f"parameters (state, action); it takes {inspect.signature(fn)}"
         )
     return fn
@@ -694,6 +746,57 @@ def normalize_output(value: Any) -> tuple[float, dict[str, float]]:
     return _as_float(value, "the value"), {}
 
 
+_BATCH_CONTRACT = ("compute_reward_batch must return an array of shape [N] (one total per env), or a "
+                   "tuple (totals, components) with components a dict[str, array of shape [N]]")
+
+
+def _as_batch(value: Any, n: int, what: str, program: str) -> np.ndarray:
+    """``program``: the message prefix naming the program ("" for none)."""
+    array = value
+    if type(value) is not np.ndarray:
+        if isinstance(value, (list, tuple, int, float, np.generic)):
+            array = np.asarray(value)
+        else:
+            raise TypeError(f"{program}{_BATCH_CONTRACT}; {what} is "
+                            f"{type(value).__name__}")
+    if array.dtype.kind not in "iuf":
+        why = "bools" if array.dtype.kind == "b" else f"of dtype {array.dtype}"
+        raise TypeError(f"{program}{_BATCH_CONTRACT}; {what} is {why}")
+    if array.shape != (n,):
+        hint = (" (it mixes the envs: reduce each env's row, e.g. np.linalg.norm(d, axis=-1), "
+                "np.sum(x, axis=-1))" if array.ndim == 0 and n > 1 else
+                " (reduce each row to one number)" if array.ndim > 1 else "")
+        raise TypeError(f"{program}{_BATCH_CONTRACT}; {what} has shape {array.shape}, "
+                        f"expected ({n},) for a batch of {n}{hint}")
+    return array if array.dtype.kind == "f" else array.astype(np.float64)
+
+
+def normalize_batch_output(value: Any, n: int, *,
+                           program: str | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``(totals [n], {name: [n]})`` as float arrays, from what a batched program returned for
+    a batch of ``n``; raises ``TypeError`` for a wrong type or shape, its message naming
+    ``program`` when given. Finiteness is the guard's check
+    (:func:`reward_synthesis.guard.check_finite_batch`)."""
+    program = f"reward program {program}: " if program else ""
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict):
+        total, components = value
+        if len(components) > MAX_COMPONENTS:
+            raise TypeError(f"{program}{_BATCH_CONTRACT}; it returned {len(components)} "
+                            f"components, at most {MAX_COMPONENTS} are allowed")
+        out: dict[str, np.ndarray] = {}
+        for name, item in components.items():
+            if not isinstance(name, str):
+                raise TypeError(f"{program}{_BATCH_CONTRACT}; component key {name!r:.60} "
+                                "is not a str")
+            if not (0 < len(name) <= MAX_COMPONENT_NAME and name.isprintable()):
+                raise TypeError(f"{program}{_BATCH_CONTRACT}; component name "
+                                f"{name[:MAX_COMPONENT_NAME]!r} must be 1-{MAX_COMPONENT_NAME} printable "
+                                "characters (it names a TensorBoard tag and a column)")
+            out[name] = _as_batch(item, n, f"component {name!r}", program)
+        return _as_batch(total, n, "the total", program), out
+    return _as_batch(value, n, "the value", program), {}
+
+
 # --------------------------------------------------------------------------------------------
 # run_isolated
 # --------------------------------------------------------------------------------------------
@@ -708,6 +811,10 @@ class IsolatedResult:
     """What a reward program did on the samples in a child process.
 
     On failure ``totals``/``components``/``call_seconds`` hold the calls made before it.
+
+    A batched program (``batched``) is called once on all samples stacked (``totals`` and
+    ``components``, in ``batch_seconds``) and then on each sample alone as a batch of one
+    (``single_totals``, ``single_components``; ``call_seconds`` times these calls).
     """
 
     ok: bool
@@ -719,6 +826,10 @@ class IsolatedResult:
     failed_index: int | None = None  # the sample whose call failed, when known
     wall_seconds: float = 0.0
     stderr_tail: str = field(default="", repr=False)
+    batched: bool = False
+    single_totals: np.ndarray | None = None
+    single_components: dict[str, np.ndarray] | None = None
+    batch_seconds: float = 0.0
 
     @property
     def n_calls(self) -> int:
@@ -728,7 +839,8 @@ class IsolatedResult:
 def run_isolated(source: str, samples: Sequence[tuple[State, np.ndarray]], *,
                  filename: str = "<reward>", cpu_seconds: float = 10, wall_seconds: float = 30,
                  memory_mb: int = 2048) -> IsolatedResult:
-    """Run ``compute_reward`` on every sample in a separate, resource-limited process.
+    """Run ``compute_reward`` on every sample in a separate, resource-limited process (a batched
+    program: once on all samples stacked, then on each sample alone; see :class:`IsolatedResult`).
 
     Limits: ``cpu_seconds`` of CPU (RLIMIT_CPU, whole seconds, at least 1), ``memory_mb`` of
     address space (RLIMIT_AS), ``wall_seconds`` of wall clock. Never raises for a bad program;
@@ -861,6 +973,14 @@ def _parse_result(path: Path, wall: float, stderr: str) -> IsolatedResult:
     kind = raw.get("error_kind")
     if kind is not None and kind not in ERROR_KINDS:
         raise ValueError(f"unknown error kind {kind!r}")
+    singles = raw.get("single_totals")
+    batch: dict[str, Any] = {}
+    if raw.get("batched"):
+        batch = dict(
+            batched=True, batch_seconds=float(raw.get("batch_seconds", 0.0)),
+            single_totals=None if singles is None else np.asarray(singles, dtype=np.float64).reshape(-1),
+            single_components=None if singles is None else {
+                str(k): np.asarray(v, dtype=np.float64).reshape(-1) for k, v in raw["single_components"].items()})
     return IsolatedResult(
         ok=bool(raw["ok"]),
         totals=np.asarray(raw["totals"], dtype=np.float64).reshape(-1),
@@ -872,4 +992,5 @@ def _parse_result(path: Path, wall: float, stderr: str) -> IsolatedResult:
         failed_index=raw.get("failed_index"),
         wall_seconds=wall,
         stderr_tail=stderr,
+        **batch,
     )

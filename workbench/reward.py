@@ -6,6 +6,26 @@ and returns ``(total, {component: value})``; states are :class:`workbench.state.
 :class:`RewardSource` (a ``reward: {source: NAME}`` plug-in, found through
 :mod:`workbench.registry`) validates its own options and builds a :class:`BuiltReward`. The sources
 themselves (code files, LLM synthesis, CLIP goals, ...) are leaves in ``reward_synthesis/``.
+
+**Batched programs.** A program with ``batched = True`` (:class:`BatchedRewardProgram`) is called
+once per *vector* step for all N envs: every StateView field is stacked with a leading env axis
+(``state.fingertip_pos`` is ``[N, 3]``), the action is ``[N, *action_shape]`` (``[N, 1]`` for a
+discrete action), and it returns totals ``[N]`` and components ``{name: [N]}``. Row ``i`` of every
+input and output belongs to env ``i``; a batched program must treat rows independently, so that
+its result for N envs equals its results for each env alone (the pre-flight checks this). The
+single-state form stays the default. How a batched program is applied:
+
+* training (``Task.make_env(batched=True)`` envs + ``Task.wrap_vec``): each env's TaskWrapper
+  leaves its post-step StateView (the fields in ``inputs``, packed) in ``info[STATE_KEY]`` and its
+  post-reset one in the reset info; a vector wrapper stacks them with the actions and calls the
+  program once per vector step, writing ``info["reward/<name>"]`` per env as the single path does.
+* one env (evaluation, ``Task.make_env()``): the TaskWrapper calls it with N = 1
+  (:func:`call_single`).
+
+``state`` is the pre-step state in both forms: after an episode ended (and the vector env reset
+it), the state read after the reset; ``next_state`` is read inside the env's step, before any
+auto-reset. A code program (``compute_reward`` / ``compute_reward_batch`` files) reads
+``next_state`` only.
 """
 
 from __future__ import annotations
@@ -25,11 +45,14 @@ if TYPE_CHECKING:
     from workbench.sims.base import TaskProfile
     from workbench.spec import TaskSpec
 
-__all__ = ["FRAME_KEY", "RewardProgram", "FrameReward", "CheckRecord", "BuiltReward", "RewardSource",
-           "SourceOptions", "validate_options"]
+__all__ = ["FRAME_KEY", "STATE_KEY", "RewardProgram", "BatchedRewardProgram", "is_batched", "call_single",
+           "FrameReward", "CheckRecord", "BuiltReward", "RewardSource", "SourceOptions", "validate_options"]
 
 # Where a frame-scored task's TaskWrapper leaves the post-step camera frame for its FrameReward.
 FRAME_KEY = "workbench/frame"
+# Where a batched program's TaskWrapper leaves the packed post-step (step info) or post-reset
+# (reset info) StateView for the vector wrapper that calls the program (workbench.wrappers).
+STATE_KEY = "workbench/state"
 
 
 @runtime_checkable
@@ -40,6 +63,38 @@ class RewardProgram(Protocol):
     inputs: frozenset[str] | None
 
     def __call__(self, state: State, action: np.ndarray, next_state: State) -> tuple[float, dict[str, float]]: ...
+
+
+@runtime_checkable
+class BatchedRewardProgram(Protocol):
+    """A program for a whole vector step: ``batched`` is True, fields of ``state`` and
+    ``next_state`` are ``[N, ...]``, ``action`` is ``[N, ...]``; returns ``([N], {name: [N]})``
+    float arrays. ``inputs`` as for :class:`RewardProgram`."""
+
+    name: str
+    inputs: frozenset[str] | None
+    batched: bool
+
+    def __call__(self, state: State, action: np.ndarray,
+                 next_state: State) -> tuple[np.ndarray, dict[str, np.ndarray]]: ...
+
+
+def is_batched(program: Any) -> bool:
+    """Whether ``program`` is a :class:`BatchedRewardProgram` (its ``batched`` is True)."""
+    return getattr(program, "batched", False) is True
+
+
+def _one_row(state: State) -> State:
+    # Views with a leading axis of 1; views of read-only arrays are read-only.
+    return State._from_frozen({name: value[None] for name, value in state.items()})
+
+
+def call_single(program: Any, state: State, action: np.ndarray,
+                next_state: State) -> tuple[float, dict[str, float]]:
+    """Call a batched program on one env's step (N = 1) and return the single-state result."""
+    actions = np.atleast_1d(np.asarray(action))[None]  # [1, *shape]; a discrete action is [1, 1]
+    total, components = program(_one_row(state), actions, _one_row(next_state))
+    return float(total[0]), {name: float(values[0]) for name, values in components.items()}
 
 
 class CheckRecord(Protocol):

@@ -13,12 +13,12 @@ from dataclasses import dataclass
 import gymnasium as gym
 from stable_baselines3.common.vec_env import VecEnv
 
-from workbench.reward import BuiltReward
+from workbench.reward import BuiltReward, is_batched
 from workbench.errors import TaskError
 from workbench.registry import REWARDS, SIMS
 from workbench.sims.base import SimAdapter, TaskProfile
 from workbench.spec import TaskSpec
-from workbench.wrappers import FrameRewardWrapper, TaskWrapper, VecFrameReward
+from workbench.wrappers import FrameRewardWrapper, TaskWrapper, VecBatchedReward, VecFrameReward
 
 __all__ = ["Task"]
 
@@ -62,16 +62,26 @@ class Task:
     def frame_scored(self) -> bool:
         return self.reward.frame_reward is not None
 
+    @property
+    def program_batched(self) -> bool:
+        """Training envs leave a batched reward program to :meth:`wrap_vec` (one call per vector
+        step). Not when the reward also wraps each env (``env_wrapper``), which may read the
+        per-step terms: then each env calls it with N = 1."""
+        return is_batched(self.reward.program) and self.reward.env_wrapper is None
+
     def make_env(self, *, render_mode: str | None = None, batched: bool = False) -> gym.Env:
         """One wrapped env. A frame-scored task's env always renders (the reward camera);
-        ``batched=True`` leaves the scoring to :meth:`wrap_vec` across a vector of envs."""
+        ``batched=True`` leaves the scoring of frames and of a batched reward program to
+        :meth:`wrap_vec` across a vector of envs (without it a batched program is called with
+        N = 1 in each env)."""
         if self.frame_scored:
             render_mode = "rgb_array"
         env = self.adapter.make_env(self.spec.sim, render_mode=render_mode)
         env = TaskWrapper(env, self.profile.schema, program=self.reward.program,
                           success=self.profile.success,
                           success_threshold=self.spec.evaluation.success_threshold,
-                          capture_frames=self.frame_scored)
+                          capture_frames=self.frame_scored,
+                          defer_program=batched and self.program_batched)
         if self.reward.env_wrapper is not None:
             env = self.reward.env_wrapper(env)
         if self.reward.frame_reward is not None and not batched:
@@ -83,8 +93,11 @@ class Task:
         return [lambda: self.make_env(batched=True) for _ in range(n)]
 
     def wrap_vec(self, venv: VecEnv) -> VecEnv:
-        """What a learner applies to the vector of ``env_fns``: batched frame scoring, then the
-        reward's own vector wrapper (e.g. a learned reward decoder), if any."""
+        """What a learner applies to the vector of ``env_fns``: a batched reward program (one
+        call per vector step), batched frame scoring, then the reward's own vector wrapper (e.g. a
+        learned reward decoder), if any."""
+        if self.program_batched:
+            venv = VecBatchedReward(venv, self.reward.program, self.profile.schema)
         if self.reward.frame_reward is not None:
             venv = VecFrameReward(venv, self.reward.frame_reward)
         if self.reward.vec_wrapper is not None:

@@ -7,6 +7,13 @@ puts every reward term in ``info["reward/<name>"]``, the simulator's own reward 
 ``info[FRAME_KEY]``; the frame reward then scores a whole vector step in one batch
 (:class:`VecFrameReward`), or one env at a time for evaluation (:class:`FrameRewardWrapper`).
 Frames are captured inside the env's step, so a terminal frame is scored before the auto-reset.
+
+A batched reward program (:class:`workbench.reward.BatchedRewardProgram`) is applied the same way:
+with ``defer_program=True`` the TaskWrapper only reads the fields the program needs, packed into
+one float64 row (:class:`StatePacking`), into ``info[STATE_KEY]`` after each step and into the
+reset info after each reset; :class:`VecBatchedReward` stacks the N rows and the N actions and
+calls the program once per vector step. Without deferring (one env, evaluation) the TaskWrapper
+calls it with N = 1.
 """
 
 from __future__ import annotations
@@ -16,43 +23,136 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
-from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
-from workbench.reward import FRAME_KEY, FrameReward
+from workbench.reward import FRAME_KEY, STATE_KEY, FrameReward, call_single, is_batched
 from workbench.sims.base import SuccessMetric
 from workbench.state import State, StateSchema
 
-__all__ = ["TaskWrapper", "FrameRewardWrapper", "VecFrameReward"]
+__all__ = ["TaskWrapper", "FrameRewardWrapper", "VecFrameReward", "StatePacking", "VecBatchedReward"]
+
+
+class StatePacking:
+    """The StateView fields a batched program reads (``inputs``; None = all), in schema order,
+    packed into one flat float64 row per env. Inside an env's step the row is either returned
+    (:meth:`pack`: cheap to stack, and to pickle back from a subprocess env) or written into a
+    row of a vector wrapper's buffer (:meth:`pack_into`, envs in the same process); :meth:`unpack`
+    turns the stacked rows ``[N, size]`` into a State of ``[N, *shape]`` views."""
+
+    def __init__(self, schema: StateSchema, inputs: frozenset[str] | None):
+        self.schema = schema
+        self.reader = schema.reader
+        self.layout: list[tuple[str, tuple[int, ...], int, int]] = []  # name, shape, start, stop
+        start = 0
+        for f in schema.fields:
+            if inputs is None or f.name in inputs:
+                size = int(np.prod(f.shape, dtype=np.int64))
+                self.layout.append((f.name, f.shape, start, start + size))
+                start += size
+        self.size = start
+
+    def _bad_shape(self, name: str, value: Any, shape: tuple[int, ...]) -> RuntimeError:
+        return RuntimeError(f"StateView {self.schema.task}.{name}: reader gave shape {np.shape(value)}, "
+                            f"declared {shape} (adapter bug)")
+
+    def pack(self, env: Any) -> np.ndarray:
+        """A new row ``[size]`` holding the live (unwrapped) env's state (a copy, never a view)."""
+        raw = self.reader(env)
+        parts = []
+        for name, shape, _, _ in self.layout:
+            value = np.array(raw[name], dtype=np.float64)  # a copy: the reader may hand out live views
+            if value.shape != shape:
+                raise self._bad_shape(name, value, shape)
+            parts.append(value.reshape(-1))
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def targets(self, row: np.ndarray) -> list[tuple[str, tuple[int, ...], np.ndarray]]:
+        """Per field: a view of ``row`` shaped like the field, for :meth:`pack_into`."""
+        return [(name, shape, row[a:b].reshape(shape)) for name, shape, a, b in self.layout]
+
+    def pack_into(self, env: Any, targets: list[tuple[str, tuple[int, ...], np.ndarray]]) -> None:
+        """Copy the live env's fields into ``targets`` (a row of a shared buffer)."""
+        raw = self.reader(env)
+        for name, shape, target in targets:
+            value = raw[name]
+            if (value.shape if type(value) is np.ndarray else np.shape(value)) != shape:
+                raise self._bad_shape(name, value, shape)
+            target[...] = value
+
+    def unpack(self, rows: np.ndarray) -> State:
+        """A State of ``[N, *shape]`` read-only views into ``rows`` (``[N, size]``, read-only)."""
+        n = rows.shape[0]
+        return State._from_frozen({name: rows[:, a:b].reshape(n, *shape)
+                                   for name, shape, a, b in self.layout})
 
 
 class TaskWrapper(gym.Wrapper):
+    """``defer_program=True`` (a batched program, training envs under :class:`VecBatchedReward`):
+    the program is not called here; the post-step state goes into ``info[STATE_KEY]`` and the
+    post-reset state into the reset info, and the env's own reward is returned until the vector
+    wrapper replaces it."""
+
     def __init__(self, env: gym.Env, schema: StateSchema, *, program: Any | None = None,
                  success: SuccessMetric | None = None, success_threshold: float | None = None,
-                 capture_frames: bool = False):
+                 capture_frames: bool = False, defer_program: bool = False):
         super().__init__(env)
+        if defer_program and not is_batched(program):
+            raise ValueError("defer_program=True needs a batched reward program (batched = True)")
         self.capture_frames = capture_frames
         self.schema = schema
         self.program = program
+        self.batched = is_batched(program)
         self.success = success
         self.success_threshold = success_threshold
         self._state: State | None = None
         # Only the fields the program reads are copied each step; success reads the full view.
         self._inputs = getattr(program, "inputs", None)
         self._keys: dict[str, str] = {}
+        self._raw = env.unwrapped  # fixed for the env's life; read every step
+        self._packing = StatePacking(schema, self._inputs) if defer_program else None
+        self._step_targets: list[tuple[str, tuple[int, ...], np.ndarray]] | None = None
+        self._reset_targets: list[tuple[str, tuple[int, ...], np.ndarray]] | None = None
+
+    @property
+    def defers_program(self) -> bool:
+        return self._packing is not None
+
+    def share_rows(self, step_row: np.ndarray, reset_row: np.ndarray) -> None:
+        """For a vector wrapper in the same process (:class:`VecBatchedReward` over a
+        DummyVecEnv): write the packed post-step and post-reset states into these rows of its
+        buffers instead of the info dicts, which the vector env deep-copies every step."""
+        assert self._packing is not None, "share_rows needs defer_program=True"
+        self._step_targets = self._packing.targets(step_row)
+        self._reset_targets = self._packing.targets(reset_row)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
-        if self.program is not None:
-            self._state = self.schema.read(self.env.unwrapped, self._inputs)
+        if self._packing is not None:
+            if self._reset_targets is not None:
+                self._packing.pack_into(self._raw, self._reset_targets)
+            else:
+                info[STATE_KEY] = self._packing.pack(self._raw)
+        elif self.program is not None:
+            self._state = self.schema.read(self._raw, self._inputs)
         return obs, info
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, env_reward, terminated, truncated, info = self.env.step(action)
         info["reward/env"] = float(env_reward)
         reward = env_reward
-        if self.program is not None:
-            next_state = self.schema.read(self.env.unwrapped, self._inputs)
-            reward, components = self.program(self._state, np.asarray(action), next_state)
+        if self._packing is not None:
+            if self._step_targets is not None:
+                self._packing.pack_into(self._raw, self._step_targets)
+            else:
+                info[STATE_KEY] = self._packing.pack(self._raw)
+        elif self.program is not None:
+            next_state = self.schema.read(self._raw, self._inputs)
+            if self.batched:
+                reward, components = call_single(self.program, self._state, np.asarray(action), next_state)
+            else:
+                reward, components = self.program(self._state, np.asarray(action), next_state)
             keys = self._keys
             for name, value in components.items():
                 key = keys.get(name) or keys.setdefault(name, f"reward/{name}")
@@ -64,13 +164,13 @@ class TaskWrapper(gym.Wrapper):
             # None when the env has no success metric: SB3 and the evaluation skip it.
             info["is_success"] = None
             if self.success is not None:
-                final = self.schema.read(self.env.unwrapped)
+                final = self.schema.read(self._raw)
                 info["is_success"] = self.success(final, self.success_threshold)
         return obs, reward, terminated, truncated, info
 
     def current_state(self) -> State:
         """The live StateView (for tests and tools)."""
-        return self.schema.read(self.env.unwrapped)
+        return self.schema.read(self._raw)
 
 
 def _terms(rewards: np.ndarray, infos: list[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -121,3 +221,100 @@ class VecFrameReward(VecEnvWrapper):
     def step_wait(self) -> Any:
         obs, rewards, dones, infos = self.venv.step_wait()
         return obs, _apply_frame_reward(self.frame_reward, rewards, list(infos)), dones, infos
+
+
+def _task_wrapper(env: Any) -> TaskWrapper | None:
+    while env is not None and not isinstance(env, TaskWrapper):
+        env = getattr(env, "env", None)
+    return env
+
+
+class VecBatchedReward(VecEnvWrapper):
+    """A batched reward program called once per vector step for all envs; replaces the rewards.
+
+    The envs must be TaskWrappers with ``defer_program=True`` (``Task.make_env(batched=True)``).
+    Each step stacks the envs' post-step rows (read inside each env's step, so a terminal state is
+    scored before the auto-reset) into ``next_state``; ``state`` holds each env's previous
+    post-step state, or its post-reset state after an episode ended: what the single path passes.
+    Components land in ``info["reward/<name>"]`` per env, the totals replace the rewards.
+
+    The rows travel in ``info[STATE_KEY]`` and the reset infos (``reset_infos``), which works for
+    any vector env (SubprocVecEnv pickles them back). Over a DummyVecEnv, whose envs live in this
+    process, the TaskWrappers write them straight into this wrapper's buffers instead
+    (:meth:`TaskWrapper.share_rows`): DummyVecEnv deep-copies every info dict every step.
+    """
+
+    def __init__(self, venv: VecEnv, program: Any, schema: StateSchema):
+        super().__init__(venv)
+        if not is_batched(program):
+            raise ValueError(f"VecBatchedReward needs a batched reward program; {program!r} is not")
+        self.program = program
+        self.packing = StatePacking(schema, getattr(program, "inputs", None))
+        self._prev_state: State | None = None
+        self._actions: np.ndarray | None = None
+        self._keys: dict[str, str] = {}
+        self._step_rows: np.ndarray | None = None  # the shared buffers, [N, size]
+        self._reset_rows: np.ndarray | None = None
+        base = venv.unwrapped
+        if isinstance(base, DummyVecEnv):
+            found = [_task_wrapper(env) for env in base.envs]
+            if all(w is not None and w.defers_program for w in found):
+                self._step_rows = np.zeros((self.num_envs, self.packing.size))
+                self._reset_rows = np.zeros((self.num_envs, self.packing.size))
+                for i, w in enumerate(found):
+                    w.share_rows(self._step_rows[i], self._reset_rows[i])
+
+    def _stack(self, found: list[Any], where: str) -> np.ndarray:
+        try:
+            rows = np.concatenate(found).reshape(len(found), self.packing.size)
+        except (TypeError, ValueError):
+            missing = [i for i, row in enumerate(found) if not isinstance(row, np.ndarray)]
+            raise RuntimeError(f"VecBatchedReward: env(s) {missing} left no state in their {where} info; "
+                               "make the envs with Task.make_env(batched=True) (a TaskWrapper with "
+                               "defer_program=True)") from None
+        return rows
+
+    def _reset_states(self, indices: Any) -> np.ndarray:
+        if self._reset_rows is not None:
+            return self._reset_rows[indices]  # a copy (fancy indexing)
+        reset_infos = self.venv.unwrapped.reset_infos
+        return self._stack([reset_infos[i].get(STATE_KEY) for i in indices], "reset")
+
+    def reset(self) -> Any:
+        obs = self.venv.reset()
+        rows = self._reset_states(np.arange(self.num_envs))
+        rows.flags.writeable = False
+        self._prev_state = self.packing.unpack(rows)
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+        self.venv.step_async(actions)
+
+    def step_wait(self) -> Any:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        if self._prev_state is None:
+            raise RuntimeError("VecBatchedReward: step before reset")
+        if self._step_rows is not None:
+            rows = self._step_rows.copy()
+        else:
+            rows = self._stack([info.pop(STATE_KEY, None) for info in infos], "step")
+        rows.flags.writeable = False
+        next_state = self.packing.unpack(rows)
+        actions = np.asarray(self._actions)
+        if actions.ndim == 1:  # one number per env (a discrete action): [N, 1], as the single path sees it
+            actions = actions[:, None]
+        total, components = self.program(self._prev_state, actions, next_state)
+        keys = self._keys
+        for name, values in components.items():
+            key = keys.get(name) or keys.setdefault(name, f"reward/{name}")
+            for info, value in zip(infos, values.tolist()):
+                info[key] = value
+        if dones.any():  # an env that ended was reset: its next pre-step state is the reset one
+            done = np.flatnonzero(dones)
+            rows = rows.copy()
+            rows[done] = self._reset_states(done)
+            rows.flags.writeable = False
+            next_state = self.packing.unpack(rows)
+        self._prev_state = next_state
+        return obs, np.asarray(total, dtype=np.float32), dones, infos

@@ -111,7 +111,8 @@ def test_undefined_names_and_missing_entry_point() -> None:
     assert "name 'np' is not defined" in static_check(program("return np.sum(action)", ""))[0].message
     missing = static_check("import numpy as np\ndef reward(state, action):\n    return 0.0\n")
     assert [v.message for v in missing] == [
-        "program must define 'compute_reward(state, action)' at top level"]
+        "program must define 'compute_reward(state, action)' at top level (or "
+        "'compute_reward_batch(state, action)' for a batched program)"]
 
 
 @pytest.mark.parametrize("source, fragment", [
