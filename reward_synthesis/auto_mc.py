@@ -38,81 +38,29 @@ import numpy as np
 from pydantic import Field
 
 from reward_synthesis.checks import preflight
+from reward_synthesis.eureka import train_programs
 from reward_synthesis.program import CodeRewardProgram
 from reward_synthesis.text2reward import (LLMSourceOptions, describe_action_space, extract_code, make_client,
                                          prompt_template, validate_llm_source)
 from workbench.errors import RewardCodeRejected, TaskError, WorkbenchError
+from workbench.evaluate import Trajectory
 from workbench.reward import BuiltReward
 from workbench.runs import atomic_write, write_json
 
 if TYPE_CHECKING:
     from reward_synthesis.checks import Preference
     from reward_synthesis.llm import LLMClient
+    from workbench.pipeline import TrainFn
     from workbench.state import State
     from workbench.task import Task
 
-__all__ = ["Trajectory", "record_trajectories", "trajectory_stats", "stats_text", "Verdict", "parse_verdict",
+__all__ = ["trajectory_stats", "stats_text", "Verdict", "parse_verdict",
            "designer_messages", "critic_messages", "analyzer_messages", "RoundRecord", "AutoMCResult",
            "auto_mc_search", "AutoMCSource", "run_automc_cli"]
 
-END_CAUSE_KEY = "end_cause"  # an adapter may say how an episode ended (e.g. Crafter: "lava", "zombie")
 
 
 # ----------------------------------------------------------------------------- trajectories
-
-
-@dataclass
-class Trajectory:
-    """One watched episode: how it ended, its actions and the chosen StateView fields over time."""
-
-    success: bool | None
-    end: str
-    length: int
-    actions: list[Any]
-    fields: dict[str, list[float]]  # scalar fields per step (vectors are reduced to their norm)
-
-
-def _scalar(value: np.ndarray) -> float:
-    value = np.asarray(value, dtype=np.float64)
-    return float(value) if value.ndim == 0 or value.size == 1 else float(np.linalg.norm(value))
-
-
-def _action_value(action: Any) -> Any:
-    a = np.asarray(action)
-    return int(a) if a.ndim == 0 or (a.size == 1 and np.issubdtype(a.dtype, np.integer)) \
-        else [round(float(x), 3) for x in a.ravel()]
-
-
-def record_trajectories(policy: Any, task: Task, *, episodes: int, seed: int,
-                        fields: Sequence[str] = (), deterministic: bool = True) -> list[Trajectory]:
-    """Watch ``policy`` for ``episodes`` seeded episodes of ``task`` (held-out starts)."""
-    from workbench.evaluate import EVAL_SEED_OFFSET
-
-    schema = task.profile.schema
-    wanted = frozenset(f for f in fields if f in schema.names)
-    env = task.make_env()
-    out: list[Trajectory] = []
-    try:
-        for i in range(episodes):
-            obs, _ = env.reset(seed=seed + 2 * EVAL_SEED_OFFSET + i)
-            series: dict[str, list[float]] = {f: [] for f in wanted}
-            actions: list[Any] = []
-            done, info, terminated = False, {}, False
-            while not done:
-                action, _ = policy.predict(obs, deterministic=deterministic)
-                obs, _, terminated, truncated, info = env.step(action)
-                actions.append(_action_value(action))
-                if wanted:
-                    state = schema.read(env.unwrapped, wanted)
-                    for name in wanted:
-                        series[name].append(_scalar(state[name]))
-                done = terminated or truncated
-            success = info.get("is_success")
-            end = str(info.get(END_CAUSE_KEY) or ("success" if success else "terminated" if terminated else "timeout"))
-            out.append(Trajectory(None if success is None else bool(success), end, len(actions), actions, series))
-    finally:
-        env.close()
-    return out
 
 
 def trajectory_stats(trajectories: Sequence[Trajectory], *, target_field: str | None = None,
@@ -360,7 +308,7 @@ def _given_round(code: str, samples: Sequence[tuple[State, np.ndarray]], record:
 
 
 def auto_mc_search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[State, np.ndarray]], *,
-                   out_dir: Path, rounds: int = 2, critic_rounds: int = 2, attempts: int = 3,
+                   train: TrainFn, out_dir: Path, rounds: int = 2, critic_rounds: int = 2, attempts: int = 3,
                    proxy_steps: int = 20_000, seeds: int = 1, workers: int = 1, eval_episodes: int = 10,
                    trajectories: int = 10, target_field: str | None = None, seed: int = 0,
                    preference: Preference | None = None, initial: str | None = None,
@@ -368,9 +316,8 @@ def auto_mc_search(task: Task, goal: str, client: LLMClient, samples: Sequence[t
     """Run ``rounds`` design -> critique -> check -> train -> analyse rounds; see the module docstring.
 
     ``initial``: a program to start from (round 0 trains it as given, after the checks); the
-    analyzer's suggestions on it seed the designer's first round."""
-    from reward_synthesis.eureka import train_programs
-
+    analyzer's suggestions on it seed the designer's first round. ``train``: the workbench's
+    training entry point (:func:`workbench.pipeline.train_and_evaluate`), handed in."""
     facts = _task_facts(task)
     names = _action_names(task)
     fields = [f for f in ([target_field] if target_field else []) + _vital_fields(task) if f]
@@ -394,7 +341,7 @@ def auto_mc_search(task: Task, goal: str, client: LLMClient, samples: Sequence[t
             if on_event:
                 on_event("designed", record)
             if record.code is not None:
-                (runs,) = train_programs(task, [record.code], proxy_steps=proxy_steps, seeds=seeds, workers=workers,
+                (runs,) = train_programs(train, task, [record.code], proxy_steps=proxy_steps, seeds=seeds, workers=workers,
                                          checkpoints=1, eval_episodes=eval_episodes, trajectories=trajectories,
                                          trajectory_fields=fields)
                 ok = [run for run in runs if run.ok]
@@ -512,6 +459,7 @@ class AutoMCSource:
 
         from reward_synthesis.checks import check_inputs
         from reward_synthesis.text2reward import keep_failed, task_for, with_detail
+        from workbench.pipeline import train_and_evaluate  # the one training entry point, handed to the search
 
         opts, initial = cls._options(spec, profile)
         goal = opts.goal or spec.goal
@@ -527,7 +475,8 @@ class AutoMCSource:
             out = Path(tmp)
             client = make_client(opts.llm, transcript=out / "transcript.jsonl", offline=opts.offline)
             try:
-                result = auto_mc_search(task, goal, client, samples, out_dir=out / "auto_mc", rounds=opts.rounds,
+                result = auto_mc_search(task, goal, client, samples, train=train_and_evaluate, out_dir=out / "auto_mc",
+                                        rounds=opts.rounds,
                                         critic_rounds=opts.critic_rounds, attempts=opts.attempts,
                                         proxy_steps=opts.proxy_steps, seeds=opts.seeds, workers=opts.workers,
                                         eval_episodes=opts.eval_episodes, trajectories=opts.trajectories,
@@ -557,7 +506,7 @@ class AutoMCSource:
                             "round_success": [r.success for r in result.rounds]})
 
 
-def run_automc_cli(task_file: Path, *, goal: str | None, llm: dict[str, Any], out_dir: Path | None, rounds: int,
+def run_automc_cli(task_file: Path, *, train: TrainFn, goal: str | None, llm: dict[str, Any], out_dir: Path | None, rounds: int,
                    critic_rounds: int, attempts: int, proxy_steps: int, seeds: int, workers: int,
                    eval_episodes: int, trajectories: int, target_field: str | None, samples: int, seed: int,
                    offline: bool, console: Any, status: Any, initial: Path | None = None) -> AutoMCResult:
@@ -587,7 +536,7 @@ def run_automc_cli(task_file: Path, *, goal: str | None, llm: dict[str, Any], ou
         raise WorkbenchError(f"--initial {initial}: no such file\n  fix: give a compute_reward(state, action) program")
     client = make_client(llm, transcript=out_dir / "llm" / "transcript.jsonl", offline=offline)
     try:
-        return _automc_cli_loop(task, goal, client, states, out_dir=out_dir, rounds=rounds,
+        return _automc_cli_loop(task, goal, client, states, train=train, out_dir=out_dir, rounds=rounds,
                                 critic_rounds=critic_rounds, attempts=attempts, proxy_steps=proxy_steps, seeds=seeds,
                                 workers=workers, eval_episodes=eval_episodes, trajectories=trajectories,
                                 target_field=target_field, seed=seed, preference=preference, console=console,
@@ -600,7 +549,8 @@ def run_automc_cli(task_file: Path, *, goal: str | None, llm: dict[str, Any], ou
         client.close()
 
 
-def _automc_cli_loop(task: Task, goal: str, client: LLMClient, states: Any, *, out_dir: Path, rounds: int,
+def _automc_cli_loop(task: Task, goal: str, client: LLMClient, states: Any, *, train: TrainFn, out_dir: Path,
+                     rounds: int,
                      critic_rounds: int, attempts: int, proxy_steps: int, seeds: int, workers: int,
                      eval_episodes: int, trajectories: int, target_field: str | None, seed: int,
                      preference: Any, console: Any, status: Any, initial: Path | None) -> AutoMCResult:
@@ -620,7 +570,8 @@ def _automc_cli_loop(task: Task, goal: str, client: LLMClient, states: Any, *, o
                 console.print(f"round {r.round + 1}: trained {proxy_steps} steps, success {rate}"
                               + (f" [red]{r.train_error}[/]" if r.train_error else ""), highlight=False)
 
-    result = auto_mc_search(task, goal, client, states, out_dir=out_dir, rounds=rounds, critic_rounds=critic_rounds,
+    result = auto_mc_search(task, goal, client, states, train=train, out_dir=out_dir, rounds=rounds,
+                            critic_rounds=critic_rounds,
                             attempts=attempts, proxy_steps=proxy_steps, seeds=seeds, workers=workers,
                             eval_episodes=eval_episodes, trajectories=trajectories, target_field=target_field,
                             seed=seed, preference=preference, on_event=on_event,

@@ -17,9 +17,11 @@ Everything lands in ``out_dir``::
     reflection/round_{round}.txt       the reflection sent to the LLM in that round
     program.py                         the winner (absent when no candidate trained)
 
-Training jobs get only picklable inputs (the resolved task dict, the program source, a seed and
-the budget) and build the Task in the child; a program that raises in training (e.g.
-:class:`~reward_synthesis.program.RewardRuntimeError`) is recorded as failed, never fatal.
+Every proxy training is one call of the workbench's training entry point
+(:func:`workbench.pipeline.train_and_evaluate`), handed in as ``train``, in a worker process: the
+job carries only picklable inputs (the task spec with the proxy budget and seed, the program source)
+and the Task is built in the child; a program that raises in training (e.g.
+:class:`~workbench.errors.RewardRuntimeError`) is recorded as failed, never fatal.
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from reward_synthesis.program import CodeRewardProgram
 from reward_synthesis.text2reward import SynthesisResult, build_messages, prompt_template, synthesize
 from workbench.errors import RewardRuntimeError, WorkbenchError
+from workbench.reward import BuiltReward
 from workbench.runs import atomic_write, write_json
 
 if TYPE_CHECKING:
@@ -46,6 +50,8 @@ if TYPE_CHECKING:
 
     from reward_synthesis.checks import Preference
     from reward_synthesis.llm import LLMClient
+    from workbench.pipeline import TrainFn
+    from workbench.spec import TaskSpec
     from workbench.state import State
     from workbench.task import Task
 
@@ -227,75 +233,42 @@ def _init_worker() -> None:
         pass
 
 
-def _curve_point(step: int, result: Any) -> dict[str, Any]:
-    return {"step": int(step), "success_rate": result.success_rate, "mean_return": result.mean_return,
-            "mean_env_return": result.mean_env_return, "mean_length": result.mean_length,
-            "components": result.components}
+def _curve_point(step: int, brief: dict[str, Any]) -> dict[str, Any]:
+    keys = ("success_rate", "mean_return", "mean_env_return", "mean_length", "components")
+    return {"step": int(step), **{k: brief.get(k) for k in keys}}
 
 
-def _train_job(job: dict[str, Any]) -> dict[str, Any]:
-    """Train one program with one seed on the proxy budget (in a worker process); never raises for
-    a bad program: the error comes back in the result."""
+def _train_job(train: TrainFn, job: dict[str, Any]) -> dict[str, Any]:
+    """Train one program with one seed on the proxy budget (in a worker process) through the
+    handed-in training entry point; never raises for a bad program: the error comes back in the
+    result."""
     import tempfile
     import traceback
 
+    from workbench.evaluate import record_trajectories
+    from workbench.pipeline import RunStopped
+
     started = time.perf_counter()
-    curve: list[dict[str, Any]] = []
     try:
-        import torch
-
-        torch.set_num_threads(1)
-        from workbench.learner import FitHooks
-        from workbench.reward import BuiltReward
-        from reward_synthesis.program import CodeRewardProgram
-        from workbench.evaluate import evaluate
-        from workbench.registry import LEARNERS
-        from workbench.runs import Run
-        from workbench.spec import validate_task_data
-        from workbench.task import Task
-
-        budget = int(job["proxy_steps"])
-        seed = int(job["seed"])
-        data = json.loads(json.dumps(job["task"]))  # a private copy
-        data["training"].update(total_steps=budget, seed=seed, eval_every=int(job["eval_every"]),
-                                checkpoint_every=budget)
-        data["source_path"] = job["source_path"]
-        spec = validate_task_data(data, file=job["source_path"] or "<eureka>")
+        spec: TaskSpec = job["spec"]
         program = CodeRewardProgram(job["code"], name="candidate", filename=job["filename"])
-        task = Task.build(spec, reward=BuiltReward(program, f"Eureka candidate {job['filename']}", job["code"]))
-        deterministic = spec.evaluation.deterministic
-
-        def on_eval(step: int, policy: Any) -> dict[str, float]:
-            if step >= budget:  # the final evaluation follows fit()
-                return {}
-            result = evaluate(policy, task, episodes=int(job["checkpoint_episodes"]), deterministic=deterministic,
-                              seed=seed)
-            curve.append(_curve_point(step, result))
-            return {"success_rate": result.success_rate, "mean_return": result.mean_return}
-
-        hooks = FitHooks(on_eval=on_eval, eval_every=int(job["eval_every"]), checkpoint_every=budget)
+        reward = BuiltReward(program, f"Eureka candidate {job['filename']}", job["code"])
         with tempfile.TemporaryDirectory(prefix="eureka-") as tmp:
-            run = Run.create(Path(tmp), task=spec.name, learner=spec.learner.name, seed=seed,
-                             resolved=spec.resolved_dict(), source_path=None)
-            learner = LEARNERS.get(spec.learner.name)()
-            policy = learner.fit(spec, task.env_fns(spec.training.n_envs), budget, run, hooks=hooks)
-            steps = int(run.info().get("steps", budget))
-            final = evaluate(policy, task, episodes=int(job["eval_episodes"]), deterministic=deterministic, seed=seed)
+            result = train(spec, Path(tmp), reward=reward, quiet=True)
+            steps = int(result.run.info().get("steps", spec.training.total_steps))
             watched: list[dict[str, Any]] = []
             if job.get("trajectories"):
-                from reward_synthesis.auto_mc import record_trajectories
-
                 watched = [asdict(t) for t in record_trajectories(
-                    policy, task, episodes=int(job["trajectories"]), seed=seed,
-                    fields=job.get("trajectory_fields", ()), deterministic=deterministic)]
-        curve.append(_curve_point(max(steps, budget), final))
-        return {"seed": seed, "ok": True, "success": final.success_rate, "mean_return": final.mean_return,
-                "mean_env_return": final.mean_env_return, "curve": curve, "error": "",
-                "seconds": time.perf_counter() - started, "steps": steps, "trajectories": watched}
+                    result.policy, result.task, episodes=int(job["trajectories"]), seed=spec.training.seed,
+                    fields=job.get("trajectory_fields", ()), deterministic=spec.evaluation.deterministic)]
+        final = result.evaluation
+        curve = [_curve_point(e["step"], e) for e in result.evaluations]
+        curve.append(_curve_point(max(steps, spec.training.total_steps), final.brief()))
+        return {"seed": spec.training.seed, "ok": True, "success": final.success_rate,
+                "mean_return": final.mean_return, "mean_env_return": final.mean_env_return, "curve": curve,
+                "error": "", "seconds": time.perf_counter() - started, "steps": steps, "trajectories": watched}
     except BaseException as err:  # noqa: BLE001 - untrusted code: every failure is a result
-        from workbench.learner import TrainingStopped
-
-        if isinstance(err, TrainingStopped):  # the learner saved a checkpoint and stopped
+        if isinstance(err, RunStopped):  # the learner saved a checkpoint and stopped
             err = err.cause
         if isinstance(err, RewardRuntimeError):  # already says where in the program
             text = str(err)
@@ -303,29 +276,38 @@ def _train_job(job: dict[str, Any]) -> dict[str, Any]:
             text = f"{type(err).__name__}: {err}"
             tail = traceback.format_exc().strip().splitlines()[-6:]
             text += "\n" + "\n".join(tail)
-        return {"seed": int(job.get("seed", -1)), "ok": False, "curve": curve, "error": text,
-                "seconds": time.perf_counter() - started}
+        return {"seed": int(job["spec"].training.seed) if "spec" in job else -1, "ok": False, "curve": [],
+                "error": text, "seconds": time.perf_counter() - started}
 
 
 class _Trainer:
     """Proxy-training jobs in ``workers`` spawned processes; results as they finish.
 
-    A job whose worker process dies (a crash, the OOM killer) takes the pool down with every job
-    in it; those jobs are rerun one at a time in a fresh process each, so only the culprit fails.
+    Each job is one call of the handed-in training entry point (``train``) on the task with the
+    proxy budget, a training seed and the candidate's program. A job whose worker process dies (a
+    crash, the OOM killer) takes the pool down with every job in it; those jobs are rerun one at a
+    time in a fresh process each, so only the culprit fails.
     """
 
-    def __init__(self, task: Task, *, workers: int, proxy_steps: int, checkpoints: int,
+    def __init__(self, train: TrainFn, task: Task, *, workers: int, proxy_steps: int, checkpoints: int,
                  eval_episodes: int, checkpoint_episodes: int, trajectories: int = 0,
                  trajectory_fields: Sequence[str] = ()):
+        from workbench.spec import validate_task_data
+
         data = task.spec.resolved_dict()
-        data["reward"] = {"source": "env"}  # the program is handed to Task.build directly
-        data["training"]["vec_env"] = "dummy"  # no process trees inside the workers
+        data["reward"] = {"source": "env"}  # each job hands its program to train() directly
+        data["training"].update(vec_env="dummy",  # no process trees inside the workers
+                                total_steps=int(proxy_steps), checkpoint_every=int(proxy_steps),
+                                eval_every=max(1, math.ceil(proxy_steps / max(1, checkpoints))),
+                                eval_episodes=int(checkpoint_episodes))
         data["learner"]["torch_threads"] = 1
-        data["evaluation"]["video"] = False
-        self.base = {"task": data, "source_path": task.spec.source_path, "proxy_steps": int(proxy_steps),
-                     "eval_every": max(1, math.ceil(proxy_steps / max(1, checkpoints))),
-                     "eval_episodes": int(eval_episodes), "checkpoint_episodes": int(checkpoint_episodes),
-                     "trajectories": int(trajectories), "trajectory_fields": list(trajectory_fields)}
+        data["evaluation"].update(video=False, episodes=int(eval_episodes))
+        data["source_path"] = task.spec.source_path
+        self.data = data
+        self.file = task.spec.source_path or "<eureka>"
+        self.validate = validate_task_data
+        self.train = train
+        self.base = {"trajectories": int(trajectories), "trajectory_fields": list(trajectory_fields)}
         self.workers = workers
         self._executor: Any = None
         self._pending: dict[Any, tuple[Any, dict[str, Any]]] = {}
@@ -339,10 +321,12 @@ class _Trainer:
                                    initializer=_init_worker)
 
     def submit(self, key: Any, code: str, seed: int, filename: str) -> None:
-        job = {**self.base, "code": code, "seed": int(seed), "filename": filename}
+        data = json.loads(json.dumps(self.data))  # a private copy
+        data["training"]["seed"] = int(seed)
+        job = {**self.base, "spec": self.validate(data, file=self.file), "code": code, "filename": filename}
         if self._executor is None:
             self._executor = self._pool()
-        self._pending[self._executor.submit(_train_job, job)] = (key, job)
+        self._pending[self._executor.submit(_train_job, self.train, job)] = (key, job)
 
     def results(self, *, block: bool) -> Iterator[tuple[Any, SeedRun]]:
         """Finished jobs as ``(key, SeedRun)``; with ``block`` until none is left."""
@@ -362,7 +346,7 @@ class _Trainer:
                     self._discard_pool()
                     continue
                 except Exception as err:  # noqa: BLE001 - e.g. a result that would not pickle
-                    out = {"seed": job["seed"], "ok": False, "error": f"{type(err).__name__}: {err}"}
+                    out = {"seed": job["spec"].training.seed, "ok": False, "error": f"{type(err).__name__}: {err}"}
                 yield key, _seed_run(out)
         if block:
             while self._crashed:
@@ -374,10 +358,10 @@ class _Trainer:
 
         pool = self._pool(1)
         try:
-            return _seed_run(pool.submit(_train_job, job).result())
+            return _seed_run(pool.submit(_train_job, self.train, job).result())
         except BrokenProcessPool:
-            return SeedRun(job["seed"], False, error="the training process died (crashed or was killed, "
-                                                      "e.g. out of memory)")
+            return SeedRun(job["spec"].training.seed, False, error="the training process died (crashed or was "
+                                                                   "killed, e.g. out of memory)")
         finally:
             pool.shutdown(wait=True)
 
@@ -412,17 +396,18 @@ def _check_settings(**values: int) -> None:
                                  f"  fix: pass e.g. {flag} 2")
 
 
-def train_programs(task: Task, programs: Sequence[str], *, proxy_steps: int, seeds: Sequence[int] | int = 2,
+def train_programs(train: TrainFn, task: Task, programs: Sequence[str], *, proxy_steps: int, seeds: Sequence[int] | int = 2,
                    workers: int = 1, checkpoints: int = 3, eval_episodes: int = 10,
                    checkpoint_episodes: int = 5, trajectories: int = 0,
                    trajectory_fields: Sequence[str] = ()) -> list[list[SeedRun]]:
-    """Train each program with each seed on the proxy budget in ``workers`` processes; returns the
+    """Train each program with each seed on the proxy budget in ``workers`` processes, each job one
+    call of ``train`` (the workbench's training entry point, handed in); returns the
     runs per program, in seed order. (What the search does with every accepted candidate.)
     ``trajectories`` > 0 also watches that many episodes of each trained policy, following
     ``trajectory_fields`` of the StateView (what Auto MC-Reward's analyzer reads)."""
     seed_list = list(range(task.spec.training.seed, task.spec.training.seed + seeds)) \
         if isinstance(seeds, int) else list(seeds)
-    trainer = _Trainer(task, workers=workers, proxy_steps=proxy_steps, checkpoints=checkpoints,
+    trainer = _Trainer(train, task, workers=workers, proxy_steps=proxy_steps, checkpoints=checkpoints,
                        eval_episodes=eval_episodes, checkpoint_episodes=checkpoint_episodes,
                        trajectories=trajectories, trajectory_fields=trajectory_fields)
     out: list[list[SeedRun]] = [[] for _ in programs]
@@ -578,12 +563,14 @@ class _Record:
 
 
 def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[State, np.ndarray]], *,
-           candidates: int, rounds: int, workers: int, proxy_steps: int, seeds: int = 2, out_dir: Path,
+           train: TrainFn, candidates: int, rounds: int, workers: int, proxy_steps: int, seeds: int = 2, out_dir: Path,
            seed: int = 0, on_event: Callable[[str, Candidate], None] | None = None, attempts: int = 2,
            checkpoints: int = 3, eval_episodes: int = 10, checkpoint_episodes: int = 5,
            preference: Preference | None = None) -> EurekaResult:
     """Run the Eureka search; see the module docstring. ``samples`` (and ``preference``, the
     good-vs-bad episodes of :func:`~reward_synthesis.checks.check_inputs`) feed the pre-flight checks.
+    ``train``: the workbench's training entry point (:func:`workbench.pipeline.train_and_evaluate`),
+    handed in; every candidate's proxy training is one call of it per seed.
 
     LLM request seeds: candidate ``i`` of round ``r`` asks with ``seed + (r * candidates + i) *
     attempts`` (+ the repair attempt), so every request is distinct and a re-run replays from the
@@ -614,7 +601,7 @@ def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[Sta
     (out_dir / "program.py").unlink(missing_ok=True)  # never leave an older search's winner behind
     table: list[Candidate] = []
     by_sha: dict[str, Candidate] = {}
-    trainer = _Trainer(task, workers=workers, proxy_steps=proxy_steps, checkpoints=checkpoints,
+    trainer = _Trainer(train, task, workers=workers, proxy_steps=proxy_steps, checkpoints=checkpoints,
                        eval_episodes=eval_episodes, checkpoint_episodes=checkpoint_episodes)
 
     def collect(block: bool) -> None:
@@ -702,7 +689,7 @@ def _line(kind: str, c: Candidate) -> Any:
 
 
 def run_search_cli(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[State, np.ndarray]], *,
-                   candidates: int, rounds: int, workers: int, proxy_steps: int, out_dir: Path, console: Console,
+                   train: TrainFn, candidates: int, rounds: int, workers: int, proxy_steps: int, out_dir: Path, console: Console,
                    seeds: int = 2, seed: int = 0, attempts: int = 2,
                    preference: Preference | None = None) -> EurekaResult:
     """:func:`search` with one console line per candidate as it finishes and a closing summary.
@@ -715,7 +702,7 @@ def run_search_cli(task: Task, goal: str, client: LLMClient, samples: Sequence[t
         if kind == "finished":
             console.print(_line(kind, c), soft_wrap=True)
 
-    result = search(task, goal, client, samples, candidates=candidates, rounds=rounds, workers=workers,
+    result = search(task, goal, client, samples, train=train, candidates=candidates, rounds=rounds, workers=workers,
                     proxy_steps=proxy_steps, seeds=seeds, out_dir=out_dir, seed=seed, attempts=attempts,
                     preference=preference, on_event=on_event)
     console.print(Text(result.summary(), style="bold green" if result.winner is not None else "bold red"),

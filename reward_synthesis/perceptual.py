@@ -544,6 +544,7 @@ def record_demos(spec: TaskSpec, n: int, directory: Path, *, seed: int = 0, fmt:
     """Record ``n`` episodes of the task's scripted reference policy as ``demo_000.<fmt>``, … in
     ``directory`` (episode ``i`` reset with ``seed + i``); each file holds the reset frame and the
     frame after every step."""
+    from workbench.evaluate import reference_actor, run_episode
     from workbench.registry import SIMS
 
     file = spec.source_path or "<task>"
@@ -562,17 +563,11 @@ def record_demos(spec: TaskSpec, n: int, directory: Path, *, seed: int = 0, fmt:
                                  f"  fix: put your own demos in the --demos directory ({', '.join(DEMO_SUFFIXES)}, "
                                  f"one file per demo) and drop --record")
         fps = int(env.metadata.get("render_fps", 30))
+        act = reference_actor(env, profile.reference)
         for i in range(n):
-            env.reset(seed=seed + i)
-            frames = [np.asarray(env.render())]
-            done = False
-            while not done and len(frames) < max_frames:
-                action = np.asarray(profile.reference(env.unwrapped), dtype=env.action_space.dtype)
-                _, _, terminated, truncated, _ = env.step(action)
-                frames.append(np.asarray(env.render()))
-                done = terminated or truncated
+            episode = run_episode(env, act, seed=seed + i, render=True, max_steps=max_frames - 1)
             path = Path(directory) / f"demo_{i:03d}.{fmt}"
-            _write_demo(path, frames, fps)
+            _write_demo(path, episode.frames, fps)
             paths.append(path)
             if on_episode is not None:
                 on_episode(i + 1)

@@ -243,8 +243,9 @@ def reward_synth(
     library = RewardLibrary()
     if candidates > 1 or rounds > 1:
         from reward_synthesis.eureka import run_search_cli
+        from workbench.pipeline import train_and_evaluate
 
-        found = run_search_cli(task, goal, client, states, candidates=candidates, rounds=rounds, workers=workers,
+        found = run_search_cli(task, goal, client, states, train=train_and_evaluate, candidates=candidates, rounds=rounds, workers=workers,
                                proxy_steps=proxy_steps, out_dir=out_dir, console=out, seeds=seeds, seed=seed,
                                attempts=min(attempts, 2), preference=preference)
         if found.winner is None:
@@ -299,10 +300,11 @@ def reward_automc(
 ) -> None:
     """Auto MC-Reward: LLM designer, critic and trajectory analyzer; exit 0 with a winner, 1 without."""
     from reward_synthesis.auto_mc import run_automc_cli
+    from workbench.pipeline import train_and_evaluate
 
     llm: dict[str, Any] = {k: v for k, v in {"base_url": llm_url, "model": model,
                                               "timeout_s": timeout}.items() if v is not None}
-    result = run_automc_cli(task_file, goal=goal, llm=llm, out_dir=out_dir, rounds=rounds, critic_rounds=critic_rounds,
+    result = run_automc_cli(task_file, train=train_and_evaluate, goal=goal, llm=llm, out_dir=out_dir, rounds=rounds, critic_rounds=critic_rounds,
                             attempts=attempts, proxy_steps=proxy_steps, seeds=seeds, workers=workers,
                             eval_episodes=eval_episodes, trajectories=trajectories, target_field=target_field,
                             samples=samples, seed=seed, offline=offline, console=out, status=err, initial=initial)

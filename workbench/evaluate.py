@@ -1,23 +1,30 @@
 """The evaluation protocol every learner shares: N seeded episodes, success by the task's own metric.
 
 A policy trained on a synthesized reward is judged by the task's success metric and the
-simulator's own return as well as by the reward it was trained on.
+simulator's own return as well as by the reward it was trained on. :func:`run_episode` is the
+one episode loop of the workbench: evaluation, watched trajectories (Auto MC-Reward's analyzer)
+and recorded demonstrations (a reference policy's episodes) all step through it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, SupportsFloat
 
+import gymnasium as gym
 import numpy as np
 
 from workbench.runs import atomic_path, write_json
 
-__all__ = ["EpisodeResult", "EvalResult", "evaluate", "EVAL_SEED_OFFSET"]
+__all__ = ["EpisodeResult", "EvalResult", "evaluate", "EVAL_SEED_OFFSET", "Episode", "run_episode", "policy_actor",
+           "reference_actor", "Trajectory", "record_trajectories", "END_CAUSE_KEY"]
 
 # Evaluation episodes are seeded apart from training seeds so they are held-out starts.
 EVAL_SEED_OFFSET = 1_000_000
+# An adapter may say in the last info how an episode ended (e.g. Crafter: "lava", "zombie").
+END_CAUSE_KEY = "end_cause"
 
 
 @dataclass
@@ -54,10 +61,63 @@ class EvalResult:
     def write(self, path: Path) -> None:
         write_json(path, self.to_dict())
 
+    def brief(self) -> dict[str, Any]:
+        """The aggregate numbers, without the per-episode rows (a periodic evaluation's record)."""
+        return {"success_rate": self.success_rate, "mean_return": self.mean_return,
+                "mean_env_return": self.mean_env_return, "mean_length": self.mean_length,
+                "components": self.components}
+
     def summary(self) -> str:
         success = "n/a" if self.success_rate is None else f"{self.success_rate:.2f}"
         return (f"success_rate={success}  mean_return={self.mean_return:.2f} ± {self.std_return:.2f}  "
                 f"env_return={self.mean_env_return:.2f}  episodes={self.episodes}")
+
+
+@dataclass
+class Episode:
+    """How one episode of :func:`run_episode` went."""
+
+    seed: int
+    length: int
+    terminated: bool
+    truncated: bool
+    info: dict[str, Any]  # the last step's info
+    frames: list[np.ndarray]  # the reset frame and one per step, when rendered
+
+    @property
+    def success(self) -> bool | None:
+        flag = self.info.get("is_success")
+        return None if flag is None else bool(flag)
+
+
+def run_episode(env: gym.Env, act: Callable[[Any], Any], *, seed: int, render: bool = False,
+                max_steps: int | None = None,
+                on_step: Callable[[Any, SupportsFloat, dict[str, Any]], None] | None = None) -> Episode:
+    """The one episode loop: reset ``env`` with ``seed``, step ``act(obs)`` until the episode ends
+    (or ``max_steps``), calling ``on_step(action, reward, info)`` after each step. ``render`` keeps
+    the reset frame and every post-step frame."""
+    obs, info = env.reset(seed=seed)
+    frames = [np.asarray(env.render())] if render else []
+    length, terminated, truncated = 0, False, False
+    while not (terminated or truncated) and (max_steps is None or length < max_steps):
+        action = act(obs)
+        obs, reward, terminated, truncated, info = env.step(action)
+        length += 1
+        if render:
+            frames.append(np.asarray(env.render()))
+        if on_step is not None:
+            on_step(action, reward, info)
+    return Episode(seed, length, bool(terminated), bool(truncated), info, frames)
+
+
+def policy_actor(policy: Any, *, deterministic: bool) -> Callable[[Any], Any]:
+    """``act(obs)`` of an SB3-shaped policy."""
+    return lambda obs: policy.predict(obs, deterministic=deterministic)[0]
+
+
+def reference_actor(env: gym.Env, reference: Callable[[Any], np.ndarray]) -> Callable[[Any], Any]:
+    """``act(obs)`` of an adapter's scripted reference policy, which reads the live env."""
+    return lambda obs: np.asarray(reference(env.unwrapped), dtype=env.action_space.dtype)
 
 
 def evaluate(policy: Any, task: Any, *, episodes: int, deterministic: bool = True, seed: int = 0,
@@ -70,39 +130,27 @@ def evaluate(policy: Any, task: Any, *, episodes: int, deterministic: bool = Tru
     """
     record = video_dir is not None and video_episodes > 0
     env = task.make_env(render_mode="rgb_array" if record else None)
+    act = policy_actor(policy, deterministic=deterministic)
     rows: list[EpisodeResult] = []
     videos: list[str] = []
     try:
         for i in range(episodes):
-            ep_seed = seed + EVAL_SEED_OFFSET + i
-            obs, _ = env.reset(seed=ep_seed)
-            frames: list[np.ndarray] = []
-            filming = record and i < video_episodes
-            if filming:
-                frames.append(env.render())
-            ret = env_ret = 0.0
-            length = 0
+            sums = {"ret": 0.0, "env_ret": 0.0}
             components: dict[str, float] = {}
-            success: bool | None = None
-            done = False
-            while not done:
-                action, _ = policy.predict(obs, deterministic=deterministic)
-                obs, reward, terminated, truncated, info = env.step(action)
-                ret += float(reward)
-                env_ret += float(info.get("reward/env", reward))
+
+            def on_step(action: Any, reward: SupportsFloat, info: dict[str, Any]) -> None:
+                sums["ret"] += float(reward)
+                sums["env_ret"] += float(info.get("reward/env", reward))
                 for key, value in info.items():
                     if key.startswith("reward/"):
                         components[key[7:]] = components.get(key[7:], 0.0) + float(value)
-                length += 1
-                done = terminated or truncated
-                if filming:
-                    frames.append(env.render())
-                if done:
-                    success = info.get("is_success")
-            rows.append(EpisodeResult(i, ep_seed, ret, env_ret, length, None if success is None else bool(success),
-                                      components))
+
+            filming = record and i < video_episodes
+            ep = run_episode(env, act, seed=seed + EVAL_SEED_OFFSET + i, render=filming, on_step=on_step)
+            rows.append(EpisodeResult(i, ep.seed, sums["ret"], sums["env_ret"], ep.length, ep.success, components))
             if filming:
-                videos.append(str(_write_video(video_dir / f"episode_{i:03d}.mp4", frames,
+                assert video_dir is not None
+                videos.append(str(_write_video(video_dir / f"episode_{i:03d}.mp4", ep.frames,
                                                fps or env.metadata.get("render_fps", 30))))
             if progress is not None:
                 progress(i + 1)
@@ -117,6 +165,63 @@ def evaluate(policy: Any, task: Any, *, episodes: int, deterministic: bool = Tru
         mean_length=float(np.mean([r.length for r in rows])), components=_component_stats(rows),
         deterministic=deterministic,
         success_metric=task.success_doc(), rows=rows, videos=videos)
+
+
+# ----------------------------------------------------------------------------- watching a policy
+
+
+@dataclass
+class Trajectory:
+    """One watched episode: how it ended, its actions and the chosen StateView fields over time
+    (what Auto MC-Reward's trajectory analyzer reads)."""
+
+    success: bool | None
+    end: str
+    length: int
+    actions: list[Any]
+    fields: dict[str, list[float]]  # scalar fields per step (vectors are reduced to their norm)
+
+
+def _scalar(value: np.ndarray) -> float:
+    value = np.asarray(value, dtype=np.float64)
+    return float(value) if value.ndim == 0 or value.size == 1 else float(np.linalg.norm(value))
+
+
+def _action_value(action: Any) -> Any:
+    a = np.asarray(action)
+    return int(a) if a.ndim == 0 or (a.size == 1 and np.issubdtype(a.dtype, np.integer)) \
+        else [round(float(x), 3) for x in a.ravel()]
+
+
+def record_trajectories(policy: Any, task: Any, *, episodes: int, seed: int,
+                        fields: Sequence[str] = (), deterministic: bool = True) -> list[Trajectory]:
+    """Watch ``policy`` for ``episodes`` seeded episodes of ``task`` (held-out starts, apart from
+    the evaluation's), following ``fields`` of the StateView step by step."""
+    schema = task.profile.schema
+    wanted = frozenset(f for f in fields if f in schema.names)
+    env = task.make_env()
+    act = policy_actor(policy, deterministic=deterministic)
+    out: list[Trajectory] = []
+    try:
+        for i in range(episodes):
+            series: dict[str, list[float]] = {f: [] for f in wanted}
+            actions: list[Any] = []
+
+            def on_step(action: Any, reward: SupportsFloat, info: dict[str, Any]) -> None:
+                actions.append(_action_value(action))
+                if wanted:
+                    state = schema.read(env.unwrapped, wanted)
+                    for name in wanted:
+                        series[name].append(_scalar(state[name]))
+
+            ep = run_episode(env, act, seed=seed + 2 * EVAL_SEED_OFFSET + i, on_step=on_step)
+            success = ep.success
+            end = str(ep.info.get(END_CAUSE_KEY)
+                      or ("success" if success else "terminated" if ep.terminated else "timeout"))
+            out.append(Trajectory(success, end, ep.length, actions, series))
+    finally:
+        env.close()
+    return out
 
 
 def _component_stats(rows: list[EpisodeResult]) -> dict[str, dict[str, float]]:

@@ -6,13 +6,14 @@ The CLI is a thin shell over these functions; tests and notebooks can call them 
 from __future__ import annotations
 
 import hashlib
+import json
 import signal
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task as BarTask,
@@ -25,24 +26,50 @@ from workbench.evaluate import EvalResult, evaluate
 from workbench.learner import FitHooks, Policy, TrainingInterrupted, TrainingStopped, load_policy
 from workbench.plots import write_training_curves
 from workbench.registry import LEARNERS
+from workbench.reward import BuiltReward
 from workbench.runs import Run, atomic_write, default_runs_root, write_json
 from workbench.spec import TaskSpec, load_task, validate_task_data
 from workbench.task import Task
 
-__all__ = ["RunResult", "start_run", "resume_run", "evaluate_run", "find_tasks", "open_run_task", "RunInterrupted"]
+__all__ = ["RunResult", "TrainFn", "train_and_evaluate", "start_run", "resume_run", "evaluate_run", "find_tasks",
+           "open_run_task", "RunInterrupted", "RunStopped", "EVALUATIONS_FILE"]
 
 REWARD_DIR = "reward"
 PROGRAM_FILE = "program.py"
+EVALUATIONS_FILE = "evaluations.json"  # the periodic evaluations during training, one record per checkpoint
 
 
 class RunInterrupted(WorkbenchError):
     exit_code = 130
 
 
+class RunStopped(WorkbenchError):
+    """Training stopped on a user-fixable error (``cause``, e.g. a reward program that raised) at
+    ``step``; a checkpoint was saved and run.json says ``failed``."""
+
+    def __init__(self, message: str, *, cause: WorkbenchError, step: int):
+        super().__init__(message)
+        self.cause, self.step = cause, step
+
+
 @dataclass
 class RunResult:
+    """A finished run: its directory, the final evaluation, the trained policy, the live task it
+    ran (to watch the policy further) and the periodic evaluations along the way."""
+
     run: Run
     evaluation: EvalResult
+    policy: Policy
+    task: Task
+    evaluations: list[dict[str, Any]]
+
+
+class TrainFn(Protocol):
+    """The shape of :func:`train_and_evaluate`, as a search loop receives it (handed in, so a
+    search never builds its own learner, run directory or evaluation)."""
+
+    def __call__(self, spec: TaskSpec, runs_root: Path, *, reward: BuiltReward | None = None,
+                 quiet: bool = True, console: Console | None = None) -> RunResult: ...
 
 
 class _StepsPerSecond(ProgressColumn):
@@ -127,18 +154,36 @@ def _resolved_for_run(task: Task) -> dict[str, Any]:
     return data
 
 
-def start_run(task_file: Path, overrides: list[str], *, runs_root: Path | None = None,
-              quiet: bool = False, console: Console | None = None) -> RunResult:
-    console = console or Console()
-    spec = load_task(task_file, overrides)
+def train_and_evaluate(spec: TaskSpec, runs_root: Path, *, reward: BuiltReward | None = None,
+                       quiet: bool = True, console: Console | None = None) -> RunResult:
+    """The one training entry point: build ``spec``'s task, train it for ``spec.training.total_steps``
+    with ``spec.training.seed`` into a new run directory under ``runs_root``, evaluate it by the
+    task's success metric, and return the result.
+
+    ``reward`` hands in an already built reward (a search's candidate program) instead of building
+    the task's ``reward:`` section. Searches (Eureka, Auto MC-Reward, sweeps) receive this function
+    (:class:`TrainFn`) rather than importing or copying it; it is a plain module-level function, so
+    it pickles into worker processes. Errors: :class:`RunInterrupted` (Ctrl-C; checkpoint saved),
+    :class:`RunStopped` (a user-fixable error while training; checkpoint saved), any other error
+    leaves run.json ``failed``.
+    """
+    console = console or Console(quiet=quiet)
     _set_torch_threads(spec)
-    task = Task.build(spec)
-    run = Run.create(runs_root or default_runs_root(), task=spec.name, learner=spec.learner.name,
-                     seed=spec.training.seed, resolved=_resolved_for_run(task), source_path=spec.source_path)
+    task = Task.build(spec, reward=reward)
+    run = Run.create(runs_root, task=spec.name, learner=spec.learner.name, seed=spec.training.seed,
+                     resolved=_resolved_for_run(task), source_path=spec.source_path)
     _record_reward(run, task)
     if not quiet:
         console.print(f"run directory: [bold]{run.path}[/]")
     return _train_and_evaluate(task, run, resume=False, quiet=quiet, console=console)
+
+
+def start_run(task_file: Path, overrides: list[str], *, runs_root: Path | None = None,
+              quiet: bool = False, console: Console | None = None) -> RunResult:
+    """``workbench run TASK``: the task file (with ``--set`` overrides) through :func:`train_and_evaluate`."""
+    spec = load_task(task_file, overrides)
+    _interrupt_on_sigterm()
+    return train_and_evaluate(spec, runs_root or default_runs_root(), quiet=quiet, console=console or Console())
 
 
 def open_run_task(run_dir: Path) -> tuple[Run, Task]:
@@ -153,6 +198,7 @@ def open_run_task(run_dir: Path) -> tuple[Run, Task]:
 def resume_run(run_dir: Path, *, quiet: bool = False, console: Console | None = None) -> RunResult:
     console = console or Console()
     run, task = open_run_task(run_dir)
+    _interrupt_on_sigterm()
     checkpoint = run.latest_checkpoint()
     if not quiet:
         where = f"step {checkpoint[0]}" if checkpoint else "the start (no checkpoint yet)"
@@ -184,11 +230,15 @@ def _train_and_evaluate_unmarked(task: Task, run: Run, *, resume: bool, quiet: b
     checkpoint = run.latest_checkpoint() if resume else None
     start = checkpoint[0] if checkpoint else 0
     run.update_info(status="running", resumed_from=start if resume else None)
-    _interrupt_on_sigterm()
+    evaluations = _evaluations_before(run, start)
     with _progress(spec.training.total_steps, start, quiet=quiet, console=console) as (on_steps, on_eval_text):
         def on_eval(step: int, policy: Policy) -> dict[str, float]:
+            if step >= spec.training.total_steps:  # the final evaluation follows fit()
+                return {}
             result = evaluate(policy, task, episodes=spec.training.eval_episodes,
                               deterministic=spec.evaluation.deterministic, seed=spec.training.seed)
+            evaluations.append({"step": int(step), **result.brief()})
+            write_json(run.path / EVALUATIONS_FILE, evaluations)
             success = "" if result.success_rate is None else f"success {result.success_rate:.2f} "
             on_eval_text(f"eval@{_short(step)}: {success}return {result.mean_return:.1f}")
             return {"success_rate": result.success_rate, "mean_return": result.mean_return,
@@ -206,8 +256,9 @@ def _train_and_evaluate_unmarked(task: Task, run: Run, *, resume: bool, quiet: b
                                  f"  resume with: workbench run --resume {run.path}") from None
         except TrainingStopped as e:
             run.update_info(status="failed", steps=e.step, error=str(e.cause))
-            raise WorkbenchError(f"{e.cause}\n  training stopped at step {e.step}; checkpoint saved in {run.path}\n"
-                                 "  fix: correct the reward program and start a new run") from None
+            raise RunStopped(f"{e.cause}\n  training stopped at step {e.step}; checkpoint saved in {run.path}\n"
+                             "  fix: correct the reward program and start a new run", cause=e.cause,
+                             step=e.step) from None
     seconds = time.perf_counter() - started
     checkpoint = run.latest_checkpoint()
     steps = checkpoint[0] if checkpoint else spec.training.total_steps  # learners overshoot by a rollout
@@ -220,7 +271,19 @@ def _train_and_evaluate_unmarked(task: Task, run: Run, *, resume: bool, quiet: b
                                 video=spec.evaluation.video, deterministic=spec.evaluation.deterministic,
                                 seed=spec.training.seed, quiet=quiet, console=console)
     run.update_info(status="finished", finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    return RunResult(run, evaluation)
+    return RunResult(run, evaluation, policy, task, evaluations)
+
+
+def _evaluations_before(run: Run, step: int) -> list[dict[str, Any]]:
+    """The periodic evaluations a resumed run keeps: those up to its checkpoint."""
+    path = run.path / EVALUATIONS_FILE
+    if step == 0 or not path.is_file():
+        return []
+    try:
+        kept = json.loads(path.read_text())
+    except ValueError:
+        return []
+    return [e for e in kept if isinstance(e, dict) and isinstance(e.get("step"), int) and e["step"] <= step]
 
 
 def _evaluate_into(run: Run, task: Task, policy: Policy, *, episodes: int, video: bool, deterministic: bool,

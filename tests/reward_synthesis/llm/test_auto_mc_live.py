@@ -14,6 +14,7 @@ from pathlib import Path
 from reward_synthesis.auto_mc import auto_mc_search
 from reward_synthesis.checks import collect_samples
 from reward_synthesis.text2reward import make_client, prompt_template
+from workbench.pipeline import train_and_evaluate
 from workbench.reward import BuiltReward
 from workbench.spec import load_task
 from workbench.task import Task
@@ -34,7 +35,7 @@ def test_designer_critic_and_analyzer_round_trip(llm_env: dict, tmp_path: Path) 
     client = make_client({"temperature": 0.2, "max_tokens": 160}, transcript=transcript)
     initial = (REPO / "tasks" / "mujoco" / "rewards" / "reacher_precise.py").read_text()
     out = tmp_path / "auto_mc"
-    result = auto_mc_search(task, "Move the fingertip onto the target.", client, samples, out_dir=out, rounds=2,
+    result = auto_mc_search(task, "Move the fingertip onto the target.", client, samples, train=train_and_evaluate, out_dir=out, rounds=2,
                             critic_rounds=1, attempts=1, proxy_steps=256, eval_episodes=2, trajectories=2,
                             target_field="fingertip_to_target", initial=initial)
 
