@@ -56,7 +56,7 @@ if TYPE_CHECKING:
 
 __all__ = ["trajectory_stats", "stats_text", "Verdict", "parse_verdict",
            "designer_messages", "critic_messages", "analyzer_messages", "RoundRecord", "AutoMCResult",
-           "auto_mc_search", "AutoMCSource", "run_automc_cli"]
+           "auto_mc_search", "AutoMCSource"]
 
 
 
@@ -504,81 +504,3 @@ class AutoMCSource:
                            {"goal": goal, "llm_model": client.model, "rounds": len(result.rounds),
                             "winner_round": winner.round,
                             "round_success": [r.success for r in result.rounds]})
-
-
-def run_automc_cli(task_file: Path, *, train: TrainFn, goal: str | None, llm: dict[str, Any], out_dir: Path | None, rounds: int,
-                   critic_rounds: int, attempts: int, proxy_steps: int, seeds: int, workers: int,
-                   eval_episodes: int, trajectories: int, target_field: str | None, samples: int, seed: int,
-                   offline: bool, console: Any, status: Any, initial: Path | None = None) -> AutoMCResult:
-    """``workbench reward automc``: the loop with a line per design and per round on the console."""
-    import time
-
-    from reward_synthesis.checks import check_inputs
-    from workbench.runs import default_runs_root
-    from workbench.spec import load_task
-    from workbench.task import Task
-
-    spec = load_task(task_file)
-    goal = goal or spec.goal
-    if not goal:
-        raise WorkbenchError(f"{task_file}: no goal to design a reward for\n  fix: pass --goal \"...\" or set `goal:` in the task")
-    task = Task.build(spec, reward=BuiltReward(None, "designing"))
-    if target_field is not None and target_field not in task.profile.schema.names:
-        raise WorkbenchError(f"--target-field {target_field!r}: no such StateView field in {spec.sim.env_id}\n"
-                             f"  fix: one of {', '.join(task.profile.schema.names)}")
-    out_dir = out_dir or default_runs_root() / "synth" / f"{spec.name}__auto_mc__{time.strftime('%Y%m%d-%H%M%S')}"
-    env = task.make_env()
-    try:
-        states, preference = check_inputs(env, task.profile, n=samples)
-    finally:
-        env.close()
-    if initial is not None and not initial.is_file():
-        raise WorkbenchError(f"--initial {initial}: no such file\n  fix: give a compute_reward(state, action) program")
-    client = make_client(llm, transcript=out_dir / "llm" / "transcript.jsonl", offline=offline)
-    try:
-        return _automc_cli_loop(task, goal, client, states, train=train, out_dir=out_dir, rounds=rounds,
-                                critic_rounds=critic_rounds, attempts=attempts, proxy_steps=proxy_steps, seeds=seeds,
-                                workers=workers, eval_episodes=eval_episodes, trajectories=trajectories,
-                                target_field=target_field, seed=seed, preference=preference, console=console,
-                                status=status, initial=initial)
-    except (WorkbenchError, KeyboardInterrupt):
-        status.print(f"the search stopped; what it had (summary.json, round_*/, llm/transcript.jsonl) is in "
-                     f"{out_dir}", highlight=False)
-        raise
-    finally:
-        client.close()
-
-
-def _automc_cli_loop(task: Task, goal: str, client: LLMClient, states: Any, *, train: TrainFn, out_dir: Path,
-                     rounds: int,
-                     critic_rounds: int, attempts: int, proxy_steps: int, seeds: int, workers: int,
-                     eval_episodes: int, trajectories: int, target_field: str | None, seed: int,
-                     preference: Any, console: Any, status: Any, initial: Path | None) -> AutoMCResult:
-    status.print(f"Auto MC-Reward with {client.endpoint} ({client.model}) for: {goal}", highlight=False)
-
-    def on_event(kind: str, r: RoundRecord) -> None:
-        if kind == "designed":
-            for d in r.designs:
-                verdict = f" critic {d['verdict']}" if "verdict" in d else ""
-                console.print(f"round {r.round + 1}: design {d['k'] + 1}{verdict} checks {d.get('checks', '-')}",
-                              highlight=False)
-            if r.code is None:
-                console.print(f"round {r.round + 1}: [red]no accepted program[/] — {r.reason}", highlight=False)
-        else:
-            if r.code is not None:
-                rate = "n/a" if r.success is None else f"{r.success:.2f}"
-                console.print(f"round {r.round + 1}: trained {proxy_steps} steps, success {rate}"
-                              + (f" [red]{r.train_error}[/]" if r.train_error else ""), highlight=False)
-
-    result = auto_mc_search(task, goal, client, states, train=train, out_dir=out_dir, rounds=rounds,
-                            critic_rounds=critic_rounds,
-                            attempts=attempts, proxy_steps=proxy_steps, seeds=seeds, workers=workers,
-                            eval_episodes=eval_episodes, trajectories=trajectories, target_field=target_field,
-                            seed=seed, preference=preference, on_event=on_event,
-                            initial=initial.read_text(encoding="utf-8", errors="replace") if initial else None)
-    winner = result.winner
-    if winner is None:
-        console.print(f"[bold red]no round produced an accepted program[/]; designs, critiques and analyses in {out_dir}")
-    else:
-        console.print(f"[bold green]winner[/] round {winner.round + 1}: {out_dir / 'program.py'}")
-    return result

@@ -46,7 +46,6 @@ from workbench.reward import BuiltReward
 from workbench.runs import atomic_write, write_json
 
 if TYPE_CHECKING:
-    from rich.console import Console
 
     from reward_synthesis.checks import Preference
     from reward_synthesis.llm import LLMClient
@@ -55,7 +54,7 @@ if TYPE_CHECKING:
     from workbench.state import State
     from workbench.task import Task
 
-__all__ = ["SeedRun", "Candidate", "EurekaResult", "TABLE_COLUMNS", "search", "run_search_cli",
+__all__ = ["SeedRun", "Candidate", "EurekaResult", "TABLE_COLUMNS", "search",
            "train_programs", "pick_winner", "policy_feedback", "reflection_text", "reflection_messages"]
 
 # The columns of candidates.csv; ``success_s{seed}`` stands for one column per training seed.
@@ -657,54 +656,3 @@ def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[Sta
     if winner is not None:
         atomic_write(out_dir / "program.py", winner.code or "")
     return EurekaResult(table, winner, out_dir, train_seeds)
-
-
-# ----------------------------------------------------------------------------- the CLI's view
-
-
-def _line(kind: str, c: Candidate) -> Any:
-    from rich.text import Text
-
-    text = Text(f"{c.label}  ")
-    text.append(c.sha256[:12] if c.sha256 else "-" * 12, style="dim")
-    text.append("  ")
-    if c.checks != ACCEPTED:
-        text.append(c.checks, style="red")
-        if c.reason:
-            text.append(f": {c.reason}")
-        return text
-    if c.status == TRAINED:
-        seeds = ", ".join(_fmt(s, ".2f") for s in c.success_per_seed)
-        text.append(f"success {_fmt(c.success_mean, '.2f')}", style="bold green")
-        text.append(f" (seeds {seeds})  env return {_fmt(c.mean_env_return, '.2f')}  {c.train_seconds:.0f}s training")
-    elif c.status == FAILED:
-        text.append("failed in training", style="red")
-        text.append(f": {c.error.splitlines()[0] if c.error else '?'}")
-    elif c.status == DUPLICATE:
-        text.append("accepted, not trained", style="yellow")
-        text.append(f": {c.error}")
-    else:
-        text.append(c.status, style="yellow")
-    return text
-
-
-def run_search_cli(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[State, np.ndarray]], *,
-                   train: TrainFn, candidates: int, rounds: int, workers: int, proxy_steps: int, out_dir: Path, console: Console,
-                   seeds: int = 2, seed: int = 0, attempts: int = 2,
-                   preference: Preference | None = None) -> EurekaResult:
-    """:func:`search` with one console line per candidate as it finishes and a closing summary.
-    ``result.exit_code`` is 0 with a winner (``out_dir/program.py``), 1 without."""
-    from rich.text import Text
-
-    console.print(Text(f"Eureka: {rounds} round(s) x {candidates} candidate(s), {seeds} seed(s) x "
-                       f"{proxy_steps:,} proxy steps each, {workers} worker(s); writing {out_dir}"), soft_wrap=True)
-    def on_event(kind: str, c: Candidate) -> None:
-        if kind == "finished":
-            console.print(_line(kind, c), soft_wrap=True)
-
-    result = search(task, goal, client, samples, train=train, candidates=candidates, rounds=rounds, workers=workers,
-                    proxy_steps=proxy_steps, seeds=seeds, out_dir=out_dir, seed=seed, attempts=attempts,
-                    preference=preference, on_event=on_event)
-    console.print(Text(result.summary(), style="bold green" if result.winner is not None else "bold red"),
-                  soft_wrap=True)
-    return result

@@ -1,7 +1,7 @@
 """Perceptual rewards from a few demonstrations (Sermanet, Xu & Levine 2016, "Unsupervised
 Perceptual Rewards for Imitation Learning"), on CLIP image embeddings.
 
-Learning (``workbench reward perceptual``), from n demo videos embedded frame by frame:
+Learning (:func:`learn`; ``workbench reward perceptual`` on the console), from n demo videos embedded frame by frame:
 
 1. **Step discovery.** Each demo ``x[0:T]`` is cut into ``k`` contiguous steps, boundaries
    ``0 < b_1 < … < b_{k-1} < T`` (step ``i`` is frames ``[b_{i-1}, b_i)``), minimising the
@@ -43,7 +43,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,7 +58,6 @@ from workbench.reward import BuiltReward
 
 if TYPE_CHECKING:
     import gymnasium as gym
-    from rich.console import Console
 
     from workbench.sims.base import TaskProfile
     from workbench.spec import TaskSpec
@@ -68,7 +66,7 @@ __all__ = [
     "FORMAT", "FORMAT_VERSION", "RUN_FILE", "DEMO_SUFFIXES", "DEFAULT_MODEL", "DEFAULT_PRETRAINED",
     "segment_costs", "best_partition", "segment", "discover_steps", "labels_from_boundaries",
     "separation_scores", "StepModel", "DemoRecord", "PerceptualModel", "fit", "probe_frame",
-    "find_demos", "read_demo", "record_demos", "learning_model_file", "learn_cli",
+    "find_demos", "read_demo", "read_demos", "record_demos", "learning_model_file", "learn",
     "PerceptualReward", "PerceptualSource",
 ]
 
@@ -591,103 +589,35 @@ def learning_model_file() -> Iterator[None]:
         _LEARNING.reset(token)
 
 
-def _progress(console: Console | None) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=console, transient=True,
-                    disable=console is None or not console.is_terminal)
-
-
-def learn_cli(task_file: Path, demos: Path, k: int, *, record: int | None = None, out_file: Path | None = None,
-              overrides: Sequence[str] = (), model: str | None = None, pretrained: str | None = None,
-              device: str | None = None, features_per_step: int = 32, min_frames: int = 2, seed: int = 0,
-              demo_format: str = "mp4", console: Console, status: Console) -> PerceptualModel:
-    """``workbench reward perceptual``: record demos if asked, embed them, learn, write the model."""
-    from workbench.spec import load_task
-
-    if k < 2:
-        raise WorkbenchError(f"--steps {k}: a perceptual reward needs at least 2 steps\n  fix: --steps 3")
-    if record is not None and record < 1:
-        raise WorkbenchError(f"--record {record}: record at least one demo\n  fix: --record 10")
-    if features_per_step < 1:
-        raise WorkbenchError(f"--features {features_per_step}: keep at least one feature per step\n  fix: --features 32")
-    if device is not None and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
-        raise WorkbenchError(f"--device {device!r}\n  fix: auto, cpu, cuda or cuda:N")
-    if demo_format not in ("mp4", "npz"):
-        raise WorkbenchError(f"--demo-format {demo_format!r}\n  fix: mp4 (viewable) or npz (lossless)")
-    with learning_model_file():
-        spec = load_task(task_file, list(overrides))
-    model, pretrained, device, out = _backbone_and_output(spec, model, pretrained, device, out_file)
-
-    if not record:  # a bad demo directory fails before the backbone loads
-        videos = _read_demos(demos, k, min_frames)
-
-    from reward_synthesis.vlm import load_backbone
-
-    # The backbone loads before any recording: importing torchvision's ops (-> triton) after MuJoCo
-    # has made an EGL context segfaults (two LLVMs in one process); the other order is fine.
-    backbone = load_backbone(model, pretrained, device=device, base_dir=spec.base_dir, file=str(task_file))
-    if record:
-        with _progress(status) as bar:
-            job = bar.add_task(f"recording demos with {spec.sim.env_id}'s reference policy", total=record)
-            record_demos(spec, record, demos, seed=seed, fmt=demo_format,
-                         on_episode=lambda i: bar.update(job, completed=i))
-        videos = _read_demos(demos, k, min_frames)
-    paths = [p for p, _ in videos]
-    features = []
-    with _progress(status) as bar:
-        job = bar.add_task(f"embedding frames with {model}", total=sum(len(v) for _, v in videos))
-        for _, v in videos:
-            features.append(backbone.encode_frames(v))
-            bar.advance(job, len(v))
-        probe = backbone.encode_frames(probe_frame())[0]
-    learned = fit(features, k, model=model, pretrained=backbone.pretrained, probe=probe, names=[p.name for p in paths],
-                  sha256=[_file_sha256(p) for p in paths], features_per_step=features_per_step,
-                  min_frames=min_frames)
-    learned.save(out)
-
-    for d in learned.demos:
-        console.print(f"{d.name}: {d.frames} frames, steps start at {[0, *d.boundaries]}", highlight=False)
-    by_step = " → ".join(f"{v:.2f}" for v in learned.fit_info["total_by_step"])
-    weights = "RANDOM weights" if pretrained is None else pretrained
-    console.print(f"wrote {out}: {k} steps from {len(paths)} demos ({sum(d.frames for d in learned.demos)} frames), "
-                  f"{learned.params['features_per_step']} features per step, {model} ({weights}); "
-                  f"mean reward per step on the demos: {by_step}", highlight=False)
-    return learned
-
-
-def _read_demos(directory: Path, k: int, min_frames: int) -> list[tuple[Path, np.ndarray]]:
+def read_demos(directory: Path, k: int, min_frames: int) -> list[tuple[Path, np.ndarray]]:
+    """Every demo in ``directory`` with its frames, each long enough for ``k`` steps."""
     paths = find_demos(directory)
     if not paths:
         raise WorkbenchError(f"{directory}: no demos ({', '.join(DEMO_SUFFIXES)} files, one per demo)\n"
-                             f"  fix: record some with the task's reference policy (--record 10), or put your demo "
-                             f"videos there")
+                             f"  fix: record some with the task's reference policy "
+                             f"(`workbench reward perceptual --record 10`), or put your demo videos there")
     videos = [(p, read_demo(p)) for p in paths]
     for p, v in videos:
         if len(v) < k * min_frames:
             raise WorkbenchError(f"{p}: {len(v)} frames are too few for {k} steps of at least {min_frames} frames\n"
-                                 f"  fix: use longer demos or fewer --steps")
+                                 f"  fix: use longer demos or fewer steps")
     return videos
 
 
-def _backbone_and_output(spec: TaskSpec, model: str | None, pretrained: str | None, device: str | None,
-                         out_file: Path | None) -> tuple[str, str | None, str, Path]:
-    """The task's own backbone and model file if its reward is perceptual (the CLI may not contradict
-    them: the task would refuse the file), else the CLI's choice and ``rewards/<task>_perceptual.json``.
-    ``pretrained``: None = not given; "none"/"null" = random weights."""
-    weights = None if pretrained is None or pretrained.lower() in ("none", "null") else pretrained
-    if spec.reward.source == PerceptualSource.name:
-        opts = PerceptualSource.Options.model_validate(spec.reward.options)
-        for flag, raw, given, own in (("--model", model, model, opts.model),
-                                      ("--pretrained", pretrained, weights, opts.pretrained)):
-            if raw is not None and given != own:
-                raise WorkbenchError(f"{flag} {raw} contradicts the task's reward.{flag[2:]}: {own}\n"
-                                     f"  fix: drop {flag} (the task's backbone is used), or change the task")
-        return (opts.model, opts.pretrained, device or opts.device,
-                out_file or PerceptualSource.model_path(spec, opts))
-    return (model or DEFAULT_MODEL, DEFAULT_PRETRAINED if pretrained is None else weights, device or "auto",
-            out_file or spec.base_dir / "rewards" / f"{spec.name}_perceptual.json")
+def learn(demos: Sequence[tuple[Path, np.ndarray]], k: int, backbone: ClipBackbone, *, model: str,
+          features_per_step: int = 32, min_frames: int = 2,
+          on_embedded: Callable[[int], None] | None = None) -> PerceptualModel:
+    """Embed every demo's frames with ``backbone`` (``on_embedded(n)`` after each demo's ``n``
+    frames) and :func:`fit` the model; the demos' names and sha256 are recorded in it."""
+    features = []
+    for _, frames in demos:
+        features.append(backbone.encode_frames(frames))
+        if on_embedded is not None:
+            on_embedded(len(frames))
+    probe = backbone.encode_frames(probe_frame())[0]
+    paths = [p for p, _ in demos]
+    return fit(features, k, model=model, pretrained=backbone.pretrained, probe=probe, names=[p.name for p in paths],
+               sha256=[_file_sha256(p) for p in paths], features_per_step=features_per_step, min_frames=min_frames)
 
 
 # ----------------------------------------------------------------------------- the reward source

@@ -18,9 +18,10 @@ import pytest
 open_clip = pytest.importorskip("open_clip", reason="perceptual rewards need the vlm extra (open_clip_torch)")
 
 from reward_synthesis.perceptual import (  # noqa: E402
-    RUN_FILE, PerceptualModel, PerceptualReward, _backbone_and_output, best_partition,
-    discover_steps, find_demos, fit, labels_from_boundaries, learn_cli, read_demo, segment, segment_costs,
+    RUN_FILE, PerceptualModel, PerceptualReward, best_partition,
+    discover_steps, find_demos, fit, labels_from_boundaries, read_demo, segment, segment_costs,
 )
+from workbench.cli.reward import _backbone_and_output, learn_perceptual  # noqa: E402
 from workbench.errors import TaskError, WorkbenchError  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -229,7 +230,7 @@ def test_learn_then_build_the_reward_source(backbone, tmp_path: Path) -> None:  
 
     truth = write_demo_files(tmp_path / "demos")
     quiet = Console(file=open(os.devnull, "w"))
-    learned = learn_cli(task_file, tmp_path / "demos", 3, console=quiet, status=quiet)  # writes the task's file
+    learned = learn_perceptual(task_file, tmp_path / "demos", 3, console=quiet, status=quiet)  # writes the task's file
     model_file = tmp_path / "rewards" / "m.json"
     assert model_file.is_file() and learned.model == SMALL_CLIP and learned.probe is not None
     assert {d.name: d.boundaries for d in learned.demos}.keys() == truth.keys()

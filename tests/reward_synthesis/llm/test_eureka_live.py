@@ -13,7 +13,7 @@ from pathlib import Path
 from rich.console import Console
 
 from reward_synthesis.checks import check_inputs
-from reward_synthesis.eureka import run_search_cli
+from workbench.cli.reward import run_search_cli
 from reward_synthesis.text2reward import make_client
 from workbench.pipeline import train_and_evaluate
 from workbench.reward import BuiltReward

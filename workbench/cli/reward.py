@@ -1,132 +1,38 @@
-"""The ``workbench`` command line: run, eval, validate, reward check, list.
-
-User mistakes (:class:`WorkbenchError`) print one message and exit 2 without a traceback;
-``--debug`` shows the traceback too.
+"""``workbench reward ...``: check, synth (Text2Reward, and the Eureka search with --candidates),
+automc, refine, perceptual — and the console views of those loops. The reward layer itself
+(``reward_synthesis``) prints nothing: its loops report through callbacks, shown here.
 """
 
 from __future__ import annotations
 
-import os
+import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
+from rich.console import Console
+from rich.text import Text
 
-from workbench.cli_errors import err, out, settings, user_errors
+from workbench.cli.errors import err, out, user_errors
 from workbench.errors import WorkbenchError
 
-__all__ = ["app", "main"]
+if TYPE_CHECKING:
+    import numpy as np
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="rl-workbench: task YAML -> simulator -> reward program -> learner -> evaluation.")
+    from reward_synthesis.auto_mc import AutoMCResult, RoundRecord
+    from reward_synthesis.checks import Preference
+    from reward_synthesis.eureka import Candidate, EurekaResult
+    from reward_synthesis.llm import LLMClient
+    from reward_synthesis.perceptual import PerceptualModel
+    from workbench.pipeline import TrainFn
+    from workbench.spec import TaskSpec
+    from workbench.state import State
+    from workbench.task import Task
+
+__all__ = ["reward_app"]
+
 reward_app = typer.Typer(no_args_is_help=True, help="Reward programs: sandbox and pre-flight checks.")
-app.add_typer(reward_app, name="reward")
-
-
-def _mount_llm() -> None:
-    from reward_synthesis.llm.cli import llm_app
-
-    app.add_typer(llm_app, name="llm", help="The embedded local LLM server: serve | status | stop.")
-
-
-_mount_llm()
-
-@app.callback()
-def _root(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks for errors")] = False) -> None:
-    settings["debug"] = debug
-
-
-# ----------------------------------------------------------------------------- run
-
-
-@app.command()
-@user_errors
-def run(
-    task_file: Annotated[Optional[Path], typer.Argument(help="task YAML (omit with --resume)")] = None,
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override: key.path=value")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="training seed (overrides training.seed)")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="continue RUN_DIR from its last checkpoint")] = None,
-    runs_dir: Annotated[Optional[Path], typer.Option(help="where run directories go [runs/]")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
-) -> None:
-    """Train a policy for a task, evaluate it, and write everything to a run directory."""
-    from workbench.pipeline import resume_run, start_run
-
-    if resume is not None:
-        if set_ or seed is not None:
-            raise WorkbenchError("--resume continues a run exactly as it was configured; "
-                                 "--set and --seed cannot change it\n  fix: drop --set/--seed, or start a new run")
-        result = resume_run(resume, quiet=quiet, console=out)
-    else:
-        if task_file is None:
-            raise WorkbenchError("missing TASK_FILE\n  fix: workbench run tasks/mujoco/reacher.yaml "
-                                 "(or --resume RUN_DIR)")
-        overrides = list(set_ or [])
-        if seed is not None:
-            overrides.append(f"training.seed={seed}")
-        result = start_run(task_file, overrides, runs_root=runs_dir, quiet=quiet, console=out)
-    out.print(f"[bold green]done[/] {result.run.path}")
-    out.print(result.evaluation.summary())
-
-
-# ----------------------------------------------------------------------------- eval
-
-
-@app.command("eval")
-@user_errors
-def eval_(
-    run_dir: Annotated[Path, typer.Argument(help="a run directory made by `workbench run`")],
-    episodes: Annotated[Optional[int], typer.Option(help="episodes [task's evaluation.episodes]")] = None,
-    video: Annotated[Optional[bool], typer.Option("--video/--no-video", help="write mp4s")] = None,
-    deterministic: Annotated[Optional[bool], typer.Option("--deterministic/--stochastic")] = None,
-    seed: Annotated[int, typer.Option(help="evaluation seed")] = 0,
-) -> None:
-    """Score a run's policy in its simulator; writes eval.json (and videos) into the run."""
-    from workbench.pipeline import evaluate_run
-
-    result = evaluate_run(run_dir, episodes=episodes, video=video, deterministic=deterministic,
-                          seed=seed, console=out)
-    out.print(result.summary())
-
-
-# ----------------------------------------------------------------------------- validate
-
-
-@app.command()
-@user_errors
-def validate(
-    task_file: Annotated[Path, typer.Argument(help="task YAML")],
-    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override: key.path=value")] = None,
-) -> None:
-    """Parse and validate a task, build its env and reward (no training). A reward an LLM would
-    write is checked up to the synthesis (prompt, endpoint) but not synthesized."""
-    from workbench.spec import load_task
-
-    spec = load_task(task_file, list(set_ or []))
-    from workbench.task import Task  # after the spec: a rejected file answers before torch loads
-
-    task = Task.build(spec, check_only=True)
-    env = task.make_env()
-    try:
-        env.reset(seed=0)
-        env.step(env.action_space.sample())
-        out.print(f"[bold green]valid[/] {task_file}")
-        out.print(f"  task        {spec.name}" + (f" — {spec.goal}" if spec.goal else ""))
-        out.print(f"  simulator   {spec.sim.name}: {spec.sim.env_id}")
-        out.print(f"  obs / act   {env.observation_space} / {env.action_space}")
-        out.print(f"  reward      {task.reward.description}")
-        calibration = task.reward.record.get("calibration")
-        if calibration is not None:
-            lo, hi = calibration["window"]
-            origin = f"fitted on {calibration['frames']} rollout frames" if "frames" in calibration else "from the task"
-            out.print(f"  window      [{lo:.5g}, {hi:.5g}] ({origin})")
-        out.print(f"  success     {task.success_doc()}")
-        out.print(f"  learner     {spec.learner.name} ({spec.learner.policy}), "
-                  f"{spec.training.total_steps} steps on {spec.training.n_envs} env(s)")
-        out.print("  StateView:")
-        out.print(task.profile.schema.describe(), markup=False, highlight=False)
-    finally:
-        env.close()
 
 
 # ----------------------------------------------------------------------------- reward check
@@ -242,7 +148,6 @@ def reward_synth(
         raise
     library = RewardLibrary()
     if candidates > 1 or rounds > 1:
-        from reward_synthesis.eureka import run_search_cli
         from workbench.pipeline import train_and_evaluate
 
         found = run_search_cli(task, goal, client, states, train=train_and_evaluate, candidates=candidates, rounds=rounds, workers=workers,
@@ -299,7 +204,6 @@ def reward_automc(
                                                           "abandoned (and retried) [600]", min=0.001)] = None,
 ) -> None:
     """Auto MC-Reward: LLM designer, critic and trajectory analyzer; exit 0 with a winner, 1 without."""
-    from reward_synthesis.auto_mc import run_automc_cli
     from workbench.pipeline import train_and_evaluate
 
     llm: dict[str, Any] = {k: v for k, v in {"base_url": llm_url, "model": model,
@@ -394,64 +298,226 @@ def reward_perceptual(
     demo_format: Annotated[str, typer.Option(help="recorded demos as mp4 (viewable) or npz (lossless)")] = "mp4",
 ) -> None:
     """Learn a perceptual reward from demos (Sermanet et al. 2016): discover steps, pick features, write the model."""
-    from reward_synthesis.perceptual import learn_cli
 
-    learn_cli(task_file, demos, steps, record=record, out_file=out_file, overrides=list(set_ or []), model=model,
+    learn_perceptual(task_file, demos, steps, record=record, out_file=out_file, overrides=list(set_ or []), model=model,
               pretrained=pretrained, device=device, features_per_step=features, seed=seed, demo_format=demo_format,
               console=out, status=err)
 
 
-# ----------------------------------------------------------------------------- list
+# ----------------------------------------------------------------------------- the loops' console views
 
 
-@app.command("list")
-@user_errors
-def list_(what: Annotated[str, typer.Argument(help="tasks | sims | rewards | learners")]) -> None:
-    """List what the workbench knows."""
-    from workbench.cli_errors import clean
-    from workbench.registry import LEARNERS, REWARDS, SIMS, PluginError
+def _fmt(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
 
-    def show(line: str) -> None:  # names, goals and errors come from users' files: no markup, no controls
-        out.print(clean(line), markup=False, highlight=False)
 
-    def each(registry: Any, describe: Any) -> None:  # an installed plug-in that fails to load is listed as such
-        for name in registry.names():
-            try:
-                show(f"{name}: {describe(registry.get(name))}")
-            except PluginError as e:
-                show(f"{name}: unavailable: {e.message}")
+def _candidate_line(c: Candidate) -> Text:
+    from reward_synthesis.eureka import ACCEPTED, DUPLICATE, FAILED, TRAINED
 
-    def doc(cls: Any) -> str:
-        return ((cls.__doc__ or "").strip().splitlines() or [""])[0]
-
-    if what == "tasks":
-        from workbench.pipeline import find_tasks
-
-        for path, spec_or_error in find_tasks():  # parses and checks names; imports no plug-in
-            if isinstance(spec_or_error, Exception):
-                show(f"{path}  invalid: {(str(spec_or_error).splitlines() or [''])[0]}")
-            else:
-                s = spec_or_error
-                show(f"{path}  {s.sim.name}:{s.sim.env_id}  reward={s.reward.source}  learner={s.learner.name}"
-                     + (f"  — {s.goal}" if s.goal else ""))
-    elif what == "sims":
-        each(SIMS, lambda cls: ", ".join(cls().env_ids()))
-    elif what == "rewards":
-        each(REWARDS, doc)
-    elif what == "learners":
-        each(LEARNERS, lambda cls: f"stable-baselines3 {cls.algo.upper()}; hyperparams: {', '.join(cls.valid_hyperparams())}"
-             if hasattr(cls, "valid_hyperparams") else doc(cls))
+    text = Text(f"{c.label}  ")
+    text.append(c.sha256[:12] if c.sha256 else "-" * 12, style="dim")
+    text.append("  ")
+    if c.checks != ACCEPTED:
+        text.append(c.checks, style="red")
+        if c.reason:
+            text.append(f": {c.reason}")
+        return text
+    if c.status == TRAINED:
+        seeds = ", ".join(_fmt(s, ".2f") for s in c.success_per_seed)
+        text.append(f"success {_fmt(c.success_mean, '.2f')}", style="bold green")
+        text.append(f" (seeds {seeds})  env return {_fmt(c.mean_env_return, '.2f')}  {c.train_seconds:.0f}s training")
+    elif c.status == FAILED:
+        text.append("failed in training", style="red")
+        text.append(f": {c.error.splitlines()[0] if c.error else '?'}")
+    elif c.status == DUPLICATE:
+        text.append("accepted, not trained", style="yellow")
+        text.append(f": {c.error}")
     else:
-        raise WorkbenchError(f"cannot list {what!r}\n  fix: workbench list tasks|sims|rewards|learners")
+        text.append(c.status, style="yellow")
+    return text
 
 
-# ----------------------------------------------------------------------------- entry point
+def run_search_cli(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[State, np.ndarray]], *,
+                   train: TrainFn, candidates: int, rounds: int, workers: int, proxy_steps: int, out_dir: Path, console: Console,
+                   seeds: int = 2, seed: int = 0, attempts: int = 2,
+                   preference: Preference | None = None) -> EurekaResult:
+    """:func:`~reward_synthesis.eureka.search` with one console line per candidate as it finishes
+    and a closing summary. ``result.exit_code`` is 0 with a winner (``out_dir/program.py``), 1 without."""
+    from reward_synthesis.eureka import search
+
+    console.print(Text(f"Eureka: {rounds} round(s) x {candidates} candidate(s), {seeds} seed(s) x "
+                       f"{proxy_steps:,} proxy steps each, {workers} worker(s); writing {out_dir}"), soft_wrap=True)
+    def on_event(kind: str, c: Candidate) -> None:
+        if kind == "finished":
+            console.print(_candidate_line(c), soft_wrap=True)
+
+    result = search(task, goal, client, samples, train=train, candidates=candidates, rounds=rounds, workers=workers,
+                    proxy_steps=proxy_steps, seeds=seeds, out_dir=out_dir, seed=seed, attempts=attempts,
+                    preference=preference, on_event=on_event)
+    console.print(Text(result.summary(), style="bold green" if result.winner is not None else "bold red"),
+                  soft_wrap=True)
+    return result
 
 
-def main() -> None:
-    os.environ.setdefault("MUJOCO_GL", "egl")
-    app()
+def run_automc_cli(task_file: Path, *, train: TrainFn, goal: str | None, llm: dict[str, Any], out_dir: Path | None, rounds: int,
+                   critic_rounds: int, attempts: int, proxy_steps: int, seeds: int, workers: int,
+                   eval_episodes: int, trajectories: int, target_field: str | None, samples: int, seed: int,
+                   offline: bool, console: Any, status: Any, initial: Path | None = None) -> AutoMCResult:
+    """``workbench reward automc``: the loop with a line per design and per round on the console."""
+    import time
+
+    from reward_synthesis.checks import check_inputs
+    from reward_synthesis.text2reward import make_client
+    from workbench.reward import BuiltReward
+    from workbench.runs import default_runs_root
+    from workbench.spec import load_task
+    from workbench.task import Task
+
+    spec = load_task(task_file)
+    goal = goal or spec.goal
+    if not goal:
+        raise WorkbenchError(f"{task_file}: no goal to design a reward for\n  fix: pass --goal \"...\" or set `goal:` in the task")
+    task = Task.build(spec, reward=BuiltReward(None, "designing"))
+    if target_field is not None and target_field not in task.profile.schema.names:
+        raise WorkbenchError(f"--target-field {target_field!r}: no such StateView field in {spec.sim.env_id}\n"
+                             f"  fix: one of {', '.join(task.profile.schema.names)}")
+    out_dir = out_dir or default_runs_root() / "synth" / f"{spec.name}__auto_mc__{time.strftime('%Y%m%d-%H%M%S')}"
+    env = task.make_env()
+    try:
+        states, preference = check_inputs(env, task.profile, n=samples)
+    finally:
+        env.close()
+    if initial is not None and not initial.is_file():
+        raise WorkbenchError(f"--initial {initial}: no such file\n  fix: give a compute_reward(state, action) program")
+    client = make_client(llm, transcript=out_dir / "llm" / "transcript.jsonl", offline=offline)
+    try:
+        return _automc_cli_loop(task, goal, client, states, train=train, out_dir=out_dir, rounds=rounds,
+                                critic_rounds=critic_rounds, attempts=attempts, proxy_steps=proxy_steps, seeds=seeds,
+                                workers=workers, eval_episodes=eval_episodes, trajectories=trajectories,
+                                target_field=target_field, seed=seed, preference=preference, console=console,
+                                status=status, initial=initial)
+    except (WorkbenchError, KeyboardInterrupt):
+        status.print(f"the search stopped; what it had (summary.json, round_*/, llm/transcript.jsonl) is in "
+                     f"{out_dir}", highlight=False)
+        raise
+    finally:
+        client.close()
 
 
-if __name__ == "__main__":
-    main()
+def _automc_cli_loop(task: Task, goal: str, client: LLMClient, states: Any, *, train: TrainFn, out_dir: Path,
+                     rounds: int,
+                     critic_rounds: int, attempts: int, proxy_steps: int, seeds: int, workers: int,
+                     eval_episodes: int, trajectories: int, target_field: str | None, seed: int,
+                     preference: Any, console: Any, status: Any, initial: Path | None) -> AutoMCResult:
+    from reward_synthesis.auto_mc import auto_mc_search
+
+    status.print(f"Auto MC-Reward with {client.endpoint} ({client.model}) for: {goal}", highlight=False)
+
+    def on_event(kind: str, r: RoundRecord) -> None:
+        if kind == "designed":
+            for d in r.designs:
+                verdict = f" critic {d['verdict']}" if "verdict" in d else ""
+                console.print(f"round {r.round + 1}: design {d['k'] + 1}{verdict} checks {d.get('checks', '-')}",
+                              highlight=False)
+            if r.code is None:
+                console.print(f"round {r.round + 1}: [red]no accepted program[/] — {r.reason}", highlight=False)
+        else:
+            if r.code is not None:
+                rate = "n/a" if r.success is None else f"{r.success:.2f}"
+                console.print(f"round {r.round + 1}: trained {proxy_steps} steps, success {rate}"
+                              + (f" [red]{r.train_error}[/]" if r.train_error else ""), highlight=False)
+
+    result = auto_mc_search(task, goal, client, states, train=train, out_dir=out_dir, rounds=rounds,
+                            critic_rounds=critic_rounds,
+                            attempts=attempts, proxy_steps=proxy_steps, seeds=seeds, workers=workers,
+                            eval_episodes=eval_episodes, trajectories=trajectories, target_field=target_field,
+                            seed=seed, preference=preference, on_event=on_event,
+                            initial=initial.read_text(encoding="utf-8", errors="replace") if initial else None)
+    winner = result.winner
+    if winner is None:
+        console.print(f"[bold red]no round produced an accepted program[/]; designs, critiques and analyses in {out_dir}")
+    else:
+        console.print(f"[bold green]winner[/] round {winner.round + 1}: {out_dir / 'program.py'}")
+    return result
+
+
+def _progress(console: Console | None) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(bar_width=20), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console, transient=True,
+                    disable=console is None or not console.is_terminal)
+
+
+def learn_perceptual(task_file: Path, demos: Path, k: int, *, record: int | None = None, out_file: Path | None = None,
+                     overrides: Sequence[str] = (), model: str | None = None, pretrained: str | None = None,
+                     device: str | None = None, features_per_step: int = 32, min_frames: int = 2, seed: int = 0,
+                     demo_format: str = "mp4", console: Console, status: Console) -> PerceptualModel:
+    """``workbench reward perceptual``: record demos if asked, embed them, learn, write the model."""
+    from reward_synthesis.perceptual import learning_model_file, read_demos, record_demos
+    from reward_synthesis.perceptual import learn as learn_model
+    from workbench.spec import load_task
+
+    if k < 2:
+        raise WorkbenchError(f"--steps {k}: a perceptual reward needs at least 2 steps\n  fix: --steps 3")
+    if record is not None and record < 1:
+        raise WorkbenchError(f"--record {record}: record at least one demo\n  fix: --record 10")
+    if features_per_step < 1:
+        raise WorkbenchError(f"--features {features_per_step}: keep at least one feature per step\n  fix: --features 32")
+    if device is not None and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+        raise WorkbenchError(f"--device {device!r}\n  fix: auto, cpu, cuda or cuda:N")
+    if demo_format not in ("mp4", "npz"):
+        raise WorkbenchError(f"--demo-format {demo_format!r}\n  fix: mp4 (viewable) or npz (lossless)")
+    with learning_model_file():
+        spec = load_task(task_file, list(overrides))
+    model, pretrained, device, out = _backbone_and_output(spec, model, pretrained, device, out_file)
+
+    if not record:  # a bad demo directory fails before the backbone loads
+        videos = read_demos(demos, k, min_frames)
+
+    from reward_synthesis.vlm import load_backbone
+
+    # The backbone loads before any recording: importing torchvision's ops (-> triton) after MuJoCo
+    # has made an EGL context segfaults (two LLVMs in one process); the other order is fine.
+    backbone = load_backbone(model, pretrained, device=device, base_dir=spec.base_dir, file=str(task_file))
+    if record:
+        with _progress(status) as bar:
+            job = bar.add_task(f"recording demos with {spec.sim.env_id}'s reference policy", total=record)
+            record_demos(spec, record, demos, seed=seed, fmt=demo_format,
+                         on_episode=lambda i: bar.update(job, completed=i))
+        videos = read_demos(demos, k, min_frames)
+    with _progress(status) as bar:
+        job = bar.add_task(f"embedding frames with {model}", total=sum(len(v) for _, v in videos))
+        learned = learn_model(videos, k, backbone, model=model, features_per_step=features_per_step,
+                              min_frames=min_frames, on_embedded=lambda n: bar.advance(job, n))
+    learned.save(out)
+
+    for d in learned.demos:
+        console.print(f"{d.name}: {d.frames} frames, steps start at {[0, *d.boundaries]}", highlight=False)
+    by_step = " → ".join(f"{v:.2f}" for v in learned.fit_info["total_by_step"])
+    weights = "RANDOM weights" if pretrained is None else pretrained
+    console.print(f"wrote {out}: {k} steps from {len(videos)} demos ({sum(d.frames for d in learned.demos)} frames), "
+                  f"{learned.params['features_per_step']} features per step, {model} ({weights}); "
+                  f"mean reward per step on the demos: {by_step}", highlight=False)
+    return learned
+
+
+def _backbone_and_output(spec: TaskSpec, model: str | None, pretrained: str | None, device: str | None,
+                         out_file: Path | None) -> tuple[str, str | None, str, Path]:
+    """The task's own backbone and model file if its reward is perceptual (the CLI may not contradict
+    them: the task would refuse the file), else the CLI's choice and ``rewards/<task>_perceptual.json``.
+    ``pretrained``: None = not given; "none"/"null" = random weights."""
+    from reward_synthesis.perceptual import DEFAULT_MODEL, DEFAULT_PRETRAINED, PerceptualSource
+
+    weights = None if pretrained is None or pretrained.lower() in ("none", "null") else pretrained
+    if spec.reward.source == PerceptualSource.name:
+        opts = PerceptualSource.Options.model_validate(spec.reward.options)
+        for flag, raw, given, own in (("--model", model, model, opts.model),
+                                      ("--pretrained", pretrained, weights, opts.pretrained)):
+            if raw is not None and given != own:
+                raise WorkbenchError(f"{flag} {raw} contradicts the task's reward.{flag[2:]}: {own}\n"
+                                     f"  fix: drop {flag} (the task's backbone is used), or change the task")
+        return (opts.model, opts.pretrained, device or opts.device,
+                out_file or PerceptualSource.model_path(spec, opts))
+    return (model or DEFAULT_MODEL, DEFAULT_PRETRAINED if pretrained is None else weights, device or "auto",
+            out_file or spec.base_dir / "rewards" / f"{spec.name}_perceptual.json")

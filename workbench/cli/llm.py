@@ -1,6 +1,6 @@
 """``workbench llm serve|status|stop``: the embedded local LLM server.
 
-Mounted by ``workbench.cli`` as ``app.add_typer(llm_app, name="llm")``. Errors print
+Mounted by ``workbench.cli.app`` as ``app.add_typer(llm_app, name="llm")``. Errors print
 ``error: <message>`` on stderr and exit 2, as the main CLI does.
 """
 
@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from workbench.cli_errors import user_errors
+from workbench.cli.errors import user_errors
 
 __all__ = ["llm_app"]
 
@@ -24,7 +24,7 @@ llm_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_excepti
 def serve(port: Annotated[Optional[int], typer.Option("--port", min=1, max=65535,
                                                       help="port on 127.0.0.1 (default: a free one)")] = None) -> None:
     """Start the local LLM server in the background (or reuse the running one); print its URL."""
-    from .server import server_status, start_server
+    from reward_synthesis.llm.server import server_status, start_server
 
     before = server_status()
     url = start_server(port)
@@ -38,7 +38,7 @@ def serve(port: Annotated[Optional[int], typer.Option("--port", min=1, max=65535
 @user_errors
 def status() -> None:
     """Say whether the local LLM server runs, and where."""
-    from .server import server_status
+    from reward_synthesis.llm.server import server_status
 
     state = server_status()
     if state is None:
@@ -55,7 +55,7 @@ def status() -> None:
 @user_errors
 def stop() -> None:
     """Stop the local LLM server."""
-    from .server import server_status, stop_server
+    from reward_synthesis.llm.server import server_status, stop_server
 
     state = server_status()
     if stop_server():
