@@ -1,11 +1,24 @@
 """Env steps/s with a sandbox-accepted code reward vs the bare gymnasium env, side by side.
 
-Both loops step the same env id with the same pre-sampled actions; trials alternate so machine
-noise hits both. A third loop runs the same program without the run-time guard (no watchdog,
-no size-checked operators, no read-only action copy, no finiteness check) to show what the
-guard costs. The last line is ``ratio=<wrapped steps/s ÷ bare steps/s>`` (target ≥ 0.95).
+Two figures, each measured with the same pre-sampled actions for every loop and trials that
+alternate the loops so machine noise hits all of them (medians are reported):
 
-    .venv/bin/python benchmarks/reward_overhead.py [--task tasks/mujoco/reacher.yaml] [--steps 20000]
+* **Single-state path, one env** (``--task``, default ``tasks/mujoco/reacher.yaml``,
+  ``compute_reward``): the bare ``gym.make`` env vs ``Task.make_env()`` (the program called once
+  per env step under the run-time guard) vs the same program without the guard (no watchdog, no
+  size-checked operators, no read-only action copy, no finiteness check: what the guard costs).
+* **Batched path, ``--envs`` envs** (``--batched-task``, default
+  ``tasks/mujoco/reacher_batched.yaml``, ``compute_reward_batch``): a stable-baselines3
+  ``DummyVecEnv`` of bare ``gym.make`` envs vs a ``DummyVecEnv`` of ``Task.make_env(batched=True)``
+  envs under ``Task.wrap_vec`` (each env reads the StateView fields the program needs; one
+  guarded call per vector step scores all envs), which is what training steps. Two more loops
+  split the overhead: the TaskWrapper with no reward program (``reward/env`` and the success
+  metric, which every task pays), and the batched plumbing with a program that only returns one
+  state column (StateView read, hand-over, stacking, the guarded call, info terms).
+
+The last line is ``ratio=<batched steps/s ÷ bare vector steps/s>`` (target ≥ 0.95).
+
+    .venv/bin/python benchmarks/reward_overhead.py [--steps 20000] [--envs 8] [--trials 5]
 """
 
 from __future__ import annotations
@@ -14,16 +27,22 @@ import argparse
 import dataclasses
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from reward_synthesis import sandbox
+from reward_synthesis.program import CodeRewardProgram
+from workbench.reward import BuiltReward
 from workbench.spec import load_task
 from workbench.task import Task
 
 REPO = Path(__file__).resolve().parent.parent
+# The plumbing alone: a batched program that reads one field and does no arithmetic.
+ONE_COLUMN = "def compute_reward_batch(state, action):\n    return state.fingertip_to_target[:, 0]\n"
 
 
 def steps_per_second(env: gym.Env, actions: np.ndarray) -> float:
@@ -34,6 +53,16 @@ def steps_per_second(env: gym.Env, actions: np.ndarray) -> float:
         if terminated or truncated:
             env.reset()
     return len(actions) / (time.perf_counter() - start)
+
+
+def vec_steps_per_second(venv: VecEnv, actions: np.ndarray) -> float:
+    """Env steps/s (vector steps x envs); the vector env resets finished envs itself."""
+    venv.seed(0)
+    venv.reset()
+    start = time.perf_counter()
+    for action in actions:
+        venv.step(action)
+    return actions.shape[0] * actions.shape[1] / (time.perf_counter() - start)
 
 
 class UnguardedProgram:
@@ -50,40 +79,92 @@ class UnguardedProgram:
         return sandbox.normalize_output(self.fn(next_state, action))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--task", default=str(REPO / "tasks/mujoco/reacher.yaml"),
-                        help="a task whose reward is `source: code`")
-    parser.add_argument("--steps", type=int, default=20_000)
-    parser.add_argument("--trials", type=int, default=5)
-    args = parser.parse_args()
+def alternate(loops: dict[str, Callable[[], float]], trials: int) -> dict[str, float]:
+    for run in loops.values():  # warm up
+        run()
+    results: dict[str, list[float]] = {name: [] for name in loops}
+    for _ in range(trials):
+        for name, run in loops.items():
+            results[name].append(run())
+    return {name: statistics.median(values) for name, values in results.items()}
 
-    task = Task.build(load_task(args.task))
+
+def single_state(path: str, steps: int, trials: int) -> None:
+    task = Task.build(load_task(path))
     assert task.reward.program is not None, "pick a task with a code reward"
     bare = gym.make(task.spec.sim.env_id, **task.spec.sim.kwargs)
     wrapped = task.make_env()
     unguarded = Task(task.spec, task.adapter, task.profile,
                      dataclasses.replace(task.reward, program=UnguardedProgram(task.reward.program))).make_env()
-    rng = np.random.default_rng(0)
     space = bare.action_space
-    actions = rng.uniform(space.low, space.high, size=(args.steps, *space.shape)).astype(space.dtype)
-
-    steps_per_second(bare, actions[:1000])  # warm up both
-    steps_per_second(wrapped, actions[:1000])
-    steps_per_second(unguarded, actions[:1000])
-    bare_sps, wrapped_sps, unguarded_sps = [], [], []
-    for _ in range(args.trials):
-        bare_sps.append(steps_per_second(bare, actions))
-        wrapped_sps.append(steps_per_second(wrapped, actions))
-        unguarded_sps.append(steps_per_second(unguarded, actions))
-    b, w, u = statistics.median(bare_sps), statistics.median(wrapped_sps), statistics.median(unguarded_sps)
-    print(f"task: {task.spec.name} ({task.spec.sim.env_id}), reward: {task.reward.description}")
-    print(f"bare gymnasium env      {b:10,.0f} steps/s  (median of {args.trials})")
-    print(f"workbench + code reward {w:10,.0f} steps/s  (median of {args.trials})")
-    print(f"  same, without guard   {u:10,.0f} steps/s  (median of {args.trials})")
-    print(f"per-step overhead       {1e6 * (1 / w - 1 / b):10.1f} µs, of which the guard {1e6 * (1 / w - 1 / u):.1f} µs "
+    actions = np.random.default_rng(0).uniform(space.low, space.high, size=(steps, *space.shape)).astype(space.dtype)
+    sps = alternate({"bare": lambda: steps_per_second(bare, actions),
+                     "wrapped": lambda: steps_per_second(wrapped, actions),
+                     "unguarded": lambda: steps_per_second(unguarded, actions)}, trials)
+    b, w, u = sps["bare"], sps["wrapped"], sps["unguarded"]
+    print(f"single-state path, 1 env — task: {task.spec.name} ({task.spec.sim.env_id}), "
+          f"reward: {task.reward.description}")
+    print(f"  bare gymnasium env          {b:10,.0f} steps/s  (median of {trials})")
+    print(f"  workbench + code reward     {w:10,.0f} steps/s")
+    print(f"    same, without guard       {u:10,.0f} steps/s")
+    print(f"  per-step overhead {1e6 * (1 / w - 1 / b):.1f} µs, of which the guard {1e6 * (1 / w - 1 / u):.1f} µs "
           f"(guarded/unguarded = {w / u:.3f})")
-    print(f"ratio={w / b:.3f}")
+    print(f"  single-state ratio {w / b:.3f}")
+
+
+def batched(path: str, n_envs: int, steps: int, trials: int) -> float:
+    task = Task.build(load_task(path))
+    assert task.program_batched, f"{path}: pick a task whose code reward defines compute_reward_batch"
+    spec = task.spec
+    no_reward = Task(spec, task.adapter, task.profile, BuiltReward(None, "none"))
+    plumbing = Task(spec, task.adapter, task.profile,
+                    BuiltReward(CodeRewardProgram(ONE_COLUMN, filename="one_column.py"), "one column"))
+    venvs = {
+        "bare": DummyVecEnv([lambda: gym.make(spec.sim.env_id, **spec.sim.kwargs) for _ in range(n_envs)]),
+        "no_reward": DummyVecEnv(no_reward.env_fns(n_envs)),
+        "plumbing": plumbing.wrap_vec(DummyVecEnv(plumbing.env_fns(n_envs))),
+        "batched": task.wrap_vec(DummyVecEnv(task.env_fns(n_envs))),
+    }
+    space = venvs["bare"].action_space
+    vector_steps = max(1, steps // n_envs)
+    actions = np.random.default_rng(0).uniform(space.low, space.high,
+                                               size=(vector_steps, n_envs, *space.shape)).astype(space.dtype)
+    calls = task.reward.program.calls
+    sps = alternate({name: (lambda v=venv: vec_steps_per_second(v, actions)) for name, venv in venvs.items()}, trials)
+    runs = (trials + 1) * vector_steps
+    assert task.reward.program.calls - calls == runs, "one program call per vector step"
+    b, t = sps["bare"], sps["batched"]
+    per_vector_step = {name: n_envs * 1e6 / value for name, value in sps.items()}  # µs
+    base = per_vector_step["bare"]
+    wrapper = per_vector_step["no_reward"] - base
+    plumbing_us = per_vector_step["plumbing"] - per_vector_step["no_reward"]
+    program_us = per_vector_step["batched"] - per_vector_step["plumbing"]
+    print(f"batched path, {n_envs} envs (DummyVecEnv) — task: {spec.name} ({spec.sim.env_id}), "
+          f"reward: {task.reward.description}")
+    print(f"  bare gymnasium vector       {b:10,.0f} env steps/s  (median of {trials}; {base:.0f} µs per vector step)")
+    print(f"  workbench + batched reward  {t:10,.0f} env steps/s  ({runs} guarded calls, one per vector step)")
+    print(f"  overhead per vector step {per_vector_step['batched'] - base:.1f} µs: TaskWrapper without a reward "
+          f"{wrapper:.1f} µs, StateView read + hand-over + guarded call (one-column program) {plumbing_us:.1f} µs, "
+          f"the program's own arithmetic {program_us:.1f} µs")
+    print(f"  no reward {b / b:.3f} -> {sps['no_reward'] / b:.3f}, plumbing {sps['plumbing'] / b:.3f}, "
+          f"batched {t / b:.3f} (of bare)")
+    return t / b
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", default=str(REPO / "tasks/mujoco/reacher.yaml"),
+                        help="single-state figure: a task whose reward is a compute_reward code file")
+    parser.add_argument("--batched-task", default=str(REPO / "tasks/mujoco/reacher_batched.yaml"),
+                        help="batched figure: a task whose reward is a compute_reward_batch code file")
+    parser.add_argument("--steps", type=int, default=20_000, help="env steps per trial and loop")
+    parser.add_argument("--envs", type=int, default=8)
+    parser.add_argument("--trials", type=int, default=5)
+    args = parser.parse_args()
+
+    single_state(args.task, args.steps, args.trials)
+    ratio = batched(args.batched_task, args.envs, args.steps, args.trials)
+    print(f"ratio={ratio:.3f}")
 
 
 if __name__ == "__main__":

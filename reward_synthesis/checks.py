@@ -205,7 +205,7 @@ def _check_batch_consistency(run: IsolatedResult) -> CheckResult:
         if bad.size:
             i = int(bad[0])
             problems.append(f"{label} differs at {bad.size} of {batch.size} samples (first: sample {i}, "
-                            f"{batch[i]!r} in the batch vs {alone[i]!r} alone)")
+                            f"{float(batch[i])!r} in the batch vs {float(alone[i])!r} alone)")
     if problems:
         return CheckResult("batch_consistency", False,
                            f"the batch of {run.n_calls} samples gives other results than each sample alone: "

@@ -151,7 +151,8 @@ class CodeRewardSource:
         path = cls.program_path(spec)
         if not path.is_file():
             raise TaskError(f"reward program not found: {path}", file=file, key="reward.path",
-                            hint="give a .py file defining compute_reward(state, action), relative to the task file")
+                            hint="give a .py file defining compute_reward(state, action) (or, batched, "
+                                 "compute_reward_batch(state, action)), relative to the task file")
 
     @classmethod
     def build(cls, spec: TaskSpec, profile: TaskProfile, env: gym.Env) -> BuiltReward:

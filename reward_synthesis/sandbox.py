@@ -746,6 +746,7 @@ def normalize_output(value: Any) -> tuple[float, dict[str, float]]:
     return _as_float(value, "the value"), {}
 
 
+_F64 = np.dtype(np.float64)
 _BATCH_CONTRACT = ("compute_reward_batch must return an array of shape [N] (one total per env), or a "
                    "tuple (totals, components) with components a dict[str, array of shape [N]]")
 
@@ -777,6 +778,19 @@ def normalize_batch_output(value: Any, n: int, *,
     a batch of ``n``; raises ``TypeError`` for a wrong type or shape, its message naming
     ``program`` when given. Finiteness is the guard's check
     (:func:`reward_synthesis.guard.check_finite_batch`)."""
+    shape = (n,)
+    if type(value) is tuple and len(value) == 2 and type(value[1]) is dict:  # the common case, every vector step
+        total, components = value
+        if (type(total) is np.ndarray and total.dtype is _F64 and total.shape == shape
+                and len(components) <= MAX_COMPONENTS):
+            for name, item in components.items():
+                if not (type(item) is np.ndarray and item.dtype is _F64 and item.shape == shape
+                        and type(name) is str and 0 < len(name) <= MAX_COMPONENT_NAME and name.isprintable()):
+                    break
+            else:
+                return total, components
+    elif type(value) is np.ndarray and value.dtype is _F64 and value.shape == shape:
+        return value, {}
     program = f"reward program {program}: " if program else ""
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], dict):
         total, components = value

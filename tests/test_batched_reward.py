@@ -67,7 +67,7 @@ class Recording:
 
 def vector(task: Task, program: Any, *, subproc: bool = False) -> VecEnv:
     """N envs of ``task`` (episode lengths EPISODE_STEPS) with ``program``, as a learner builds
-    them: ``env_fns`` (make_env(batched=True)) in a vector env, then ``wrap_vec``."""
+    them: ``env_fns`` in a vector env, then ``wrap_vec`` (which takes a batched program over)."""
     fns = [with_program(task, program, episode_steps=steps).env_fns(1)[0] for steps in EPISODE_STEPS[:N_ENVS]]
     venv = SubprocVecEnv(fns, start_method="fork") if subproc else DummyVecEnv(fns)
     return with_program(task, program).wrap_vec(venv)
@@ -147,7 +147,7 @@ def test_batched_vector_step_is_one_call_equal_to_the_per_env_path(tasks: dict[s
     assert isinstance(venv, VecBatchedReward)
     got, got_infos = rollout(venv, actions)
     want, want_infos = rollout(vector(tasks["single"], single), actions)
-    # The same batched program, called per env (N = 1) by envs that do not defer it.
+    # The same batched program in a vector env without wrap_vec: each env calls it with N = 1.
     fns = [with_program(tasks["batched"], one_by_one, episode_steps=s).make_env for s in EPISODE_STEPS[:N_ENVS]]
     alone, alone_infos = rollout(DummyVecEnv(fns), actions)
 
@@ -220,11 +220,14 @@ def test_pre_step_state_is_what_the_single_path_passes_across_resets(tasks: dict
                                                 for c in single.calls], rtol=0, atol=TOL)
 
 
-def test_vector_wrapper_says_when_envs_do_not_defer(tasks: dict[str, Task]) -> None:
+def test_vector_wrapper_takes_the_program_over_only_from_envs_that_hold_it(tasks: dict[str, Task]) -> None:
     task = tasks["batched"]
-    venv = VecBatchedReward(DummyVecEnv([task.make_env]), task.reward.program, task.profile.schema)
-    with pytest.raises(RuntimeError, match=r"Task.make_env\(batched=True\)"):
-        venv.reset()
+    import gymnasium as gym
+
+    with pytest.raises(RuntimeError, match="the envs cannot hand their reward program over"):
+        VecBatchedReward(DummyVecEnv([lambda: gym.make("Reacher-v5")]), task.reward.program, task.profile.schema)
+    with pytest.raises(RuntimeError, match="only a batched reward program can be deferred"):
+        VecBatchedReward(DummyVecEnv([tasks["single"].make_env]), task.reward.program, task.profile.schema)
 
 
 # -- pre-flight ---------------------------------------------------------------------------------
@@ -356,8 +359,10 @@ def test_one_env_evaluation_calls_a_batched_program_with_a_batch_of_one(tasks: d
 # -- end to end ----------------------------------------------------------------------------------
 
 
-def test_tiny_ppo_run_on_the_batched_task(tmp_path: Path) -> None:
-    """The real pipeline on the shipped batched task: trains, evaluates (N = 1 per env), logs."""
+@pytest.mark.parametrize("vec_env", ["dummy", "subproc"])
+def test_tiny_ppo_run_on_the_batched_task(tmp_path: Path, vec_env: str) -> None:
+    """The real pipeline on the shipped batched task: trains (one batched call per vector step,
+    in this process, also over subprocess envs), evaluates (N = 1 per step), logs."""
     from rich.console import Console
 
     from workbench import pipeline
@@ -365,7 +370,8 @@ def test_tiny_ppo_run_on_the_batched_task(tmp_path: Path) -> None:
 
     spec = load_task(BATCHED_TASK, ["training.total_steps=256", "training.n_envs=2", "learner.hyperparams.n_steps=64",
                                     "learner.hyperparams.batch_size=64", "learner.hyperparams.n_epochs=1",
-                                    "training.eval_every=0", "evaluation.episodes=2", "evaluation.video=false"])
+                                    "training.eval_every=0", "evaluation.episodes=2", "evaluation.video=false",
+                                    f"training.vec_env={vec_env}"])
     task = Task.build(spec)
     run = Run.create(tmp_path, task=spec.name, learner="ppo", seed=0, resolved=spec.resolved_dict(), source_path=None)
     pipeline._train_and_evaluate(task, run, resume=False, quiet=True, console=Console(quiet=True))

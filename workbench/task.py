@@ -64,24 +64,22 @@ class Task:
 
     @property
     def program_batched(self) -> bool:
-        """Training envs leave a batched reward program to :meth:`wrap_vec` (one call per vector
-        step). Not when the reward also wraps each env (``env_wrapper``), which may read the
-        per-step terms: then each env calls it with N = 1."""
+        """:meth:`wrap_vec` takes a batched reward program over from the training envs (one call
+        per vector step). Not when the reward also wraps each env (``env_wrapper``), which may
+        read the per-step terms: then each env calls it with N = 1."""
         return is_batched(self.reward.program) and self.reward.env_wrapper is None
 
     def make_env(self, *, render_mode: str | None = None, batched: bool = False) -> gym.Env:
         """One wrapped env. A frame-scored task's env always renders (the reward camera);
-        ``batched=True`` leaves the scoring of frames and of a batched reward program to
-        :meth:`wrap_vec` across a vector of envs (without it a batched program is called with
-        N = 1 in each env)."""
+        ``batched=True`` leaves the frame scoring to :meth:`wrap_vec` across a vector of envs. A
+        batched reward program is called with N = 1 until :meth:`wrap_vec` takes it over."""
         if self.frame_scored:
             render_mode = "rgb_array"
         env = self.adapter.make_env(self.spec.sim, render_mode=render_mode)
         env = TaskWrapper(env, self.profile.schema, program=self.reward.program,
                           success=self.profile.success,
                           success_threshold=self.spec.evaluation.success_threshold,
-                          capture_frames=self.frame_scored,
-                          defer_program=batched and self.program_batched)
+                          capture_frames=self.frame_scored)
         if self.reward.env_wrapper is not None:
             env = self.reward.env_wrapper(env)
         if self.reward.frame_reward is not None and not batched:

@@ -8,12 +8,14 @@ puts every reward term in ``info["reward/<name>"]``, the simulator's own reward 
 (:class:`VecFrameReward`), or one env at a time for evaluation (:class:`FrameRewardWrapper`).
 Frames are captured inside the env's step, so a terminal frame is scored before the auto-reset.
 
-A batched reward program (:class:`workbench.reward.BatchedRewardProgram`) is applied the same way:
-with ``defer_program=True`` the TaskWrapper only reads the fields the program needs, packed into
-one float64 row (:class:`StatePacking`), into ``info[STATE_KEY]`` after each step and into the
-reset info after each reset; :class:`VecBatchedReward` stacks the N rows and the N actions and
-calls the program once per vector step. Without deferring (one env, evaluation) the TaskWrapper
-calls it with N = 1.
+A batched reward program (:class:`workbench.reward.BatchedRewardProgram`) is applied the same way.
+A TaskWrapper on its own (one env, evaluation) calls it with N = 1. :class:`VecBatchedReward`
+takes it over for a vector of such envs: it tells each TaskWrapper to defer the program
+(:meth:`TaskWrapper.defer_program`), which then only reads the fields the program needs, packed
+into one float64 row (:class:`StatePacking`), after each step and each reset, and the vector
+wrapper stacks the N rows and the N actions and calls the program once per vector step. Until a
+vector wrapper takes over, the rewards are computed per env: a vector built without
+``Task.wrap_vec`` is slower, never wrong.
 """
 
 from __future__ import annotations
@@ -89,17 +91,10 @@ class StatePacking:
 
 
 class TaskWrapper(gym.Wrapper):
-    """``defer_program=True`` (a batched program, training envs under :class:`VecBatchedReward`):
-    the program is not called here; the post-step state goes into ``info[STATE_KEY]`` and the
-    post-reset state into the reset info, and the env's own reward is returned until the vector
-    wrapper replaces it."""
-
     def __init__(self, env: gym.Env, schema: StateSchema, *, program: Any | None = None,
                  success: SuccessMetric | None = None, success_threshold: float | None = None,
-                 capture_frames: bool = False, defer_program: bool = False):
+                 capture_frames: bool = False):
         super().__init__(env)
-        if defer_program and not is_batched(program):
-            raise ValueError("defer_program=True needs a batched reward program (batched = True)")
         self.capture_frames = capture_frames
         self.schema = schema
         self.program = program
@@ -111,21 +106,28 @@ class TaskWrapper(gym.Wrapper):
         self._inputs = getattr(program, "inputs", None)
         self._keys: dict[str, str] = {}
         self._raw = env.unwrapped  # fixed for the env's life; read every step
-        self._packing = StatePacking(schema, self._inputs) if defer_program else None
+        self._packing: StatePacking | None = None  # set when a vector wrapper takes the program over
         self._step_targets: list[tuple[str, tuple[int, ...], np.ndarray]] | None = None
         self._reset_targets: list[tuple[str, tuple[int, ...], np.ndarray]] | None = None
 
-    @property
-    def defers_program(self) -> bool:
-        return self._packing is not None
-
-    def share_rows(self, step_row: np.ndarray, reset_row: np.ndarray) -> None:
-        """For a vector wrapper in the same process (:class:`VecBatchedReward` over a
-        DummyVecEnv): write the packed post-step and post-reset states into these rows of its
-        buffers instead of the info dicts, which the vector env deep-copies every step."""
-        assert self._packing is not None, "share_rows needs defer_program=True"
-        self._step_targets = self._packing.targets(step_row)
-        self._reset_targets = self._packing.targets(reset_row)
+    def defer_program(self, step_row: np.ndarray | None = None, reset_row: np.ndarray | None = None) -> int:
+        """Hand a batched program over to :class:`VecBatchedReward` (it calls this through
+        ``env_method``): from the next reset on the program is not called here; the packed
+        post-step state goes into ``info[STATE_KEY]`` and the post-reset state into the reset
+        info, and the env's own reward is returned until the vector wrapper replaces it. With
+        ``step_row``/``reset_row`` (rows of the vector wrapper's buffers, an env in the same
+        process) the states are written there instead of the info dicts, which a DummyVecEnv
+        deep-copies every step. Returns the packed row size."""
+        if not is_batched(self.program):
+            raise ValueError(f"only a batched reward program can be deferred to the vector env; this env's is "
+                             f"{self.program!r}")
+        self._packing = StatePacking(self.schema, self._inputs)
+        if (step_row is None) != (reset_row is None):
+            raise ValueError("give both step_row and reset_row, or neither")
+        if step_row is not None and reset_row is not None:
+            self._step_targets = self._packing.targets(step_row)
+            self._reset_targets = self._packing.targets(reset_row)
+        return self._packing.size
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
@@ -223,25 +225,21 @@ class VecFrameReward(VecEnvWrapper):
         return obs, _apply_frame_reward(self.frame_reward, rewards, list(infos)), dones, infos
 
 
-def _task_wrapper(env: Any) -> TaskWrapper | None:
-    while env is not None and not isinstance(env, TaskWrapper):
-        env = getattr(env, "env", None)
-    return env
-
-
 class VecBatchedReward(VecEnvWrapper):
     """A batched reward program called once per vector step for all envs; replaces the rewards.
 
-    The envs must be TaskWrappers with ``defer_program=True`` (``Task.make_env(batched=True)``).
-    Each step stacks the envs' post-step rows (read inside each env's step, so a terminal state is
-    scored before the auto-reset) into ``next_state``; ``state`` holds each env's previous
-    post-step state, or its post-reset state after an episode ended: what the single path passes.
-    Components land in ``info["reward/<name>"]`` per env, the totals replace the rewards.
+    The envs must hold a :class:`TaskWrapper` with the same batched program (``Task.env_fns``);
+    on construction this wrapper takes the program over from each of them
+    (:meth:`TaskWrapper.defer_program`). Each step stacks the envs' post-step rows (read inside
+    each env's step, so a terminal state is scored before the auto-reset) into ``next_state``;
+    ``state`` holds each env's previous post-step state, or its post-reset state after an episode
+    ended: what the single path passes. Components land in ``info["reward/<name>"]`` per env, the
+    totals replace the rewards.
 
     The rows travel in ``info[STATE_KEY]`` and the reset infos (``reset_infos``), which works for
     any vector env (SubprocVecEnv pickles them back). Over a DummyVecEnv, whose envs live in this
-    process, the TaskWrappers write them straight into this wrapper's buffers instead
-    (:meth:`TaskWrapper.share_rows`): DummyVecEnv deep-copies every info dict every step.
+    process, the TaskWrappers write them straight into this wrapper's buffers instead: DummyVecEnv
+    deep-copies every info dict every step.
     """
 
     def __init__(self, venv: VecEnv, program: Any, schema: StateSchema):
@@ -255,23 +253,29 @@ class VecBatchedReward(VecEnvWrapper):
         self._keys: dict[str, str] = {}
         self._step_rows: np.ndarray | None = None  # the shared buffers, [N, size]
         self._reset_rows: np.ndarray | None = None
-        base = venv.unwrapped
-        if isinstance(base, DummyVecEnv):
-            found = [_task_wrapper(env) for env in base.envs]
-            if all(w is not None and w.defers_program for w in found):
+        try:
+            if isinstance(venv.unwrapped, DummyVecEnv):
                 self._step_rows = np.zeros((self.num_envs, self.packing.size))
                 self._reset_rows = np.zeros((self.num_envs, self.packing.size))
-                for i, w in enumerate(found):
-                    w.share_rows(self._step_rows[i], self._reset_rows[i])
+                sizes = [venv.env_method("defer_program", self._step_rows[i], self._reset_rows[i], indices=[i])[0]
+                         for i in range(self.num_envs)]
+            else:
+                sizes = venv.env_method("defer_program")
+        except (AttributeError, ValueError, EOFError, BrokenPipeError) as err:  # EOF: a subprocess env died
+            raise RuntimeError(f"VecBatchedReward: the envs cannot hand their reward program over ({err!r}); make "
+                               "them with Task.env_fns / Task.make_env (a TaskWrapper holding the same batched "
+                               "program)") from None
+        if any(size != self.packing.size for size in sizes):
+            raise RuntimeError(f"VecBatchedReward: the envs pack {sizes} state values, this program reads "
+                               f"{self.packing.size}: the envs hold another program or StateView")
 
     def _stack(self, found: list[Any], where: str) -> np.ndarray:
         try:
             rows = np.concatenate(found).reshape(len(found), self.packing.size)
         except (TypeError, ValueError):
             missing = [i for i, row in enumerate(found) if not isinstance(row, np.ndarray)]
-            raise RuntimeError(f"VecBatchedReward: env(s) {missing} left no state in their {where} info; "
-                               "make the envs with Task.make_env(batched=True) (a TaskWrapper with "
-                               "defer_program=True)") from None
+            raise RuntimeError(f"VecBatchedReward: env(s) {missing} left no state in their {where} info "
+                               "(was the env reset or wrapped behind this wrapper's back?)") from None
         return rows
 
     def _reset_states(self, indices: Any) -> np.ndarray:
