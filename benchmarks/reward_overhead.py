@@ -16,9 +16,13 @@ alternate the loops so machine noise hits all of them (medians are reported):
   metric, which every task pays), and the batched plumbing with a program that only returns one
   state column (StateView read, hand-over, stacking, the guarded call, info terms).
 
+Time is the main thread's CPU time by default (``--clock cpu``, ``time.thread_time``): every
+loop runs in this thread (DummyVecEnv), and on a shared machine the wall clock also counts the
+time other tenants hold the cores. ``--clock wall`` uses ``time.perf_counter``.
+
 The last line is ``ratio=<batched steps/s ÷ bare vector steps/s>`` (target ≥ 0.95).
 
-    .venv/bin/python benchmarks/reward_overhead.py [--steps 20000] [--envs 8] [--trials 5]
+    .venv/bin/python benchmarks/reward_overhead.py [--steps 20000] [--envs 8] [--trials 5] [--clock cpu]
 """
 
 from __future__ import annotations
@@ -41,28 +45,29 @@ from workbench.spec import load_task
 from workbench.task import Task
 
 REPO = Path(__file__).resolve().parent.parent
+CLOCKS = {"cpu": time.thread_time, "wall": time.perf_counter}
 # The plumbing alone: a batched program that reads one field and does no arithmetic.
 ONE_COLUMN = "def compute_reward_batch(state, action):\n    return state.fingertip_to_target[:, 0]\n"
 
 
-def steps_per_second(env: gym.Env, actions: np.ndarray) -> float:
+def steps_per_second(env: gym.Env, actions: np.ndarray, clock: Callable[[], float] = time.perf_counter) -> float:
     env.reset(seed=0)
-    start = time.perf_counter()
+    start = clock()
     for action in actions:
         _, _, terminated, truncated, _ = env.step(action)
         if terminated or truncated:
             env.reset()
-    return len(actions) / (time.perf_counter() - start)
+    return len(actions) / (clock() - start)
 
 
-def vec_steps_per_second(venv: VecEnv, actions: np.ndarray) -> float:
+def vec_steps_per_second(venv: VecEnv, actions: np.ndarray, clock: Callable[[], float]) -> float:
     """Env steps/s (vector steps x envs); the vector env resets finished envs itself."""
     venv.seed(0)
     venv.reset()
-    start = time.perf_counter()
+    start = clock()
     for action in actions:
         venv.step(action)
-    return actions.shape[0] * actions.shape[1] / (time.perf_counter() - start)
+    return actions.shape[0] * actions.shape[1] / (clock() - start)
 
 
 class UnguardedProgram:
@@ -89,7 +94,7 @@ def alternate(loops: dict[str, Callable[[], float]], trials: int) -> dict[str, f
     return {name: statistics.median(values) for name, values in results.items()}
 
 
-def single_state(path: str, steps: int, trials: int) -> None:
+def single_state(path: str, steps: int, trials: int, clock: Callable[[], float]) -> None:
     task = Task.build(load_task(path))
     assert task.reward.program is not None, "pick a task with a code reward"
     bare = gym.make(task.spec.sim.env_id, **task.spec.sim.kwargs)
@@ -98,9 +103,9 @@ def single_state(path: str, steps: int, trials: int) -> None:
                      dataclasses.replace(task.reward, program=UnguardedProgram(task.reward.program))).make_env()
     space = bare.action_space
     actions = np.random.default_rng(0).uniform(space.low, space.high, size=(steps, *space.shape)).astype(space.dtype)
-    sps = alternate({"bare": lambda: steps_per_second(bare, actions),
-                     "wrapped": lambda: steps_per_second(wrapped, actions),
-                     "unguarded": lambda: steps_per_second(unguarded, actions)}, trials)
+    sps = alternate({"bare": lambda: steps_per_second(bare, actions, clock),
+                     "wrapped": lambda: steps_per_second(wrapped, actions, clock),
+                     "unguarded": lambda: steps_per_second(unguarded, actions, clock)}, trials)
     b, w, u = sps["bare"], sps["wrapped"], sps["unguarded"]
     print(f"single-state path, 1 env — task: {task.spec.name} ({task.spec.sim.env_id}), "
           f"reward: {task.reward.description}")
@@ -112,7 +117,7 @@ def single_state(path: str, steps: int, trials: int) -> None:
     print(f"  single-state ratio {w / b:.3f}")
 
 
-def batched(path: str, n_envs: int, steps: int, trials: int) -> float:
+def batched(path: str, n_envs: int, steps: int, trials: int, clock: Callable[[], float]) -> float:
     task = Task.build(load_task(path))
     assert task.program_batched, f"{path}: pick a task whose code reward defines compute_reward_batch"
     spec = task.spec
@@ -130,7 +135,8 @@ def batched(path: str, n_envs: int, steps: int, trials: int) -> float:
     actions = np.random.default_rng(0).uniform(space.low, space.high,
                                                size=(vector_steps, n_envs, *space.shape)).astype(space.dtype)
     calls = task.reward.program.calls
-    sps = alternate({name: (lambda v=venv: vec_steps_per_second(v, actions)) for name, venv in venvs.items()}, trials)
+    sps = alternate({name: (lambda v=venv: vec_steps_per_second(v, actions, clock)) for name, venv in venvs.items()},
+                    trials)
     runs = (trials + 1) * vector_steps
     assert task.reward.program.calls - calls == runs, "one program call per vector step"
     b, t = sps["bare"], sps["batched"]
@@ -160,10 +166,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20_000, help="env steps per trial and loop")
     parser.add_argument("--envs", type=int, default=8)
     parser.add_argument("--trials", type=int, default=5)
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
+                        help="cpu: this thread's CPU time (robust on shared machines); wall: perf_counter")
     args = parser.parse_args()
-
-    single_state(args.task, args.steps, args.trials)
-    ratio = batched(args.batched_task, args.envs, args.steps, args.trials)
+    clock = CLOCKS[args.clock]
+    print(f"clock: {args.clock} (time.{clock.__name__})")
+    single_state(args.task, args.steps, args.trials, clock)
+    ratio = batched(args.batched_task, args.envs, args.steps, args.trials, clock)
     print(f"ratio={ratio:.3f}")
 
 
