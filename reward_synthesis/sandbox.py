@@ -990,11 +990,11 @@ def _parse_result(path: Path, wall: float, stderr: str) -> IsolatedResult:
     singles = raw.get("single_totals")
     batch: dict[str, Any] = {}
     if raw.get("batched"):
-        batch = dict(
-            batched=True, batch_seconds=float(raw.get("batch_seconds", 0.0)),
-            single_totals=None if singles is None else np.asarray(singles, dtype=np.float64).reshape(-1),
-            single_components=None if singles is None else {
-                str(k): np.asarray(v, dtype=np.float64).reshape(-1) for k, v in raw["single_components"].items()})
+        batch = {
+            "batched": True, "batch_seconds": float(raw.get("batch_seconds", 0.0)),
+            "single_totals": None if singles is None else np.asarray(singles, dtype=np.float64).reshape(-1),
+            "single_components": None if singles is None else {
+                str(k): np.asarray(v, dtype=np.float64).reshape(-1) for k, v in raw["single_components"].items()}}
     return IsolatedResult(
         ok=bool(raw["ok"]),
         totals=np.asarray(raw["totals"], dtype=np.float64).reshape(-1),

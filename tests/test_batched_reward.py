@@ -119,8 +119,8 @@ def test_batch_output_is_checked_for_shape_and_type() -> None:
     assert ok[0].tolist() == [0.0, 1.0, 2.0] and ok[1]["b"].dtype == np.float64
     assert normalize_batch_output([1.0, 2.0], 2)[0].tolist() == [1.0, 2.0]
     cases = [
-        (1.5, 4, r"reward program r\.py: compute_reward_batch must return .*the value has shape \(\), "
-                 r"expected \(4,\) for a batch of 4 \(it mixes the envs"),
+        (1.5, 4, (r"reward program r\.py: compute_reward_batch must return .*the value has shape \(\), "
+                  r"expected \(4,\) for a batch of 4 \(it mixes the envs")),
         (np.ones((4, 2)), 4, r"shape \(4, 2\), expected \(4,\).*reduce each row"),
         ((np.ones(4), {"a": np.ones(3)}), 4, r"component 'a' has shape \(3,\)"),
         (np.ones(4, dtype=bool), 4, "the value is bools"),
@@ -212,6 +212,7 @@ def test_pre_step_state_is_what_the_single_path_passes_across_resets(tasks: dict
             np.testing.assert_array_equal(action, actions[step])
             for i in range(N_ENVS):
                 s, a, ns, _ = single.calls[step * N_ENVS + i]
+                np.testing.assert_array_equal(action[i], a)
                 np.testing.assert_array_equal(state.fingertip_to_target[i], s.fingertip_to_target)
                 np.testing.assert_array_equal(next_state.fingertip_to_target[i], ns.fingertip_to_target)
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)

@@ -24,7 +24,6 @@ from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
-
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
 from workbench.reward import FRAME_KEY, STATE_KEY, FrameReward, call_single, is_batched
@@ -296,7 +295,7 @@ class VecBatchedReward(VecEnvWrapper):
         self.venv.step_async(actions)
 
     def step_wait(self) -> Any:
-        obs, rewards, dones, infos = self.venv.step_wait()
+        obs, _, dones, infos = self.venv.step_wait()  # the envs' own rewards: replaced
         if self._prev_state is None:
             raise RuntimeError("VecBatchedReward: step before reset")
         if self._step_rows is not None:
