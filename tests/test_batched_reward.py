@@ -330,6 +330,10 @@ return state.fingertip_pos[:, 0]
 """), filename="writes.py")
     with pytest.raises(RewardRuntimeError, match="read-only"):
         writes(state, action, state)
+    writes_action = CodeRewardProgram(batch_program("action[:, 0] = 1.0\nreturn action[:, 0]"), filename="wa.py")
+    with pytest.raises(RewardRuntimeError, match="read-only"):
+        writes_action(state, action, state)
+    assert not state.fingertip_pos.flags.writeable and action[0, 0] == 0.0
     keeps = CodeRewardProgram("import numpy as np\nseen = []\n\ndef compute_reward_batch(state, action):\n"
                               "    seen.append(1)\n    return state.fingertip_pos[:, 0]\n", filename="keeps.py")
     with pytest.raises(RewardRuntimeError, match="module-level values of a reward program are read-only"):

@@ -20,7 +20,7 @@ vector wrapper takes over, the rewards are computed per env: a vector built with
 
 from __future__ import annotations
 
-from typing import Any, SupportsFloat
+from typing import Any, SupportsFloat, cast
 
 import gymnasium as gym
 import numpy as np
@@ -51,6 +51,8 @@ class StatePacking:
                 self.layout.append((f.name, f.shape, start, start + size))
                 start += size
         self.size = start
+        # One 1-D field (the common case): the stacked rows are the field itself, no views to make.
+        self._whole = self.layout[0][0] if len(self.layout) == 1 and len(self.layout[0][1]) == 1 else None
 
     def _bad_shape(self, name: str, value: Any, shape: tuple[int, ...]) -> RuntimeError:
         return RuntimeError(f"StateView {self.schema.task}.{name}: reader gave shape {np.shape(value)}, "
@@ -84,6 +86,8 @@ class StatePacking:
 
     def unpack(self, rows: np.ndarray) -> State:
         """A State of ``[N, *shape]`` read-only views into ``rows`` (``[N, size]``, read-only)."""
+        if self._whole is not None:
+            return State._from_frozen({self._whole: rows})
         n = rows.shape[0]
         return State._from_frozen({name: rows[:, a:b].reshape(n, *shape)
                                    for name, shape, a, b in self.layout})
@@ -151,7 +155,8 @@ class TaskWrapper(gym.Wrapper):
         elif self.program is not None:
             next_state = self.schema.read(self._raw, self._inputs)
             if self.batched:
-                reward, components = call_single(self.program, self._state, np.asarray(action), next_state)
+                reward, components = call_single(self.program, cast(State, self._state), np.asarray(action),
+                                                 next_state)
             else:
                 reward, components = self.program(self._state, np.asarray(action), next_state)
             keys = self._keys
@@ -313,11 +318,12 @@ class VecBatchedReward(VecEnvWrapper):
             key = keys.get(name) or keys.setdefault(name, f"reward/{name}")
             for info, value in zip(infos, values.tolist()):
                 info[key] = value
-        if dones.any():  # an env that ended was reset: its next pre-step state is the reset one
+        if any(dones.tolist()):  # an env that ended was reset: its next pre-step state is the reset one
             done = np.flatnonzero(dones)
             rows = rows.copy()
             rows[done] = self._reset_states(done)
             rows.flags.writeable = False
             next_state = self.packing.unpack(rows)
         self._prev_state = next_state
-        return obs, np.asarray(total, dtype=np.float32), dones, infos
+        rewards = total.astype(np.float32) if type(total) is np.ndarray else np.asarray(total, dtype=np.float32)
+        return obs, rewards, dones, infos
