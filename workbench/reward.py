@@ -15,12 +15,15 @@ input and output belongs to env ``i``; a batched program must treat rows indepen
 its result for N envs equals its results for each env alone (the pre-flight checks this). The
 single-state form stays the default. How a batched program is applied:
 
-* training (``Task.make_env(batched=True)`` envs + ``Task.wrap_vec``): each env's TaskWrapper
-  leaves its post-step StateView (the fields in ``inputs``, packed) in ``info[STATE_KEY]`` and its
-  post-reset one in the reset info; a vector wrapper stacks them with the actions and calls the
-  program once per vector step, writing ``info["reward/<name>"]`` per env as the single path does.
-* one env (evaluation, ``Task.make_env()``): the TaskWrapper calls it with N = 1
-  (:func:`call_single`).
+* one env (evaluation, ``Task.make_env()``, or any vector env built without ``Task.wrap_vec``):
+  the TaskWrapper calls it with N = 1 (:func:`call_single`).
+* training (``Task.env_fns`` in a vector env + ``Task.wrap_vec``): the vector wrapper
+  (``workbench.wrappers.VecBatchedReward``) takes the program over from the envs; each env's
+  TaskWrapper then only reads its post-step StateView (the fields in ``inputs``, packed into one
+  row) inside its step and its post-reset one after a reset, and hands them over (``info[STATE_KEY]``
+  and the reset info; shared buffers for envs in the same process). The vector wrapper stacks
+  them with the actions, calls the program once per vector step, and writes
+  ``info["reward/<name>"]`` per env as the single path does.
 
 ``state`` is the pre-step state in both forms: after an episode ended (and the vector env reset
 it), the state read after the reset; ``next_state`` is read inside the env's step, before any

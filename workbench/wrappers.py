@@ -115,9 +115,9 @@ class TaskWrapper(gym.Wrapper):
 
     def defer_program(self, step_row: np.ndarray | None = None, reset_row: np.ndarray | None = None) -> int:
         """Hand a batched program over to :class:`VecBatchedReward` (it calls this through
-        ``env_method``): from the next reset on the program is not called here; the packed
-        post-step state goes into ``info[STATE_KEY]`` and the post-reset state into the reset
-        info, and the env's own reward is returned until the vector wrapper replaces it. With
+        ``env_method``): from now on the program is not called here; the packed post-step
+        state goes into ``info[STATE_KEY]`` and the post-reset state into the reset info, and the
+        env's own reward is returned for the vector wrapper to replace (it resets the envs first). With
         ``step_row``/``reset_row`` (rows of the vector wrapper's buffers, an env in the same
         process) the states are written there instead of the info dicts, which a DummyVecEnv
         deep-copies every step. Returns the packed row size."""
