@@ -114,6 +114,19 @@ def test_the_function_name_declares_the_form() -> None:
     assert load_program(batched, filename="b.py", batched=None).__name__ == BATCH_ENTRY_POINT
 
 
+@pytest.mark.parametrize("body, fragment", [
+    ("import os\nreturn state.fingertip_pos[:, 0]", "import of 'os' is not allowed"),
+    ("i = 0\nwhile i < 3:\n    i += 1\nreturn state.fingertip_pos[:, 0]", "'while' loops are not allowed"),
+    ("return state.fingertip_pos.__class__", "names starting with '_' are reserved"),
+    ("np.add.at(action, 0, 1.0)\nreturn state.fingertip_pos[:, 0]", "ufunc.at writes in place"),
+])
+def test_batched_programs_meet_the_same_sandbox_rules(body: str, fragment: str) -> None:
+    violations = static_check(batch_program(body))
+    assert any(fragment in v.message for v in violations), violations
+    with pytest.raises(RewardCodeRejected, match="rejected by the sandbox"):
+        CodeRewardProgram(batch_program(body))
+
+
 def test_batch_output_is_checked_for_shape_and_type() -> None:
     ok = normalize_batch_output((np.arange(3.0), {"a": np.ones(3), "b": np.arange(3)}), 3)
     assert ok[0].tolist() == [0.0, 1.0, 2.0] and ok[1]["b"].dtype == np.float64
