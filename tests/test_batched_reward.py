@@ -379,25 +379,21 @@ def test_one_env_evaluation_calls_a_batched_program_with_a_batch_of_one(tasks: d
 
 @pytest.mark.parametrize("vec_env", ["dummy", "subproc"])
 def test_tiny_ppo_run_on_the_batched_task(tmp_path: Path, vec_env: str) -> None:
-    """The real pipeline on the shipped batched task: trains (one batched call per vector step,
-    in this process, also over subprocess envs), evaluates (N = 1 per step), logs."""
-    from rich.console import Console
-
-    from workbench import pipeline
-    from workbench.runs import Run
+    """The one training entry point on the shipped batched task: trains (one batched call per
+    vector step, in this process, also over subprocess envs), evaluates (N = 1 per step), logs."""
+    from workbench.pipeline import train_and_evaluate
 
     spec = load_task(BATCHED_TASK, ["training.total_steps=256", "training.n_envs=2", "learner.hyperparams.n_steps=64",
                                     "learner.hyperparams.batch_size=64", "learner.hyperparams.n_epochs=1",
                                     "training.eval_every=0", "evaluation.episodes=2", "evaluation.video=false",
                                     f"training.vec_env={vec_env}"])
-    task = Task.build(spec)
-    run = Run.create(tmp_path, task=spec.name, learner="ppo", seed=0, resolved=spec.resolved_dict(), source_path=None)
-    pipeline._train_and_evaluate(task, run, resume=False, quiet=True, console=Console(quiet=True))
+    result = train_and_evaluate(spec, tmp_path)
+    run, task = result.run, result.task
     info = json.loads((run.path / "run.json").read_text())
     assert info["status"] == "finished", info
     # 256 steps on 2 envs: 128 vector steps, one batched call each, + 2 evaluation episodes of 50 (N = 1).
     assert task.reward.program.calls == 128 + 2 * 50
-    result = json.loads((run.path / "eval.json").read_text())
-    assert result["episodes"] == 2 and set(result["components"]) >= {"distance", "control", "precision"}
+    evaluation = json.loads((run.path / "eval.json").read_text())
+    assert evaluation["episodes"] == 2 and set(evaluation["components"]) >= {"distance", "control", "precision"}
     monitor = (run.path / "monitor" / "vec.monitor.csv").read_text().splitlines()
     assert len(monitor) >= 2 + 4  # header lines + 4 training episodes of 50 steps
