@@ -44,10 +44,10 @@ def load_shipped(path: Path, tmp: Path):
     if source == "perceptual":
         from rich.console import Console
 
-        from reward_synthesis.perceptual import learn_cli
+        from workbench.cli.reward import learn_perceptual
 
         quiet = Console(quiet=True)
-        learn_cli(path, tmp / "demos", 2, record=2, out_file=tmp / "model.json",
+        learn_perceptual(path, tmp / "demos", 2, record=2, out_file=tmp / "model.json",
                   overrides=[*TEST_CLIP, "sim.max_episode_steps=20"], console=quiet, status=quiet)
         return load_task(path, [*TEST_CLIP, f"reward.file={tmp / 'model.json'}"])
     if source in PIXEL_SOURCES:
