@@ -1,7 +1,7 @@
 """Eureka's candidate training on 1 worker vs W workers: K fixed, known-good Reacher programs,
 each trained on the proxy budget, side by side in one run.
 
-Both sides go through ``reward_synthesis.eureka.train_programs`` (spawned worker processes, one
+Both sides go through ``reward_synthesis.language.eureka.train_programs`` (spawned worker processes, one
 torch thread each, the Task built in the child, checkpoint evaluations, the final evaluation), so
 worker start-up is part of both timings. The last line is ``ratio=<speedup ÷ W>`` (target ≥ 0.8
 per worker). Other work on the machine takes cores too (with the kernel's autogroup scheduling, one
@@ -19,7 +19,7 @@ import resource
 import time
 from pathlib import Path
 
-from reward_synthesis.eureka import train_programs
+from reward_synthesis.language.eureka import train_programs
 from workbench.reward import BuiltReward
 from workbench.spec import load_task
 from workbench.task import Task

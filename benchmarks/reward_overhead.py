@@ -39,7 +39,7 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
-from reward_synthesis import sandbox
+from reward_synthesis.safety import sandbox
 from reward_synthesis.program import CodeRewardProgram
 from workbench.reward import BuiltReward
 from workbench.spec import load_task

@@ -7,7 +7,7 @@ The reward contract they implement (:class:`~workbench.reward.RewardProgram`,
 A program file declares its form by the function it defines: ``compute_reward(state, action)``
 (one env's state; the default) or ``compute_reward_batch(state, action)`` (a batched program:
 fields ``[N, ...]``, actions ``[N, ...]``, returns ``[N]`` totals and ``{name: [N]}``; called once
-per vector step for all training envs, see :mod:`reward_synthesis.sandbox`). The same file runs
+per vector step for all training envs, see :mod:`reward_synthesis.safety.sandbox`). The same file runs
 either way in a task: ``reward: {source: code, path: rewards/x.py}``.
 """
 
@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field
 
-from reward_synthesis.guard import DEFAULT_TIMEOUT_S, check_finite, check_finite_batch, guarded_call
-from reward_synthesis.sandbox import (BATCH_ENTRY_POINT, describe_exception, entry_point_of, load_program,
+from reward_synthesis.safety.guard import DEFAULT_TIMEOUT_S, check_finite, check_finite_batch, guarded_call
+from reward_synthesis.safety.sandbox import (BATCH_ENTRY_POINT, describe_exception, entry_point_of, load_program,
                                       normalize_batch_output, normalize_output, reward_action, state_inputs)
 from workbench.errors import RewardCodeRejected, RewardRuntimeError, TaskError, WorkbenchError
 from workbench.reward import BuiltReward, SourceOptions, validate_options
@@ -39,7 +39,7 @@ __all__ = ["CodeRewardProgram", "EnvRewardSource", "CodeRewardSource", "build_co
 @dataclass
 class CodeRewardProgram:
     """A sandbox-accepted ``compute_reward(state, action)`` file, called on the post-step state
-    under the run-time guard (:mod:`reward_synthesis.guard`): each call is time-bounded, its
+    under the run-time guard (:mod:`reward_synthesis.safety.guard`): each call is time-bounded, its
     output must be finite, and it sees the same inputs as in the pre-flight (read-only float64
     state fields and action).
 
@@ -165,7 +165,7 @@ def build_code_program(path: Path, profile: TaskProfile, env: gym.Env, *, sample
                        call_timeout_s: float = DEFAULT_TIMEOUT_S) -> BuiltReward:
     """Read a reward program file, run the pre-flight checks on ``env``, and wrap it; rejected
     programs raise :class:`RewardCodeRejected` with the report."""
-    from reward_synthesis.checks import check_inputs, preflight
+    from reward_synthesis.safety.checks import check_inputs, preflight
 
     text = path.read_text(encoding="utf-8", errors="replace")
     states, preference = check_inputs(env, profile, n=samples)

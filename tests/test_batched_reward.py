@@ -17,7 +17,7 @@ import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from reward_synthesis.program import CodeRewardProgram, build_code_program
-from reward_synthesis.sandbox import (BATCH_ENTRY_POINT, ENTRY_POINT, entry_point_of, load_program,
+from reward_synthesis.safety.sandbox import (BATCH_ENTRY_POINT, ENTRY_POINT, entry_point_of, load_program,
                                       normalize_batch_output, run_isolated, state_inputs, static_check)
 from workbench.errors import RewardCodeRejected, RewardGuardError, RewardRuntimeError
 from workbench.reward import BuiltReward, is_batched
@@ -289,7 +289,7 @@ def test_preflight_names_a_batched_shape_error(tasks: dict[str, Task], tmp_path:
 def test_isolated_run_calls_the_batch_and_each_sample_alone(tasks: dict[str, Task]) -> None:
     env = tasks["batched"].adapter.make_env(tasks["batched"].spec.sim)
     try:
-        from reward_synthesis.checks import collect_samples
+        from reward_synthesis.safety.checks import collect_samples
 
         samples = collect_samples(env, tasks["batched"].profile.schema, n=10)
     finally:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-PACKAGES = ("workbench", "workbench.sims", "policies")
+PACKAGES = ("workbench", "workbench.sims", "policies", "reward_synthesis")
 HEAVY = ("torch", "stable_baselines3", "gymnasium", "mujoco")
 
 
@@ -73,14 +73,16 @@ def test_lazy_imports_follow_the_house_rule() -> None:
     """The lazy tables import by string, which tests/test_house_rules.py cannot see: the core's
     reaches only the core, a leaf's only itself."""
     import policies
+    import reward_synthesis
     import workbench
 
     assert all(m.startswith("workbench.") for m in workbench._MODULES), workbench._MODULES
     assert all(m.startswith("policies.") for m in policies._MODULES), policies._MODULES
+    assert all(m.startswith("reward_synthesis.") for m in reward_synthesis._MODULES), reward_synthesis._MODULES
 
 
 def test_import_workbench_is_light() -> None:
-    loaded = _python(f"import sys, workbench, workbench.sims, policies; "
+    loaded = _python(f"import sys, workbench, workbench.sims, policies, reward_synthesis; "
                      f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
     assert loaded == "[]", f"import workbench loads {loaded}"
     # The first use of a name imports what it needs, and only then.

@@ -9,7 +9,7 @@ and recorded demonstrations (a reference policy's episodes) all step through it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, SupportsFloat
 
@@ -120,6 +120,22 @@ def reference_actor(env: gym.Env, reference: Callable[[Any], np.ndarray]) -> Cal
     return lambda obs: np.asarray(reference(env.unwrapped), dtype=env.action_space.dtype)
 
 
+@dataclass
+class _RewardSums:
+    """An episode's return, the simulator's own return and each reward term's sum (an ``on_step``)."""
+
+    ret: float = 0.0
+    env_ret: float = 0.0
+    components: dict[str, float] = field(default_factory=dict)
+
+    def __call__(self, action: Any, reward: SupportsFloat, info: dict[str, Any]) -> None:
+        self.ret += float(reward)
+        self.env_ret += float(info.get("reward/env", reward))
+        for key, value in info.items():
+            if key.startswith("reward/"):
+                self.components[key[7:]] = self.components.get(key[7:], 0.0) + float(value)
+
+
 def evaluate(policy: Any, task: Any, *, episodes: int, deterministic: bool = True, seed: int = 0,
              video_dir: Path | None = None, video_episodes: int = 0, fps: int | None = None,
              progress: Any = None) -> EvalResult:
@@ -135,19 +151,10 @@ def evaluate(policy: Any, task: Any, *, episodes: int, deterministic: bool = Tru
     videos: list[str] = []
     try:
         for i in range(episodes):
-            sums = {"ret": 0.0, "env_ret": 0.0}
-            components: dict[str, float] = {}
-
-            def on_step(action: Any, reward: SupportsFloat, info: dict[str, Any]) -> None:
-                sums["ret"] += float(reward)
-                sums["env_ret"] += float(info.get("reward/env", reward))
-                for key, value in info.items():
-                    if key.startswith("reward/"):
-                        components[key[7:]] = components.get(key[7:], 0.0) + float(value)
-
+            sums = _RewardSums()
             filming = record and i < video_episodes
-            ep = run_episode(env, act, seed=seed + EVAL_SEED_OFFSET + i, render=filming, on_step=on_step)
-            rows.append(EpisodeResult(i, ep.seed, sums["ret"], sums["env_ret"], ep.length, ep.success, components))
+            ep = run_episode(env, act, seed=seed + EVAL_SEED_OFFSET + i, render=filming, on_step=sums)
+            rows.append(EpisodeResult(i, ep.seed, sums.ret, sums.env_ret, ep.length, ep.success, sums.components))
             if filming:
                 assert video_dir is not None
                 videos.append(str(_write_video(video_dir / f"episode_{i:03d}.mp4", ep.frames,
@@ -193,6 +200,22 @@ def _action_value(action: Any) -> Any:
         else [round(float(x), 3) for x in a.ravel()]
 
 
+class _Watch:
+    """The actions and the followed StateView fields of one episode, step by step (an ``on_step``)."""
+
+    def __init__(self, env: gym.Env, schema: Any, wanted: frozenset[str]):
+        self.env, self.schema, self.wanted = env, schema, wanted
+        self.actions: list[Any] = []
+        self.series: dict[str, list[float]] = {f: [] for f in wanted}
+
+    def __call__(self, action: Any, reward: SupportsFloat, info: dict[str, Any]) -> None:
+        self.actions.append(_action_value(action))
+        if self.wanted:
+            state = self.schema.read(self.env.unwrapped, self.wanted)
+            for name in self.wanted:
+                self.series[name].append(_scalar(state[name]))
+
+
 def record_trajectories(policy: Any, task: Any, *, episodes: int, seed: int,
                         fields: Sequence[str] = (), deterministic: bool = True) -> list[Trajectory]:
     """Watch ``policy`` for ``episodes`` seeded episodes of ``task`` (held-out starts, apart from
@@ -204,21 +227,12 @@ def record_trajectories(policy: Any, task: Any, *, episodes: int, seed: int,
     out: list[Trajectory] = []
     try:
         for i in range(episodes):
-            series: dict[str, list[float]] = {f: [] for f in wanted}
-            actions: list[Any] = []
-
-            def on_step(action: Any, reward: SupportsFloat, info: dict[str, Any]) -> None:
-                actions.append(_action_value(action))
-                if wanted:
-                    state = schema.read(env.unwrapped, wanted)
-                    for name in wanted:
-                        series[name].append(_scalar(state[name]))
-
-            ep = run_episode(env, act, seed=seed + 2 * EVAL_SEED_OFFSET + i, on_step=on_step)
+            watch = _Watch(env, schema, wanted)
+            ep = run_episode(env, act, seed=seed + 2 * EVAL_SEED_OFFSET + i, on_step=watch)
             success = ep.success
             end = str(ep.info.get(END_CAUSE_KEY)
                       or ("success" if success else "terminated" if ep.terminated else "timeout"))
-            out.append(Trajectory(success, end, ep.length, actions, series))
+            out.append(Trajectory(success, end, ep.length, watch.actions, watch.series))
     finally:
         env.close()
     return out
@@ -238,6 +252,7 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: int) -> Path:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
+        writer: Any  # imageio's FFMPEG writer (its stubs type the base class)
         with imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=int(fps), codec="libx264",
                                 macro_block_size=1, quality=7) as writer:
             for frame in frames:

@@ -44,7 +44,7 @@ class FitHooks:
     """What the run asks of a learner while it trains (all optional)."""
 
     on_steps: Callable[[int], None] | None = None  # global step count, called often (progress bar)
-    on_eval: Callable[[int, Policy], dict[str, float]] | None = None  # periodic evaluation
+    on_eval: Callable[[int, Policy], dict[str, float | None]] | None = None  # periodic evaluation (None: n/a)
     eval_every: int = 0
     checkpoint_every: int = 10_000
     # Applied to the vector of training envs before anything else (Task.wrap_vec: batched frame

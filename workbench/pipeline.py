@@ -232,7 +232,7 @@ def _train_and_evaluate_unmarked(task: Task, run: Run, *, resume: bool, quiet: b
     run.update_info(status="running", resumed_from=start if resume else None)
     evaluations = _evaluations_before(run, start)
     with _progress(spec.training.total_steps, start, quiet=quiet, console=console) as (on_steps, on_eval_text):
-        def on_eval(step: int, policy: Policy) -> dict[str, float]:
+        def on_eval(step: int, policy: Policy) -> dict[str, float | None]:
             if step >= spec.training.total_steps:  # the final evaluation follows fit()
                 return {}
             result = evaluate(policy, task, episodes=spec.training.eval_episodes,

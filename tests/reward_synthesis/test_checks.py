@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from reward_synthesis.checks import (
+from reward_synthesis.safety.checks import (
     CHECK_NAMES,
     CheckReport,
     CheckResult,
@@ -216,7 +216,7 @@ def test_preflight_needs_samples() -> None:
 
 
 def test_preference_check_needs_a_reference_policy_and_ranks_it_first() -> None:
-    from reward_synthesis.checks import check_inputs
+    from reward_synthesis.safety.checks import check_inputs
     from workbench.sims.mujoco import MujocoAdapter
     from workbench.spec import SimSpec
 

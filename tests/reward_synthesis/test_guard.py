@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from reward_programs import GOOD, program
-from reward_synthesis.checks import preflight
-from reward_synthesis.guard import Watchdog
-from reward_synthesis.limits import MAX_ELEMENTS
+from reward_synthesis.safety.checks import preflight
+from reward_synthesis.safety.guard import Watchdog
+from reward_synthesis.safety.limits import MAX_ELEMENTS
 from reward_synthesis.program import CodeRewardProgram
-from reward_synthesis.sandbox import load_program, run_isolated, static_check
+from reward_synthesis.safety.sandbox import load_program, run_isolated, static_check
 from workbench.errors import RewardCodeRejected, RewardGuardError, RewardRuntimeError
 from workbench.state import State
 
@@ -281,7 +281,7 @@ def test_programs_survive_pickling_for_subprocess_envs() -> None:
 
 RUNAWAY_C_CALL = """
 import sys, time
-from reward_synthesis import guard
+from reward_synthesis.safety import guard
 
 guard.Watchdog._instance = guard.Watchdog(hard_timeout_s=3.0)
 # Outside the sandbox on purpose: one C call that holds the interpreter for minutes, which the
@@ -305,7 +305,7 @@ def test_hard_timer_ends_a_process_stuck_in_one_c_call(tmp_path) -> None:
 
 BUSY_ELSEWHERE = """
 import time
-from reward_synthesis import guard
+from reward_synthesis.safety import guard
 
 guard.Watchdog._instance = guard.Watchdog(hard_timeout_s=1.5)
 guard.guarded_call(lambda: 0.0, (), timeout_s=0.5, describe=lambda: "quick")

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from reward_synthesis.checks import collect_samples
-from reward_synthesis.lare import (FACTORS_KEY, STATE_FILE, LatentRewardVec, RewardDecoder, StateActionFactors,
+from reward_synthesis.safety.checks import collect_samples
+from reward_synthesis.episodic.lare import (FACTORS_KEY, STATE_FILE, LatentRewardVec, RewardDecoder, StateActionFactors,
                                    verify_encoder)
 from workbench.errors import TaskError
 from workbench.spec import load_task
@@ -155,7 +155,7 @@ def test_relabeller_state_survives_a_restart(tmp_path: Path) -> None:
     probe.close()
 
     def make() -> LatentRewardVec:
-        from reward_synthesis.lare import EpisodicReward
+        from reward_synthesis.episodic.lare import EpisodicReward
 
         fns = [lambda: EpisodicReward(task.make_env(), factors=factors) for _ in range(2)]
         return LatentRewardVec(DummyVecEnv(fns), RewardDecoder(len(factors.names), seed=0), factors.names,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from reward_synthesis.library import RewardLibrary
+from reward_synthesis.language.library import RewardLibrary
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -17,10 +17,11 @@ import pytest
 # MuJoCo has made an EGL context segfaults the process.
 open_clip = pytest.importorskip("open_clip", reason="perceptual rewards need the vlm extra (open_clip_torch)")
 
-from reward_synthesis.perceptual import (  # noqa: E402
-    RUN_FILE, PerceptualModel, PerceptualReward, best_partition,
-    discover_steps, find_demos, fit, labels_from_boundaries, read_demo, segment, segment_costs,
+from reward_synthesis.pixels.perceptual.demos import find_demos, read_demo  # noqa: E402
+from reward_synthesis.pixels.perceptual.model import (  # noqa: E402
+    RUN_FILE, PerceptualModel, best_partition, discover_steps, fit, labels_from_boundaries, segment, segment_costs,
 )
+from reward_synthesis.pixels.perceptual.source import PerceptualReward  # noqa: E402
 from workbench.cli.reward import _backbone_and_output, learn_perceptual  # noqa: E402
 from workbench.errors import TaskError, WorkbenchError  # noqa: E402
 
@@ -173,7 +174,7 @@ def write_demo_files(directory: Path) -> dict[str, list[int]]:
 
 @pytest.fixture(scope="module")
 def backbone():  # type: ignore[no-untyped-def]
-    from reward_synthesis.vlm import load_backbone
+    from reward_synthesis.pixels.vlm import load_backbone
 
     return load_backbone(SMALL_CLIP, None, device="cpu")
 
@@ -273,7 +274,7 @@ def test_source_refuses_another_backbone(backbone, tmp_path: Path) -> None:  # t
 
 
 def test_cli_backbone_and_output_defaults(tmp_path: Path) -> None:
-    from reward_synthesis.perceptual import learning_model_file
+    from reward_synthesis.pixels.perceptual import learning_model_file
     from workbench.spec import load_task
 
     with learning_model_file():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from reward_synthesis.program import CodeRewardProgram
-from reward_synthesis.sandbox import state_inputs
+from reward_synthesis.safety.sandbox import state_inputs
 from workbench.errors import RewardRuntimeError
 from workbench.sims.mujoco import MujocoAdapter
 from workbench.spec import SimSpec

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reward_synthesis import sandbox
-from reward_synthesis.sandbox import (
+from reward_synthesis.safety import sandbox
+from reward_synthesis.safety.sandbox import (
     ALLOWED_NUMPY,
     SAFE_BUILTINS,
     Violation,

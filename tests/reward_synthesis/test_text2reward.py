@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from reward_synthesis.text2reward import build_messages, extract_code, refine_messages
+from reward_synthesis.language.text2reward import build_messages, refine_messages
+from reward_synthesis.llm.sources import extract_code
 from workbench.reward import BuiltReward
 from workbench.spec import load_task
 from workbench.task import Task

@@ -317,7 +317,7 @@ def test_profile_shares_the_driving_field_names_and_judges_success() -> None:
 
 
 def _terms() -> Callable[[State, np.ndarray], tuple[float, dict[str, float]]]:
-    from reward_synthesis.sandbox import load_program, normalize_output, static_check
+    from reward_synthesis.safety.sandbox import load_program, normalize_output, static_check
 
     source = TERMS.read_text()
     assert static_check(source, str(TERMS)) == []

@@ -295,7 +295,7 @@ def test_the_minecraft_tasks_are_shipped() -> None:
 
 def test_dense_reward_reads_only_shared_names() -> None:
     """The shipped program moves between worlds: it reads only names the MineDojo adapter also has."""
-    from reward_synthesis.sandbox import state_inputs
+    from reward_synthesis.safety.sandbox import state_inputs
     from workbench.sims.minedojo import MineDojoAdapter
 
     inputs = state_inputs((REPO / "tasks/minecraft/rewards/collect_wood_dense.py").read_text())

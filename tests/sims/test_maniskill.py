@@ -322,7 +322,7 @@ def test_vulkan_probe_reports_why_without_crashing_the_caller() -> None:
 
 @pytest.mark.parametrize("path", TASKS, ids=[p.stem for p in TASKS])
 def test_shipped_task_also_validates_with_a_text2reward_reward(path: Path) -> None:
-    from reward_synthesis.text2reward import build_messages
+    from reward_synthesis.language.text2reward import build_messages
 
     raw = parse_yaml(path.read_text(), file=str(path))
     assert raw["reward"]["source"] == "code" and (path.parent / raw["reward"]["path"]).is_file()

@@ -146,7 +146,7 @@ def test_env_checker_spaces_and_action_names(actions: str, n: int) -> None:
 
 
 def test_text2reward_prompt_shows_the_action_names() -> None:
-    from reward_synthesis.text2reward import describe_action_space
+    from reward_synthesis.llm.sources import describe_action_space
 
     env, _ = _make(actions="ground")
     try:
@@ -393,7 +393,7 @@ def test_shipped_task_builds_with_its_code_reward_and_with_text2reward(path: Pat
     import yaml
 
     from workbench.reward import BuiltReward
-    from reward_synthesis.text2reward import build_messages
+    from reward_synthesis.language.text2reward import build_messages
     from workbench.task import Task
     from workbench_testing import load_shipped
 

@@ -20,11 +20,11 @@ from workbench.errors import WorkbenchError
 if TYPE_CHECKING:
     import numpy as np
 
-    from reward_synthesis.auto_mc import AutoMCResult, RoundRecord
-    from reward_synthesis.checks import Preference
-    from reward_synthesis.eureka import Candidate, EurekaResult
+    from reward_synthesis.language.auto_mc import AutoMCResult, RoundRecord
+    from reward_synthesis.safety.checks import Preference
+    from reward_synthesis.language.eureka import Candidate, EurekaResult
     from reward_synthesis.llm import LLMClient
-    from reward_synthesis.perceptual import PerceptualModel
+    from reward_synthesis.pixels.perceptual import PerceptualModel
     from workbench.pipeline import TrainFn
     from workbench.spec import TaskSpec
     from workbench.state import State
@@ -46,7 +46,7 @@ def reward_check(
     samples: Annotated[int, typer.Option(help="states sampled from the task")] = 256,
 ) -> None:
     """Sandbox + pre-flight checks on a reward program: exit 0 accepted, 1 rejected."""
-    from reward_synthesis.checks import check_inputs, preflight
+    from reward_synthesis.safety.checks import check_inputs, preflight
     from workbench.spec import load_task
     from workbench.task import Task
 
@@ -98,10 +98,11 @@ def reward_synth(
     2 the LLM failed (synthesis.json and the transcript say why)."""
     import time as _time
 
-    from reward_synthesis.checks import check_inputs
-    from reward_synthesis.library import RewardLibrary
+    from reward_synthesis.safety.checks import check_inputs
+    from reward_synthesis.language.library import RewardLibrary
     from workbench.reward import BuiltReward
-    from reward_synthesis.text2reward import SynthesisResult, failure_text, make_client, synthesize
+    from reward_synthesis.language.text2reward import SynthesisResult, synthesize
+    from reward_synthesis.llm.sources import failure_text, make_client
     from workbench.runs import atomic_write, default_runs_root, write_json
     from workbench.spec import load_task
     from workbench.task import Task
@@ -232,8 +233,9 @@ def reward_refine(
     """Human feedback -> the next version of a run's reward program (reward/program_vN.py)."""
     import json
 
-    from reward_synthesis.checks import check_inputs
-    from reward_synthesis.text2reward import SynthesisResult, failure_text, make_client, refine_messages, synthesize
+    from reward_synthesis.safety.checks import check_inputs
+    from reward_synthesis.language.text2reward import SynthesisResult, refine_messages, synthesize
+    from reward_synthesis.llm.sources import failure_text, make_client
     from workbench.pipeline import open_run_task
     from workbench.runs import atomic_write, write_json
 
@@ -312,7 +314,7 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def _candidate_line(c: Candidate) -> Text:
-    from reward_synthesis.eureka import ACCEPTED, DUPLICATE, FAILED, TRAINED
+    from reward_synthesis.language.eureka import ACCEPTED, DUPLICATE, FAILED, TRAINED
 
     text = Text(f"{c.label}  ")
     text.append(c.sha256[:12] if c.sha256 else "-" * 12, style="dim")
@@ -341,9 +343,9 @@ def run_search_cli(task: Task, goal: str, client: LLMClient, samples: Sequence[t
                    train: TrainFn, candidates: int, rounds: int, workers: int, proxy_steps: int, out_dir: Path, console: Console,
                    seeds: int = 2, seed: int = 0, attempts: int = 2,
                    preference: Preference | None = None) -> EurekaResult:
-    """:func:`~reward_synthesis.eureka.search` with one console line per candidate as it finishes
+    """:func:`~reward_synthesis.language.eureka.search` with one console line per candidate as it finishes
     and a closing summary. ``result.exit_code`` is 0 with a winner (``out_dir/program.py``), 1 without."""
-    from reward_synthesis.eureka import search
+    from reward_synthesis.language.eureka import search
 
     console.print(Text(f"Eureka: {rounds} round(s) x {candidates} candidate(s), {seeds} seed(s) x "
                        f"{proxy_steps:,} proxy steps each, {workers} worker(s); writing {out_dir}"), soft_wrap=True)
@@ -366,8 +368,8 @@ def run_automc_cli(task_file: Path, *, train: TrainFn, goal: str | None, llm: di
     """``workbench reward automc``: the loop with a line per design and per round on the console."""
     import time
 
-    from reward_synthesis.checks import check_inputs
-    from reward_synthesis.text2reward import make_client
+    from reward_synthesis.safety.checks import check_inputs
+    from reward_synthesis.llm.sources import make_client
     from workbench.reward import BuiltReward
     from workbench.runs import default_runs_root
     from workbench.spec import load_task
@@ -409,7 +411,7 @@ def _automc_cli_loop(task: Task, goal: str, client: LLMClient, states: Any, *, t
                      critic_rounds: int, attempts: int, proxy_steps: int, seeds: int, workers: int,
                      eval_episodes: int, trajectories: int, target_field: str | None, seed: int,
                      preference: Any, console: Any, status: Any, initial: Path | None) -> AutoMCResult:
-    from reward_synthesis.auto_mc import auto_mc_search
+    from reward_synthesis.language.auto_mc import auto_mc_search
 
     status.print(f"Auto MC-Reward with {client.endpoint} ({client.model}) for: {goal}", highlight=False)
 
@@ -454,8 +456,8 @@ def learn_perceptual(task_file: Path, demos: Path, k: int, *, record: int | None
                      device: str | None = None, features_per_step: int = 32, min_frames: int = 2, seed: int = 0,
                      demo_format: str = "mp4", console: Console, status: Console) -> PerceptualModel:
     """``workbench reward perceptual``: record demos if asked, embed them, learn, write the model."""
-    from reward_synthesis.perceptual import learning_model_file, read_demos, record_demos
-    from reward_synthesis.perceptual import learn as learn_model
+    from reward_synthesis.pixels.perceptual import learning_model_file, read_demos, record_demos
+    from reward_synthesis.pixels.perceptual import learn as learn_model
     from workbench.spec import load_task
 
     if k < 2:
@@ -475,7 +477,7 @@ def learn_perceptual(task_file: Path, demos: Path, k: int, *, record: int | None
     if not record:  # a bad demo directory fails before the backbone loads
         videos = read_demos(demos, k, min_frames)
 
-    from reward_synthesis.vlm import load_backbone
+    from reward_synthesis.pixels.vlm import load_backbone
 
     # The backbone loads before any recording: importing torchvision's ops (-> triton) after MuJoCo
     # has made an EGL context segfaults (two LLVMs in one process); the other order is fine.
@@ -507,7 +509,7 @@ def _backbone_and_output(spec: TaskSpec, model: str | None, pretrained: str | No
     """The task's own backbone and model file if its reward is perceptual (the CLI may not contradict
     them: the task would refuse the file), else the CLI's choice and ``rewards/<task>_perceptual.json``.
     ``pretrained``: None = not given; "none"/"null" = random weights."""
-    from reward_synthesis.perceptual import DEFAULT_MODEL, DEFAULT_PRETRAINED, PerceptualSource
+    from reward_synthesis.pixels.perceptual import DEFAULT_MODEL, DEFAULT_PRETRAINED, PerceptualSource
 
     weights = None if pretrained is None or pretrained.lower() in ("none", "null") else pretrained
     if spec.reward.source == PerceptualSource.name:

@@ -421,7 +421,7 @@ class CrafterEnv(gym.Env):
             else:
                 cause = "timeout" if truncated else "alive"
             info["crafter/death_cause"] = cause
-            # The key Auto MC-Reward's trajectory analyzer reads (reward_synthesis.auto_mc.END_CAUSE_KEY).
+            # The key Auto MC-Reward's trajectory analyzer reads (workbench.evaluate.END_CAUSE_KEY).
             info["end_cause"] = "success" if cause == "alive" else cause
         return self._observe(obs), float(reward), terminated, truncated, info
 

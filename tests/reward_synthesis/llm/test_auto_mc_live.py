@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from reward_synthesis.auto_mc import auto_mc_search
-from reward_synthesis.checks import collect_samples
-from reward_synthesis.text2reward import make_client, prompt_template
+from reward_synthesis.language.auto_mc import auto_mc_search
+from reward_synthesis.safety.checks import collect_samples
+from reward_synthesis.llm.sources import make_client, prompt_template
 from workbench.pipeline import train_and_evaluate
 from workbench.reward import BuiltReward
 from workbench.spec import load_task

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 from llm_helpers import MisbehavingServer, closed_port, hostile_client as _client, send_json, transcript_lines as _lines
 
 from reward_synthesis.llm import LLMClient, LLMConfig, LLMRequestError, LLMUnavailable, ResponseCache
@@ -128,5 +129,5 @@ def test_config_resolve_env_then_overrides(monkeypatch: pytest.MonkeyPatch) -> N
         base.resolve({"n": 4})
     with pytest.raises(WorkbenchError, match="max_retries"):
         base.resolve({"max_retries": -1})
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         LLMConfig(n=2)  # extra="forbid"

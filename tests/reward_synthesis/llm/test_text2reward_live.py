@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 
-from reward_synthesis.checks import collect_samples
-from reward_synthesis.text2reward import make_client, synthesize
+from reward_synthesis.safety.checks import collect_samples
+from reward_synthesis.language.text2reward import synthesize
+from reward_synthesis.llm.sources import make_client
 from workbench.reward import BuiltReward
 from workbench.spec import load_task
 from workbench.task import Task

@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from reward_synthesis.limits import (CHECKED_NAMES, checked_builtins, freeze_namespace,
+from reward_synthesis.safety.limits import (CHECKED_NAMES, checked_builtins, freeze_namespace,
                                      rewrite_operators, wrap_numpy)
 from workbench.errors import RewardCodeRejected
 from workbench.state import State
@@ -777,7 +777,7 @@ def normalize_batch_output(value: Any, n: int, *,
     """``(totals [n], {name: [n]})`` as float arrays, from what a batched program returned for
     a batch of ``n``; raises ``TypeError`` for a wrong type or shape, its message naming
     ``program`` when given. Finiteness is the guard's check
-    (:func:`reward_synthesis.guard.check_finite_batch`)."""
+    (:func:`reward_synthesis.safety.guard.check_finite_batch`)."""
     shape = (n,)
     if type(value) is tuple and len(value) == 2 and type(value[1]) is dict:  # the common case, every vector step
         total, components = value
@@ -933,7 +933,7 @@ def _limiter(cpu_seconds: float, memory_mb: int) -> Callable[[], None]:
 def _run_worker(workdir: Path, *, cpu_seconds: float, wall_seconds: float,
                 memory_mb: int) -> IsolatedResult:
     # -P: the temp dir is not put on sys.path; -s: no user site-packages.
-    command = [sys.executable, "-P", "-s", "-m", "reward_synthesis._sandbox_worker", str(workdir)]
+    command = [sys.executable, "-P", "-s", "-m", "reward_synthesis.safety.worker", str(workdir)]
     started = time.perf_counter()
     with open(workdir / "stdout.txt", "wb") as out, open(workdir / "stderr.txt", "wb") as err:
         try:

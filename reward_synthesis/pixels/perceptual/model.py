@@ -37,43 +37,31 @@ The backbone must be the one the model was learned with (checked by name and pro
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import dataclasses
-import hashlib
 import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import Field
 
-from reward_synthesis.vlm import ClipBackbone
-from reward_synthesis.vlm_rewards import PixelOptions, PixelReward, PixelSourceBase
-from workbench.errors import TaskError, WorkbenchError
-from workbench.reward import BuiltReward
+from reward_synthesis.pixels.perceptual.demos import file_sha256
+from workbench.errors import WorkbenchError
 
 if TYPE_CHECKING:
-    import gymnasium as gym
-
-    from workbench.sims.base import TaskProfile
-    from workbench.spec import TaskSpec
+    from reward_synthesis.pixels.vlm import ClipBackbone
 
 __all__ = [
-    "FORMAT", "FORMAT_VERSION", "RUN_FILE", "DEMO_SUFFIXES", "DEFAULT_MODEL", "DEFAULT_PRETRAINED",
+    "FORMAT", "FORMAT_VERSION", "RUN_FILE", "DEFAULT_MODEL", "DEFAULT_PRETRAINED",
     "segment_costs", "best_partition", "segment", "discover_steps", "labels_from_boundaries",
-    "separation_scores", "StepModel", "DemoRecord", "PerceptualModel", "fit", "probe_frame",
-    "find_demos", "read_demo", "read_demos", "record_demos", "learning_model_file", "learn",
-    "PerceptualReward", "PerceptualSource",
+    "separation_scores", "StepModel", "DemoRecord", "PerceptualModel", "fit", "probe_frame", "learn",
 ]
 
 FORMAT = "workbench-perceptual"
 FORMAT_VERSION = 1
 RUN_FILE = "reward/perceptual.json"  # the run directory's copy of the learned model
-DEMO_SUFFIXES = (".mp4", ".gif", ".npz")
 DEFAULT_MODEL = "ViT-B-32"
 DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
 PROBE_MIN_COSINE = 0.98  # same weights give ~1.0 (CPU vs GPU kernels differ in the 4th digit)
@@ -456,154 +444,6 @@ def fit(seqs: Sequence[np.ndarray], k: int, *, model: str, pretrained: str | Non
     return out
 
 
-# ----------------------------------------------------------------------------- demos
-
-
-def find_demos(directory: Path) -> list[Path]:
-    """The demo files (``.mp4``/``.gif``/``.npz``, one demo each) in ``directory``, sorted by name."""
-    directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise WorkbenchError(f"{directory}: not a directory\n  fix: --demos takes a directory of demo videos")
-    if not directory.is_dir():
-        return []
-    return sorted(p for p in directory.iterdir() if p.is_file() and p.suffix.lower() in DEMO_SUFFIXES)
-
-
-def _unreadable(path: Path, why: str) -> WorkbenchError:
-    return WorkbenchError(f"{path}: cannot read this demo: {why}\n"
-                          f"  fix: replace or remove the file; a demo is an .mp4/.gif video or an .npz holding one "
-                          f"uint8 array [T, H, W, 3]")
-
-
-def _first_and_last(message: str) -> str:
-    lines = [ln.strip() for ln in message.splitlines() if ln.strip() and ln.strip() != "=== stderr ==="]
-    return lines[0] if len(lines) < 2 else f"{lines[0]} ({lines[-1]})"  # ffmpeg appends its whole log
-
-
-def read_demo(path: Path) -> np.ndarray:
-    """Frames ``[T, H, W, 3]`` uint8 of one demo file."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                keys = list(z.keys())
-                if "frames" in keys:
-                    frames = z["frames"]
-                elif len(keys) == 1:
-                    frames = z[keys[0]]
-                else:
-                    raise _unreadable(path, f"holds arrays {keys}; name the frames array 'frames'")
-        else:
-            import imageio.v2 as imageio
-
-            if suffix == ".gif":
-                frames = np.stack([np.asarray(f) for f in imageio.mimread(path, memtest=False)])
-            else:
-                with imageio.get_reader(path, format="FFMPEG") as reader:
-                    frames = np.stack([np.asarray(f) for f in reader])
-    except WorkbenchError:
-        raise
-    except Exception as err:  # imageio/ffmpeg/zip raise many types for a broken file
-        raise _unreadable(path, _first_and_last(f"{type(err).__name__}: {err}")) from None
-    if frames.ndim == 3:  # greyscale
-        frames = np.repeat(frames[..., None], 3, axis=-1)
-    if frames.ndim != 4 or frames.shape[-1] not in (3, 4) or len(frames) == 0:
-        raise _unreadable(path, f"frames shaped {frames.shape}, expected [T, H, W, 3] with T >= 1")
-    if frames.dtype != np.uint8:
-        raise _unreadable(path, f"frames of dtype {frames.dtype}, expected uint8 (0-255)")
-    return np.ascontiguousarray(frames[..., :3])  # drop a GIF's alpha
-
-
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def _write_demo(path: Path, frames: Sequence[np.ndarray], fps: int) -> None:
-    from workbench.runs import atomic_path
-
-    if path.suffix == ".npz":
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez_compressed(fh, frames=np.stack(frames))
-        return
-    import imageio.v2 as imageio
-
-    with atomic_path(path) as tmp:
-        # quality 9 (of 10): compression must not move the embeddings the reward is fitted on.
-        with imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=int(fps), codec="libx264",
-                                macro_block_size=1, quality=9) as writer:
-            for frame in frames:
-                writer.append_data(frame)
-
-
-def record_demos(spec: TaskSpec, n: int, directory: Path, *, seed: int = 0, fmt: str = "mp4",
-                 max_frames: int = 1000, on_episode: Callable[[int], None] | None = None) -> list[Path]:
-    """Record ``n`` episodes of the task's scripted reference policy as ``demo_000.<fmt>``, … in
-    ``directory`` (episode ``i`` reset with ``seed + i``); each file holds the reset frame and the
-    frame after every step."""
-    from workbench.evaluate import reference_actor, run_episode
-    from workbench.registry import SIMS
-
-    file = spec.source_path or "<task>"
-    adapter = SIMS.get(spec.sim.name)()
-    try:
-        env = adapter.make_env(spec.sim, render_mode="rgb_array")
-    except TaskError as err:
-        if err.file is None:
-            raise TaskError(err.message, file=file, key=err.key, hint=err.hint) from None
-        raise
-    paths = []
-    try:
-        profile = adapter.profile(spec.sim, env)
-        if profile.reference is None:
-            raise WorkbenchError(f"{file}: {spec.sim.env_id} has no scripted reference policy to record demos with\n"
-                                 f"  fix: put your own demos in the --demos directory ({', '.join(DEMO_SUFFIXES)}, "
-                                 f"one file per demo) and drop --record")
-        fps = int(env.metadata.get("render_fps", 30))
-        act = reference_actor(env, profile.reference)
-        for i in range(n):
-            episode = run_episode(env, act, seed=seed + i, render=True, max_steps=max_frames - 1)
-            path = Path(directory) / f"demo_{i:03d}.{fmt}"
-            _write_demo(path, episode.frames, fps)
-            paths.append(path)
-            if on_episode is not None:
-                on_episode(i + 1)
-    finally:
-        env.close()
-    return paths
-
-
-# ----------------------------------------------------------------------------- learning from the CLI
-
-_LEARNING: contextvars.ContextVar[bool] = contextvars.ContextVar("perceptual_learning", default=False)
-
-
-@contextlib.contextmanager
-def learning_model_file() -> Iterator[None]:
-    """While the model file is being learned it need not exist yet: validate_spec skips that check."""
-    token = _LEARNING.set(True)
-    try:
-        yield
-    finally:
-        _LEARNING.reset(token)
-
-
-def read_demos(directory: Path, k: int, min_frames: int) -> list[tuple[Path, np.ndarray]]:
-    """Every demo in ``directory`` with its frames, each long enough for ``k`` steps."""
-    paths = find_demos(directory)
-    if not paths:
-        raise WorkbenchError(f"{directory}: no demos ({', '.join(DEMO_SUFFIXES)} files, one per demo)\n"
-                             f"  fix: record some with the task's reference policy "
-                             f"(`workbench reward perceptual --record 10`), or put your demo videos there")
-    videos = [(p, read_demo(p)) for p in paths]
-    for p, v in videos:
-        if len(v) < k * min_frames:
-            raise WorkbenchError(f"{p}: {len(v)} frames are too few for {k} steps of at least {min_frames} frames\n"
-                                 f"  fix: use longer demos or fewer steps")
-    return videos
-
-
 def learn(demos: Sequence[tuple[Path, np.ndarray]], k: int, backbone: ClipBackbone, *, model: str,
           features_per_step: int = 32, min_frames: int = 2,
           on_embedded: Callable[[int], None] | None = None) -> PerceptualModel:
@@ -617,106 +457,4 @@ def learn(demos: Sequence[tuple[Path, np.ndarray]], k: int, backbone: ClipBackbo
     probe = backbone.encode_frames(probe_frame())[0]
     paths = [p for p, _ in demos]
     return fit(features, k, model=model, pretrained=backbone.pretrained, probe=probe, names=[p.name for p in paths],
-               sha256=[_file_sha256(p) for p in paths], features_per_step=features_per_step, min_frames=min_frames)
-
-
-# ----------------------------------------------------------------------------- the reward source
-
-
-@dataclass
-class _Scorer:
-    """The scorer a PixelReward calls; keeps the last per-step rewards for the step components."""
-
-    model: PerceptualModel
-    text: str  # the exact file text the model came from (the run keeps a copy)
-    last: np.ndarray | None = None
-
-    def __call__(self, emb: np.ndarray) -> np.ndarray:
-        self.last = self.model.step_rewards(emb)
-        return self.model.total(self.last)
-
-
-@dataclass
-class PerceptualReward(PixelReward):
-    """A PixelReward that also reports each step's reward as ``step_<i>`` (1-based)."""
-
-    def __call__(self, frames: np.ndarray, terms: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        total, components = super().__call__(frames, terms)
-        scorer: _Scorer = self.scorer  # type: ignore[assignment]
-        if scorer.last is not None:
-            components.update({f"step_{i + 1}": scorer.last[:, i] for i in range(scorer.last.shape[1])})
-        return total, components
-
-
-class PerceptualSource(PixelSourceBase):
-    """``reward: {source: perceptual, file: rewards/x.json}`` — steps and features learned from demos (Sermanet et al. 2016)."""
-
-    name: ClassVar[str] = "perceptual"
-
-    class Options(PixelOptions):
-        file: str = Field(min_length=1, description="the learned perceptual model (JSON), relative to the task file")
-        calibration_steps: int = Field(0, ge=0, le=100_000,
-                                       description="0 = the model's own [0, 1] total (it is calibrated on the demos)")
-
-    @classmethod
-    def model_path(cls, spec: TaskSpec, opts: Any) -> Path:
-        path = Path(opts.file).expanduser()
-        return path if path.is_absolute() else spec.base_dir / path
-
-    @classmethod
-    def validate_spec(cls, spec: TaskSpec, *, file: str) -> None:
-        super().validate_spec(spec, file=file)
-        opts = cls.Options.model_validate(spec.reward.options)
-        path = cls.model_path(spec, opts)
-        if not path.is_file():
-            if _LEARNING.get():
-                return
-            raise TaskError(f"perceptual reward model not found: {path}", file=file, key="reward.file",
-                            hint=f"learn it from demos: workbench reward perceptual --task {file} --demos DIR "
-                                 f"--record 10 --steps 3")
-        try:
-            learned = PerceptualModel.load(path)
-        except WorkbenchError as err:
-            raise TaskError(str(err), file=file, key="reward.file") from None
-        found = learned.mismatch(opts.model, opts.pretrained)
-        if found is not None:
-            key, why = found
-            raise TaskError(why, file=file, key=key,
-                            hint=f"set {key}: {learned.model if key == 'reward.model' else learned.pretrained}, or "
-                                 f"learn it again: workbench reward perceptual --task {file} --demos DIR --steps {learned.k}")
-
-    @classmethod
-    def make_scorer(cls, opts: Any, backbone: ClipBackbone) -> Callable[[np.ndarray], np.ndarray]:
-        path = Path(opts.file)  # absolute: build() resolves it against the task file
-        text = path.read_text(encoding="utf-8")
-        learned = PerceptualModel.from_json(text, file=str(path))
-        learned.check_backbone(backbone, file=str(path))
-        return _Scorer(learned, text)
-
-    @classmethod
-    def describe(cls, opts: Any) -> str:
-        learned = PerceptualModel.load(Path(opts.file))
-        return (f"perceptual reward: {learned.k} steps learned from {len(learned.demos)} demos "
-                f"({Path(opts.file).name}, {learned.params.get('features_per_step')} features per step)")
-
-    @classmethod
-    def build(cls, spec: TaskSpec, profile: TaskProfile, env: gym.Env) -> BuiltReward:
-        from workbench.spec import RewardSpec
-
-        # make_scorer only sees the options: hand it the file's absolute path.
-        path = cls.model_path(spec, cls.Options.model_validate(spec.reward.options))
-        reward = RewardSpec.model_validate({**spec.reward.model_dump(mode="json"), "file": str(path)})
-        built = super().build(spec.model_copy(update={"reward": reward}), profile, env)
-        pixel = built.frame_reward
-        assert isinstance(pixel, PixelReward) and isinstance(pixel.scorer, _Scorer)
-        scorer = pixel.scorer
-        built.frame_reward = PerceptualReward(**{f.name: getattr(pixel, f.name) for f in dataclasses.fields(pixel)})
-        built.files[RUN_FILE] = scorer.text
-        assert built.resolved is not None
-        built.resolved["file"] = RUN_FILE  # relative to the run's task.yaml, i.e. the run directory
-        built.record["perceptual"] = {
-            "file": str(path), "sha256": hashlib.sha256(scorer.text.encode()).hexdigest(), "k": scorer.model.k,
-            "demos": [d.name for d in scorer.model.demos], "reward": REWARD_FORMULA,
-            "total_by_step": scorer.model.fit_info.get("total_by_step"),
-        }
-        return built
+               sha256=[file_sha256(p) for p in paths], features_per_step=features_per_step, min_frames=min_frames)

@@ -71,7 +71,7 @@ class RewardLibrary:
         from workbench.pipeline import find_tasks
 
         out = []
-        for path, spec in find_tasks(self.tasks_root):
+        for _, spec in find_tasks(self.tasks_root):
             if isinstance(spec, Exception) or spec.reward.source != "code" or not spec.goal:
                 continue
             program = CodeRewardSource.program_path(spec)

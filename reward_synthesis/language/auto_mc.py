@@ -37,18 +37,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field
 
-from reward_synthesis.checks import preflight
-from reward_synthesis.eureka import train_programs
+from reward_synthesis.safety.checks import preflight
+from reward_synthesis.language.eureka import train_programs
 from reward_synthesis.program import CodeRewardProgram
-from reward_synthesis.text2reward import (LLMSourceOptions, describe_action_space, extract_code, make_client,
-                                         prompt_template, validate_llm_source)
+from reward_synthesis.llm.sources import (LLMSourceOptions, check_llm_source, describe_action_space, extract_code,
+                                          failure_text, keep_failed, make_client, prompt_template, task_for,
+                                          validate_llm_source, with_detail)
 from workbench.errors import RewardCodeRejected, TaskError, WorkbenchError
 from workbench.evaluate import Trajectory
 from workbench.reward import BuiltReward
 from workbench.runs import atomic_write, write_json
 
 if TYPE_CHECKING:
-    from reward_synthesis.checks import Preference
+    from reward_synthesis.safety.checks import Preference
     from reward_synthesis.llm import LLMClient
     from workbench.pipeline import TrainFn
     from workbench.state import State
@@ -372,8 +373,6 @@ def auto_mc_search(task: Task, goal: str, client: LLMClient, samples: Sequence[t
                 on_event("round", record)
             write_json(out_dir / "summary.json", result.to_dict())
     except (WorkbenchError, KeyboardInterrupt) as err:  # the LLM failed or the user stopped: keep the record
-        from reward_synthesis.text2reward import failure_text
-
         result.error = failure_text(err)
         if record is not None and all(r is not record for r in result.rounds):
             record.reason = record.reason or f"stopped: {result.error.splitlines()[0]}"
@@ -444,8 +443,6 @@ class AutoMCSource:
     @classmethod
     def check(cls, spec: Any, profile: Any, env: Any) -> BuiltReward:
         """``workbench validate``: options, the designer's prompt and the endpoint, without designing."""
-        from reward_synthesis.text2reward import check_llm_source, task_for
-
         opts, initial = cls._options(spec, profile)
         facts = _task_facts(task_for(spec, profile, "checking"))
         messages = designer_messages(facts, opts.goal or spec.goal, [])
@@ -457,8 +454,7 @@ class AutoMCSource:
     def build(cls, spec: Any, profile: Any, env: Any) -> BuiltReward:
         import tempfile
 
-        from reward_synthesis.checks import check_inputs
-        from reward_synthesis.text2reward import keep_failed, task_for, with_detail
+        from reward_synthesis.safety.checks import check_inputs
         from workbench.pipeline import train_and_evaluate  # the one training entry point, handed to the search
 
         opts, initial = cls._options(spec, profile)

@@ -1,6 +1,6 @@
-"""Child-process entry point of :func:`reward_synthesis.sandbox.run_isolated`.
+"""Child-process entry point of :func:`reward_synthesis.safety.sandbox.run_isolated`.
 
-``python -m reward_synthesis._sandbox_worker WORKDIR`` reads ``program.txt``, ``manifest.json``
+``python -m reward_synthesis.safety.worker WORKDIR`` reads ``program.txt``, ``manifest.json``
 and ``samples.npz`` from WORKDIR, runs the program under the limits its parent set, and writes
 ``result.json``. Any failure of the *program* is written as a result; a missing result means the
 process itself died (a limit, a signal), which the parent classifies.
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from reward_synthesis.sandbox import (BATCH_ENTRY_POINT, describe_exception, entry_point_of, load_program,
+from reward_synthesis.safety.sandbox import (BATCH_ENTRY_POINT, describe_exception, entry_point_of, load_program,
                                       normalize_batch_output, normalize_output, reward_action)
 from workbench.errors import RewardCodeRejected
 from workbench.state import State

@@ -6,7 +6,7 @@ the output contract, finiteness, scale, variation and speed. It never raises for
 the :class:`CheckReport` says what failed and why, and can be raised as
 :class:`~workbench.errors.RewardCodeRejected`.
 
-A batched program (``compute_reward_batch``, see :mod:`reward_synthesis.sandbox`) goes through
+A batched program (``compute_reward_batch``, see :mod:`reward_synthesis.safety.sandbox`) goes through
 the same checks on its batch of all samples, plus ``batch_consistency``: its result for the N
 samples stacked must equal its results for each sample alone (a batch of one) within
 :data:`BATCH_TOLERANCE`, so a program that mixes envs (``np.linalg.norm(d)`` without
@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from reward_synthesis.sandbox import IsolatedResult, run_isolated, static_check
+from reward_synthesis.safety.sandbox import IsolatedResult, run_isolated, static_check
 from workbench.errors import RewardCodeRejected
+from workbench.evaluate import run_episode
 from workbench.state import State, StateSchema
 
 __all__ = ["CHECK_NAMES", "CheckReport", "CheckResult", "Preference", "collect_samples",
@@ -302,25 +303,27 @@ def collect_samples(env: Any, schema: StateSchema, *, n: int = 64, seed: int = 0
     for _ in range(n):
         action = env.action_space.sample()
         _, _, terminated, truncated, _ = env.step(action)
-        frozen = np.atleast_1d(np.array(action, dtype=np.float64))
-        frozen.setflags(write=False)
-        samples.append((schema.read(env.unwrapped), frozen))
+        samples.append((schema.read(env.unwrapped), _frozen_action(action)))
         if terminated or truncated:
             env.reset()
     return samples
 
 
+def _frozen_action(action: Any) -> np.ndarray:
+    frozen = np.atleast_1d(np.array(action, dtype=np.float64))
+    frozen.setflags(write=False)
+    return frozen
+
+
 def _episode(env: Any, schema: StateSchema, act: Callable[[], Any], seed: int, max_steps: int) -> list[Sample]:
-    env.reset(seed=seed)
+    """One episode of ``act()`` (through the workbench's one episode loop) as (post-step state, action) pairs."""
     episode: list[Sample] = []
-    for _ in range(max_steps):
-        action = np.asarray(act(), dtype=env.action_space.dtype)
-        _, _, terminated, truncated, _ = env.step(action)
-        frozen = np.atleast_1d(np.array(action, dtype=np.float64))
-        frozen.setflags(write=False)
-        episode.append((schema.read(env.unwrapped), frozen))
-        if terminated or truncated:
-            break
+
+    def on_step(action: Any, reward: Any, info: dict[str, Any]) -> None:
+        episode.append((schema.read(env.unwrapped), _frozen_action(action)))
+
+    run_episode(env, lambda obs: np.asarray(act(), dtype=env.action_space.dtype), seed=seed, max_steps=max_steps,
+                on_step=on_step)
     return episode
 
 

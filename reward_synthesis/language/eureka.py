@@ -40,14 +40,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from reward_synthesis.program import CodeRewardProgram
-from reward_synthesis.text2reward import SynthesisResult, build_messages, prompt_template, synthesize
+from reward_synthesis.language.text2reward import SynthesisResult, build_messages, synthesize
+from reward_synthesis.llm.sources import prompt_template
 from workbench.errors import RewardRuntimeError, WorkbenchError
 from workbench.reward import BuiltReward
 from workbench.runs import atomic_write, write_json
 
 if TYPE_CHECKING:
 
-    from reward_synthesis.checks import Preference
+    from reward_synthesis.safety.checks import Preference
     from reward_synthesis.llm import LLMClient
     from workbench.pipeline import TrainFn
     from workbench.spec import TaskSpec
@@ -567,7 +568,7 @@ def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[Sta
            checkpoints: int = 3, eval_episodes: int = 10, checkpoint_episodes: int = 5,
            preference: Preference | None = None) -> EurekaResult:
     """Run the Eureka search; see the module docstring. ``samples`` (and ``preference``, the
-    good-vs-bad episodes of :func:`~reward_synthesis.checks.check_inputs`) feed the pre-flight checks.
+    good-vs-bad episodes of :func:`~reward_synthesis.safety.checks.check_inputs`) feed the pre-flight checks.
     ``train``: the workbench's training entry point (:func:`workbench.pipeline.train_and_evaluate`),
     handed in; every candidate's proxy training is one call of it per seed.
 

@@ -1,6 +1,6 @@
 """Size limits on what a reward program can build, and module state frozen after loading.
 
-The run-time guard (:mod:`reward_synthesis.guard`) interrupts Python-level loops, but a single C
+The run-time guard (:mod:`reward_synthesis.safety.guard`) interrupts Python-level loops, but a single C
 call (``sum(range(10**13))``, ``[0] * 10**10``, ``2 ** 10**9``) holds the interpreter until it
 returns and cannot be interrupted in-process. So the operations whose cost in one C call is not
 bounded by the sizes of their inputs are bounded here instead:
@@ -16,7 +16,7 @@ With every container capped at ``MAX_ELEMENTS`` elements and every Python intege
 operation capped at ``MAX_INT_BITS`` bits, one C call works on bounded data. What stays possible:
 a C operation on two capped operands whose cost is their product (broadcasting a ``(1000, 1)``
 array against a ``(1, 1000)`` one, a matrix product of capped matrices) — at most seconds, and
-the guard's hard timer (:mod:`reward_synthesis.guard`) ends the process if even that wedges it.
+the guard's hard timer (:mod:`reward_synthesis.safety.guard`) ends the process if even that wedges it.
 
 After the module body ran, :func:`freeze_namespace` turns every module-level value into an
 immutable one (lists -> tuples, dicts -> read-only mappings, arrays -> read-only copies, and the

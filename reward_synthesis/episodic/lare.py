@@ -40,9 +40,11 @@ import numpy as np
 from pydantic import Field, ValidationError
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
-from reward_synthesis.checks import CheckReport, CheckResult
+from reward_synthesis.safety.checks import CheckReport, CheckResult
 from reward_synthesis.program import EnvRewardSource
-from reward_synthesis.text2reward import LLMSourceOptions
+from reward_synthesis.llm.sources import (LLMSourceOptions, check_llm_source, code_blocks, extract_code, failure_text,
+                                          keep_failed, make_client, prompt_template, space_bounds, task_for,
+                                          with_detail)
 from workbench.errors import RewardCodeRejected, RewardRuntimeError, TaskError, WorkbenchError
 from workbench.reward import BuiltReward, validate_options
 from workbench.state import State
@@ -155,7 +157,7 @@ class LatentEncoder:
         self._load()
 
     def _load(self) -> None:
-        from reward_synthesis.sandbox import load_program
+        from reward_synthesis.safety.sandbox import load_program
 
         self._fns = [load_program(_shimmed(text), filename=filename) for filename, text in self.sources]
 
@@ -167,9 +169,9 @@ class LatentEncoder:
         self._load()
 
     def __call__(self, state: State, action: np.ndarray) -> np.ndarray:
-        from reward_synthesis.sandbox import describe_exception, normalize_output
+        from reward_synthesis.safety.sandbox import describe_exception, normalize_output
 
-        from reward_synthesis.guard import DEFAULT_TIMEOUT_S, check_finite, guarded_call
+        from reward_synthesis.safety.guard import DEFAULT_TIMEOUT_S, check_finite, guarded_call
 
         out: list[float] = []
         for fn, (filename, text), names in zip(self._fns, self.sources, self.per_file):
@@ -228,7 +230,7 @@ def verify_encoder(source: str, samples: Sequence[tuple[State, np.ndarray]], *, 
     of scalar floats, same names every call), ``factor_count``, ``finite``, ``varies`` (each factor
     changes across states), ``time_budget``. Returns the report and the factor names.
     """
-    from reward_synthesis.sandbox import run_isolated, static_check
+    from reward_synthesis.safety.sandbox import run_isolated, static_check
 
     report = CheckReport(filename, hashlib.sha256(source.encode("utf-8", "replace")).hexdigest())
     names: list[str] = []
@@ -330,11 +332,9 @@ class EncoderSynthesis:
 
 
 def encoder_messages(task: Task, goal: str, *, max_factors: int) -> list[dict[str, str]]:
-    from reward_synthesis.text2reward import _space_bounds, prompt_template
-
     env = task.make_env()
     try:
-        shape, low, high = _space_bounds(env.action_space)
+        shape, low, high = space_bounds(env.action_space)
     finally:
         env.close()
     user = prompt_template("lare_user").format(
@@ -346,9 +346,7 @@ def encoder_messages(task: Task, goal: str, *, max_factors: int) -> list[dict[st
 
 def extract_encoder(reply: str) -> str | None:
     """The fenced block that defines ``encode_factors``, else whatever code the reply has."""
-    from reward_synthesis.text2reward import _FENCE, extract_code
-
-    for _, body in _FENCE.findall(reply):
+    for _, body in code_blocks(reply):
         if f"def {ENCODER_ENTRY}" in body:
             return body.strip() + "\n"
     return extract_code(reply)
@@ -359,8 +357,6 @@ def synthesize_encoders(task: Task, goal: str, client: LLMClient, samples: Seque
                         on_attempt: Callable[[EncoderAttempt], None] | None = None) -> EncoderSynthesis:
     """``candidates`` independent encoders (request seeds ``seed + 1000·c + i``), each repaired up
     to ``attempts`` times with the verifier's exact reason. Every reply and verdict is kept."""
-    from reward_synthesis.text2reward import prompt_template
-
     base = encoder_messages(task, goal, max_factors=max_factors)
     result = EncoderSynthesis(goal=goal, model=str(client.model))
     for c in range(candidates):
@@ -667,8 +663,6 @@ class LaReSource:
         opts = cls.Options.model_validate(spec.reward.options)
         if opts.factors == "state" or _encoder_paths(opts.encoder):
             return cls.build(spec, profile, env)
-        from reward_synthesis.text2reward import check_llm_source, task_for
-
         messages = encoder_messages(task_for(spec, profile, "checking"), opts.goal or spec.goal,
                                     max_factors=opts.max_factors)
         return check_llm_source("lare", spec, opts.llm, messages, offline=opts.offline, seed=opts.seed,
@@ -676,7 +670,7 @@ class LaReSource:
 
     @classmethod
     def build(cls, spec: Any, profile: Any, env: gym.Env) -> BuiltReward:
-        from reward_synthesis.checks import SAMPLES_SEED, collect_samples
+        from reward_synthesis.safety.checks import SAMPLES_SEED, collect_samples
 
         opts = cls.Options.model_validate(spec.reward.options)
         files: dict[str, str] = {}
@@ -738,7 +732,6 @@ class LaReSource:
             return out
         import tempfile
 
-        from reward_synthesis.text2reward import make_client
         from workbench.registry import SIMS
         from workbench.runs import default_runs_root
         from workbench.task import Task
@@ -754,8 +747,6 @@ class LaReSource:
                                              attempts=opts.attempts, seed=opts.seed, max_factors=opts.max_factors,
                                              on_attempt=attempts.append)
             except (WorkbenchError, KeyboardInterrupt) as err:  # the LLM failed: keep what there is
-                from reward_synthesis.text2reward import failure_text, keep_failed, with_detail
-
                 partial = {"goal": goal, "error": failure_text(err), "attempts": [asdict(a) for a in attempts]}
                 kept = keep_failed(spec.name, "lare_failed", {
                     "llm/lare_transcript.jsonl": transcript.read_text() if transcript.is_file() else "",

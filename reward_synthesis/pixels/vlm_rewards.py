@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 from pydantic import Field, model_validator
 
-from reward_synthesis.combine import Combine, CombineError, compile_combine
+from reward_synthesis.pixels.combine import Combine, CombineError, compile_combine
 from reward_synthesis.program import build_code_program
-from reward_synthesis.vlm import ClipBackbone, load_backbone
+from reward_synthesis.pixels.vlm import ClipBackbone, load_backbone
 from workbench.errors import TaskError, WorkbenchError
 from workbench.reward import BuiltReward, SourceOptions, validate_options
 
@@ -264,7 +264,7 @@ class PixelSourceBase:
 
 
 def _component_names(program: Any, env: gym.Env, profile: TaskProfile) -> set[str]:
-    from reward_synthesis.checks import collect_samples
+    from reward_synthesis.safety.checks import collect_samples
 
     (state, action), = collect_samples(env, profile.schema, n=1)
     _, components = program(state, action, state)

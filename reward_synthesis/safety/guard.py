@@ -1,6 +1,6 @@
 """The run-time guard: every call of an accepted reward program during training is bounded.
 
-The pre-flight (:mod:`reward_synthesis.checks`) runs a program on sample states in a limited child
+The pre-flight (:mod:`reward_synthesis.safety.checks`) runs a program on sample states in a limited child
 process once; training then calls it in-process every env step. The guard keeps that second
 phase honest:
 
@@ -10,7 +10,7 @@ phase honest:
   every period until the call ends. ``RewardTimeout`` derives from ``BaseException`` and the
   sandbox refuses bare ``except:``, so a program cannot swallow it. This interrupts any
   Python-level loop. It cannot interrupt one C call that holds the interpreter (Python checks
-  for pending exceptions between bytecodes only): :mod:`reward_synthesis.limits` bounds the sizes
+  for pending exceptions between bytecodes only): :mod:`reward_synthesis.safety.limits` bounds the sizes
   such a call can work on, and as the last resort a **hard timer** in C (``faulthandler``)
   ends the process after :data:`HARD_TIMEOUT_S` seconds in which the watchdog thread could not
   run at all, printing every thread's stack. The run's last periodic checkpoint is intact then.
