@@ -14,7 +14,7 @@ $(BIN)/python:
 	$(BIN)/pip install --disable-pip-version-check -q --upgrade pip
 
 # Reinstall only when the project's metadata or pins change.
-$(STAMP): $(BIN)/python pyproject.toml constraints.txt
+$(STAMP): $(BIN)/python pyproject.toml setup.py constraints.txt
 	$(PIP) -e .
 	touch $@
 
@@ -38,8 +38,11 @@ install-llm: install-dev
 demo: install
 	$(BIN)/workbench run tasks/mujoco/reacher.yaml
 
+# The dev checks first (seconds: ruff on everything, mypy on the core), then the tests.
 # pytest exit 5 (no tests collected) is a failure here, as it should be.
 test: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 test-slow: install-dev
