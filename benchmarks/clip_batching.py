@@ -25,11 +25,11 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 import numpy as np  # noqa: E402
 
+from reward_synthesis.pixels.combine import compile_combine  # noqa: E402
 from reward_synthesis.pixels.vlm import load_backbone  # noqa: E402
 from reward_synthesis.pixels.vlm_rewards import ClipGoalSource, PixelReward  # noqa: E402
-from reward_synthesis.pixels.combine import compile_combine  # noqa: E402
-from workbench.spec import SimSpec  # noqa: E402
 from workbench.sims.mujoco import MujocoAdapter  # noqa: E402
+from workbench.spec import SimSpec  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 POSITIVE, NEGATIVE = "the tip of the robot arm touches the small red ball", "the robot arm is far from the red ball"

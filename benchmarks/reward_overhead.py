@@ -39,8 +39,8 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
-from reward_synthesis.safety import sandbox
 from reward_synthesis.program import CodeRewardProgram
+from reward_synthesis.safety import sandbox
 from workbench.reward import BuiltReward
 from workbench.spec import load_task
 from workbench.task import Task

@@ -37,8 +37,8 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-
 from reward_overhead import steps_per_second  # same loop; ManiSkill's 1-element torch bools pass `or`
+
 from workbench.spec import load_task, validate_sim_kwargs
 from workbench.task import Task
 
@@ -76,8 +76,7 @@ def bare_maniskill(task: Task) -> Run:
 
 def bare_rocket_league(task: Task) -> Run:
     from rlgym.api import RLGym
-    from rlgym.rocket_league import action_parsers, done_conditions, obs_builders, reward_functions, sim
-    from rlgym.rocket_league import state_mutators
+    from rlgym.rocket_league import action_parsers, done_conditions, obs_builders, reward_functions, sim, state_mutators
 
     from workbench.sims.rocket_league import BLUE, TICK_RATE
 

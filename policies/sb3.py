@@ -24,8 +24,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor, ResultsWriter
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
-from stable_baselines3.common.vec_env import (DummyVecEnv, SubprocVecEnv, VecEnv, VecEnvWrapper, VecMonitor,
-                                              VecNormalize)
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv, VecEnvWrapper, VecMonitor, VecNormalize
 
 from workbench.errors import TaskError, WorkbenchError
 from workbench.learner import POLICY_FILE, CheckpointState, FitHooks, TrainingInterrupted, TrainingStopped

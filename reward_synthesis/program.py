@@ -22,8 +22,16 @@ import numpy as np
 from pydantic import Field
 
 from reward_synthesis.safety.guard import DEFAULT_TIMEOUT_S, check_finite, check_finite_batch, guarded_call
-from reward_synthesis.safety.sandbox import (BATCH_ENTRY_POINT, describe_exception, entry_point_of, load_program,
-                                      normalize_batch_output, normalize_output, reward_action, state_inputs)
+from reward_synthesis.safety.sandbox import (
+    BATCH_ENTRY_POINT,
+    describe_exception,
+    entry_point_of,
+    load_program,
+    normalize_batch_output,
+    normalize_output,
+    reward_action,
+    state_inputs,
+)
 from workbench.errors import RewardCodeRejected, RewardRuntimeError, TaskError, WorkbenchError
 from workbench.reward import BuiltReward, SourceOptions, validate_options
 from workbench.state import State

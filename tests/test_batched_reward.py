@@ -17,8 +17,16 @@ import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from reward_synthesis.program import CodeRewardProgram, build_code_program
-from reward_synthesis.safety.sandbox import (BATCH_ENTRY_POINT, ENTRY_POINT, entry_point_of, load_program,
-                                      normalize_batch_output, run_isolated, state_inputs, static_check)
+from reward_synthesis.safety.sandbox import (
+    BATCH_ENTRY_POINT,
+    ENTRY_POINT,
+    entry_point_of,
+    load_program,
+    normalize_batch_output,
+    run_isolated,
+    state_inputs,
+    static_check,
+)
 from workbench.errors import RewardCodeRejected, RewardGuardError, RewardRuntimeError
 from workbench.reward import BuiltReward, is_batched
 from workbench.spec import load_task

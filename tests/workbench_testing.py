@@ -34,7 +34,8 @@ def load_shipped(path: Path, tmp: Path):
         except TaskError as err:
             pytest.skip(f"no CARLA server: {err.message}")
     if sim.get("name") == "maniskill":
-        pytest.importorskip("mani_skill", reason="ManiSkill is an optional extra: pip install 'rl-workbench[maniskill]'")
+        pytest.importorskip("mani_skill",
+                            reason="ManiSkill is an optional extra: pip install 'rl-workbench[maniskill]'")
         from workbench.sims.maniskill import vulkan_available
 
         ok, why = vulkan_available()

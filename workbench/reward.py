@@ -119,7 +119,8 @@ class FrameReward(Protocol):
 
     name: str
 
-    def __call__(self, frames: np.ndarray, terms: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]: ...
+    def __call__(self, frames: np.ndarray,
+                 terms: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]: ...
 
 
 @dataclass

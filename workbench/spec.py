@@ -23,7 +23,8 @@ from workbench.registry import LEARNERS, REWARDS, SIMS, PluginError, Registry, U
 
 __all__ = [
     "SimSpec", "RewardSpec", "LearnerSpec", "TrainingSpec", "EvaluationSpec", "TaskSpec",
-    "load_task", "read_bounded", "parse_overrides", "pydantic_error_to_task_error", "validate_sim_kwargs", "MAX_TASK_BYTES",
+    "load_task", "read_bounded", "parse_overrides", "pydantic_error_to_task_error", "validate_sim_kwargs",
+    "MAX_TASK_BYTES",
 ]
 
 MAX_TASK_BYTES = 1 << 20
@@ -231,7 +232,8 @@ def parse_overrides(items: list[str]) -> list[tuple[list[str], Any]]:
         key, sep, raw = item.partition("=")
         path = key.strip().split(".")
         if not sep or not all(p.isidentifier() or p.replace("-", "_").isidentifier() for p in path):
-            raise TaskError(f"bad override {item!r}", key="--set", hint="write --set key.path=value, e.g. --set training.total_steps=2e4")
+            raise TaskError(f"bad override {item!r}", key="--set",
+                            hint="write --set key.path=value, e.g. --set training.total_steps=2e4")
         out.append((path, parse_yaml(raw, file="--set") if raw.strip() else None))
     return out
 
@@ -316,7 +318,8 @@ def read_bounded(path: Path, *, limit: int, file: str, key: str | None = None, w
         if not stat.S_ISREG(mode):
             kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
                     else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket")
-            raise TaskError(f"is {kind}, not a regular file", file=file, key=key, hint=f"point at a {what} (a regular file)")
+            raise TaskError(f"is {kind}, not a regular file", file=file, key=key,
+                            hint=f"point at a {what} (a regular file)")
         if st.st_size > limit:
             raise TaskError(f"file is {st.st_size} bytes; a {what} is at most {limit}", file=file, key=key,
                             hint=hint)
@@ -329,7 +332,8 @@ def read_bounded(path: Path, *, limit: int, file: str, key: str | None = None, w
                         hint="pass a path like tasks/mujoco/reacher.yaml (`workbench list tasks`)"
                         if what == "task file" else f"check the {what}'s path") from None
     except OSError as err:
-        raise TaskError(f"cannot read: {err.strerror}", file=file, key=key, hint=f"check the {what}'s path and permissions") from None
+        raise TaskError(f"cannot read: {err.strerror}", file=file, key=key,
+                        hint=f"check the {what}'s path and permissions") from None
     with os.fdopen(fd, "rb") as fh:
         refuse(os.fstat(fh.fileno()))  # the path may have been swapped between stat and open
         raw = fh.read(limit + 1)

@@ -40,11 +40,21 @@ import numpy as np
 from pydantic import Field, ValidationError
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
-from reward_synthesis.safety.checks import CheckReport, CheckResult
+from reward_synthesis.llm.sources import (
+    LLMSourceOptions,
+    check_llm_source,
+    code_blocks,
+    extract_code,
+    failure_text,
+    keep_failed,
+    make_client,
+    prompt_template,
+    space_bounds,
+    task_for,
+    with_detail,
+)
 from reward_synthesis.program import EnvRewardSource
-from reward_synthesis.llm.sources import (LLMSourceOptions, check_llm_source, code_blocks, extract_code, failure_text,
-                                          keep_failed, make_client, prompt_template, space_bounds, task_for,
-                                          with_detail)
+from reward_synthesis.safety.checks import CheckReport, CheckResult
 from workbench.errors import RewardCodeRejected, RewardRuntimeError, TaskError, WorkbenchError
 from workbench.reward import BuiltReward, validate_options
 from workbench.state import State
@@ -169,9 +179,8 @@ class LatentEncoder:
         self._load()
 
     def __call__(self, state: State, action: np.ndarray) -> np.ndarray:
-        from reward_synthesis.safety.sandbox import describe_exception, normalize_output
-
         from reward_synthesis.safety.guard import DEFAULT_TIMEOUT_S, check_finite, guarded_call
+        from reward_synthesis.safety.sandbox import describe_exception, normalize_output
 
         out: list[float] = []
         for fn, (filename, text), names in zip(self._fns, self.sources, self.per_file):

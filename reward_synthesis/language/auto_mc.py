@@ -37,20 +37,30 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field
 
-from reward_synthesis.safety.checks import preflight
 from reward_synthesis.language.eureka import train_programs
+from reward_synthesis.llm.sources import (
+    LLMSourceOptions,
+    check_llm_source,
+    describe_action_space,
+    extract_code,
+    failure_text,
+    keep_failed,
+    make_client,
+    prompt_template,
+    task_for,
+    validate_llm_source,
+    with_detail,
+)
 from reward_synthesis.program import CodeRewardProgram
-from reward_synthesis.llm.sources import (LLMSourceOptions, check_llm_source, describe_action_space, extract_code,
-                                          failure_text, keep_failed, make_client, prompt_template, task_for,
-                                          validate_llm_source, with_detail)
+from reward_synthesis.safety.checks import preflight
 from workbench.errors import RewardCodeRejected, TaskError, WorkbenchError
 from workbench.evaluate import Trajectory
 from workbench.reward import BuiltReward
 from workbench.runs import atomic_write, write_json
 
 if TYPE_CHECKING:
-    from reward_synthesis.safety.checks import Preference
     from reward_synthesis.llm import LLMClient
+    from reward_synthesis.safety.checks import Preference
     from workbench.pipeline import TrainFn
     from workbench.state import State
     from workbench.task import Task
@@ -169,7 +179,8 @@ def designer_messages(facts: dict[str, str], goal: str, memory: Sequence[RoundRe
         for r in memory[-3:]:  # the latest rounds; older ones add length, not signal
             outcome = "rejected by the checks" if r.code is None else \
                 f"trained to success {r.success:.2f}" if r.success is not None else "did not train"
-            parts.append(f"Round {r.round} design ({outcome}):\n```python\n{(r.code or r.last_design or '').strip()}\n```"
+            parts.append(f"Round {r.round} design ({outcome}):\n```python\n"
+                         f"{(r.code or r.last_design or '').strip()}\n```"
                          + (f"\nCritic: {r.last_critique.strip()[:600]}" if r.last_critique else ""))
         mem = "\nPrevious designs (memory):\n" + "\n\n".join(parts) + "\n"
     sug = f"\nSuggested revisions from the trajectory analysis:\n{suggestions.strip()}\n" if suggestions.strip() else ""
@@ -342,9 +353,9 @@ def auto_mc_search(task: Task, goal: str, client: LLMClient, samples: Sequence[t
             if on_event:
                 on_event("designed", record)
             if record.code is not None:
-                (runs,) = train_programs(train, task, [record.code], proxy_steps=proxy_steps, seeds=seeds, workers=workers,
-                                         checkpoints=1, eval_episodes=eval_episodes, trajectories=trajectories,
-                                         trajectory_fields=fields)
+                (runs,) = train_programs(train, task, [record.code], proxy_steps=proxy_steps, seeds=seeds,
+                                         workers=workers, checkpoints=1, eval_episodes=eval_episodes,
+                                         trajectories=trajectories, trajectory_fields=fields)
                 ok = [run for run in runs if run.ok]
                 record.train_error = "; ".join(run.error.splitlines()[0] for run in runs if not run.ok and run.error)
                 if ok:
@@ -356,8 +367,8 @@ def auto_mc_search(task: Task, goal: str, client: LLMClient, samples: Sequence[t
                     text = stats_text(record.stats)
                     save("stats.txt", text)
                     write_json(round_dir / "stats.json", record.stats)
-                    summary = (f"success rate {record.success:.2f}" if record.success is not None else "no success metric") \
-                        + f" after {proxy_steps} training steps"
+                    summary = (f"success rate {record.success:.2f}" if record.success is not None
+                               else "no success metric") + f" after {proxy_steps} training steps"
                     analysis = client.chat(analyzer_messages(facts, goal, record.code, summary, text),
                                            seed=seed + 1000 * r + 999)
                     record.analysis = analysis.text
@@ -436,7 +447,8 @@ class AutoMCSource:
             path = Path(opts.initial) if Path(opts.initial).is_absolute() else spec.base_dir / opts.initial
             if not path.is_file():
                 raise TaskError(f"initial program not found: {path}", file=spec.source_path, key="reward.initial",
-                                hint="a compute_reward(state, action) file relative to the task file, or remove the key")
+                                hint="a compute_reward(state, action) file relative to the task file, "
+                                     "or remove the key")
             initial = path.read_text(encoding="utf-8", errors="replace")
         return opts, initial
 
@@ -446,7 +458,8 @@ class AutoMCSource:
         opts, initial = cls._options(spec, profile)
         facts = _task_facts(task_for(spec, profile, "checking"))
         messages = designer_messages(facts, opts.goal or spec.goal, [])
-        extra = f", {opts.rounds} round{'s' if opts.rounds != 1 else ''}" + (", initial program given" if initial else "")
+        extra = (f", {opts.rounds} round{'s' if opts.rounds != 1 else ''}"
+                 + (", initial program given" if initial else ""))
         return check_llm_source("auto_mc", spec, opts.llm, messages, offline=opts.offline, seed=opts.seed,
                                 extra=extra)
 

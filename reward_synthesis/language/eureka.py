@@ -39,17 +39,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from reward_synthesis.program import CodeRewardProgram
 from reward_synthesis.language.text2reward import SynthesisResult, build_messages, synthesize
 from reward_synthesis.llm.sources import prompt_template
+from reward_synthesis.program import CodeRewardProgram
 from workbench.errors import RewardRuntimeError, WorkbenchError
 from workbench.reward import BuiltReward
 from workbench.runs import atomic_write, write_json
 
 if TYPE_CHECKING:
 
-    from reward_synthesis.safety.checks import Preference
     from reward_synthesis.llm import LLMClient
+    from reward_synthesis.safety.checks import Preference
     from workbench.pipeline import TrainFn
     from workbench.spec import TaskSpec
     from workbench.state import State
@@ -396,8 +396,8 @@ def _check_settings(**values: int) -> None:
                                  f"  fix: pass e.g. {flag} 2")
 
 
-def train_programs(train: TrainFn, task: Task, programs: Sequence[str], *, proxy_steps: int, seeds: Sequence[int] | int = 2,
-                   workers: int = 1, checkpoints: int = 3, eval_episodes: int = 10,
+def train_programs(train: TrainFn, task: Task, programs: Sequence[str], *, proxy_steps: int,
+                   seeds: Sequence[int] | int = 2, workers: int = 1, checkpoints: int = 3, eval_episodes: int = 10,
                    checkpoint_episodes: int = 5, trajectories: int = 0,
                    trajectory_fields: Sequence[str] = ()) -> list[list[SeedRun]]:
     """Train each program with each seed on the proxy budget in ``workers`` processes, each job one

@@ -16,14 +16,23 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 from pydantic import Field
 
-from reward_synthesis.safety.checks import CheckReport, Preference, preflight
+from reward_synthesis.llm.sources import (
+    LLMSourceOptions,
+    check_llm_source,
+    describe_action_space,
+    extract_code,
+    failure_text,
+    keep_failed,
+    make_client,
+    prompt_template,
+    task_for,
+    validate_llm_source,
+    with_detail,
+)
 from reward_synthesis.program import CodeRewardProgram
-from reward_synthesis.llm.sources import (LLMSourceOptions, check_llm_source, describe_action_space, extract_code,
-                                          failure_text, keep_failed, make_client, prompt_template, task_for,
-                                          validate_llm_source, with_detail)
+from reward_synthesis.safety.checks import CheckReport, Preference, preflight
 from workbench.errors import RewardCodeRejected, WorkbenchError
 from workbench.reward import BuiltReward
 

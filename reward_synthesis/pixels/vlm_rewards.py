@@ -26,8 +26,8 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from reward_synthesis.pixels.combine import Combine, CombineError, compile_combine
-from reward_synthesis.program import build_code_program
 from reward_synthesis.pixels.vlm import ClipBackbone, load_backbone
+from reward_synthesis.program import build_code_program
 from workbench.errors import TaskError, WorkbenchError
 from workbench.reward import BuiltReward, SourceOptions, validate_options
 
@@ -147,12 +147,14 @@ class PixelOptions(SourceOptions):
 
     model: str = Field("ViT-B-32", description="open_clip architecture (open_clip.list_models())")
     pretrained: str | None = Field(
-        "laion2b_s34b_b79k", description="open_clip pretrained tag or checkpoint file; null = random weights (tests only)")
+        "laion2b_s34b_b79k",
+        description="open_clip pretrained tag or checkpoint file; null = random weights (tests only)")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$", description="auto | cpu | cuda[:n]")
     batch_size: int = Field(64, gt=0, le=4096, description="frames per forward pass")
     terms: str | None = Field(None, description="state-side reward program file combined with the pixel score")
     combine: str | None = Field(None, description="expression over vlm, vlm_raw, env, terms and the terms' components")
-    calibration_steps: int = Field(256, ge=0, le=100_000, description="rollout frames that fit the window; 0 = raw scores")
+    calibration_steps: int = Field(256, ge=0, le=100_000,
+                                   description="rollout frames that fit the window; 0 = raw scores")
     window: tuple[float, float] | None = Field(None, description="fixed [lo, hi] normalisation window (skips fitting)")
     window_quantiles: tuple[float, float] = Field((0.01, 0.99), description="quantiles of rollout scores -> window")
     samples: int = Field(256, gt=0, le=100_000, description="states sampled for the terms program's pre-flight")
@@ -222,7 +224,8 @@ class PixelSourceBase:
             combine = compile_combine(expression, names)
         except CombineError as err:
             raise TaskError(f"bad combine expression: {err}", file=file, key="reward.combine",
-                            hint="names come from the terms program's components and vlm, vlm_raw, env, terms") from None
+                            hint="names come from the terms program's components and vlm, vlm_raw, env, "
+                                 "terms") from None
 
         record: dict[str, Any] = {"model": opts.model, "pretrained": backbone.pretrained,
                                   "random_weights": backbone.random_weights, "device": backbone.device,

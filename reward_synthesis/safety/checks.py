@@ -339,7 +339,8 @@ def collect_preference(env: Any, schema: StateSchema, reference: Callable[[Any],
     return Preference(ref, rnd)
 
 
-def check_inputs(env: Any, profile: Any, *, n: int = 256, seed: int = SAMPLES_SEED) -> tuple[list[Sample], Preference | None]:
+def check_inputs(env: Any, profile: Any, *, n: int = 256,
+                 seed: int = SAMPLES_SEED) -> tuple[list[Sample], Preference | None]:
     """What every pre-flight on a task uses: ``n`` random-action states, and preference episodes
     when the task's profile (a :class:`workbench.sims.base.TaskProfile`) ships a reference policy."""
     samples = collect_samples(env, profile.schema, n=n, seed=seed)

@@ -49,8 +49,13 @@ from typing import Any
 
 import numpy as np
 
-from reward_synthesis.safety.limits import (CHECKED_NAMES, checked_builtins, freeze_namespace,
-                                     rewrite_operators, wrap_numpy)
+from reward_synthesis.safety.limits import (
+    CHECKED_NAMES,
+    checked_builtins,
+    freeze_namespace,
+    rewrite_operators,
+    wrap_numpy,
+)
 from workbench.errors import RewardCodeRejected
 from workbench.state import State
 

@@ -21,8 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from reward_synthesis.safety.sandbox import (BATCH_ENTRY_POINT, describe_exception, entry_point_of, load_program,
-                                      normalize_batch_output, normalize_output, reward_action)
+from reward_synthesis.safety.sandbox import (
+    BATCH_ENTRY_POINT,
+    describe_exception,
+    entry_point_of,
+    load_program,
+    normalize_batch_output,
+    normalize_output,
+    reward_action,
+)
 from workbench.errors import RewardCodeRejected
 from workbench.state import State
 

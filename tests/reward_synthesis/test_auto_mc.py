@@ -8,8 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reward_synthesis.language.auto_mc import (RoundRecord, critic_messages, designer_messages, parse_verdict, stats_text,
-                                      trajectory_stats)
+from reward_synthesis.language.auto_mc import (
+    RoundRecord,
+    critic_messages,
+    designer_messages,
+    parse_verdict,
+    stats_text,
+    trajectory_stats,
+)
 from workbench.evaluate import Trajectory, record_trajectories
 from workbench.reward import BuiltReward
 from workbench.spec import load_task

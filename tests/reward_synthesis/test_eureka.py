@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from reward_synthesis.safety.checks import check_inputs, collect_samples
 from reward_synthesis.language.eureka import Candidate, SeedRun, pick_winner, reflection_text, search
+from reward_synthesis.safety.checks import check_inputs, collect_samples
 from workbench.cli.reward import run_search_cli
 from workbench.errors import WorkbenchError
 from workbench.pipeline import train_and_evaluate
@@ -108,8 +108,8 @@ def searched(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                        6: FENCE.format(CONSTANT), 7: FENCE.format(CONSTANT),
                        8: FENCE.format(GOOD2), 10: FENCE.format(GOOD)})
     console = Console(file=io.StringIO(), width=200)
-    result = run_search_cli(task, GOAL, llm, _samples(task), train=train_and_evaluate, candidates=3, rounds=2, workers=2, proxy_steps=256,
-                            out_dir=root / "out", console=console)
+    result = run_search_cli(task, GOAL, llm, _samples(task), train=train_and_evaluate, candidates=3, rounds=2,
+                            workers=2, proxy_steps=256, out_dir=root / "out", console=console)
     return {"result": result, "llm": llm, "out": root / "out", "console": console.file.getvalue(), "task": task}
 
 
@@ -229,10 +229,12 @@ def test_bad_settings_and_tasks_without_success_are_user_errors(tmp_path: Path) 
     task = _task(REPO / "tasks/mujoco/reacher.yaml")
     llm = ScriptedLLM({})
     with pytest.raises(WorkbenchError, match="--candidates must be"):
-        search(task, GOAL, llm, [], train=train_and_evaluate, candidates=0, rounds=1, workers=1, proxy_steps=100, out_dir=tmp_path)
+        search(task, GOAL, llm, [], train=train_and_evaluate, candidates=0, rounds=1, workers=1, proxy_steps=100,
+               out_dir=tmp_path)
     blind = dataclasses.replace(task, profile=dataclasses.replace(task.profile, success=None))
     with pytest.raises(WorkbenchError, match="success metric"):
-        search(blind, GOAL, llm, [], train=train_and_evaluate, candidates=1, rounds=1, workers=1, proxy_steps=100, out_dir=tmp_path)
+        search(blind, GOAL, llm, [], train=train_and_evaluate, candidates=1, rounds=1, workers=1, proxy_steps=100,
+               out_dir=tmp_path)
     assert llm.requests == []
 
 
@@ -249,8 +251,8 @@ def test_the_preference_check_judges_candidates_too(tmp_path: Path) -> None:
     away = "import numpy as np\n\ndef compute_reward(state, action):\n" \
            "    return float(np.linalg.norm(state.fingertip_to_target))\n"
     llm = ScriptedLLM({0: FENCE.format(away)})
-    result = search(task, GOAL, llm, samples, train=train_and_evaluate, preference=preference, candidates=1, rounds=1, workers=1,
-                    proxy_steps=100, attempts=1, out_dir=tmp_path)
+    result = search(task, GOAL, llm, samples, train=train_and_evaluate, preference=preference, candidates=1, rounds=1,
+                    workers=1, proxy_steps=100, attempts=1, out_dir=tmp_path)
     [c] = result.table
     assert (c.checks, c.status) == ("rejected", "not trained") and c.reason.startswith("preference")
     assert result.winner is None and result.exit_code == 1 and not (tmp_path / "program.py").exists()

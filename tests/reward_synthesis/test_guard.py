@@ -8,12 +8,12 @@ import time
 
 import numpy as np
 import pytest
-
 from reward_programs import GOOD, program
+
+from reward_synthesis.program import CodeRewardProgram
 from reward_synthesis.safety.checks import preflight
 from reward_synthesis.safety.guard import Watchdog
 from reward_synthesis.safety.limits import MAX_ELEMENTS
-from reward_synthesis.program import CodeRewardProgram
 from reward_synthesis.safety.sandbox import load_program, run_isolated, static_check
 from workbench.errors import RewardCodeRejected, RewardGuardError, RewardRuntimeError
 from workbench.state import State

@@ -12,9 +12,15 @@ import numpy as np
 import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from reward_synthesis.episodic.lare import (
+    FACTORS_KEY,
+    STATE_FILE,
+    LatentRewardVec,
+    RewardDecoder,
+    StateActionFactors,
+    verify_encoder,
+)
 from reward_synthesis.safety.checks import collect_samples
-from reward_synthesis.episodic.lare import (FACTORS_KEY, STATE_FILE, LatentRewardVec, RewardDecoder, StateActionFactors,
-                                   verify_encoder)
 from workbench.errors import TaskError
 from workbench.spec import load_task
 from workbench.task import Task

@@ -19,7 +19,14 @@ open_clip = pytest.importorskip("open_clip", reason="perceptual rewards need the
 
 from reward_synthesis.pixels.perceptual.demos import find_demos, read_demo  # noqa: E402
 from reward_synthesis.pixels.perceptual.model import (  # noqa: E402
-    RUN_FILE, PerceptualModel, best_partition, discover_steps, fit, labels_from_boundaries, segment, segment_costs,
+    RUN_FILE,
+    PerceptualModel,
+    best_partition,
+    discover_steps,
+    fit,
+    labels_from_boundaries,
+    segment,
+    segment_costs,
 )
 from reward_synthesis.pixels.perceptual.source import PerceptualReward  # noqa: E402
 from workbench.cli.reward import _backbone_and_output, learn_perceptual  # noqa: E402
@@ -240,7 +247,8 @@ def test_learn_then_build_the_reward_source(backbone, tmp_path: Path) -> None:  
     built = Task.build(spec).reward
     assert isinstance(built.frame_reward, PerceptualReward)
     assert built.files[RUN_FILE] == model_file.read_text()
-    assert built.resolved is not None and built.resolved["file"] == RUN_FILE and built.resolved["source"] == "perceptual"
+    assert (built.resolved is not None and built.resolved["file"] == RUN_FILE
+            and built.resolved["source"] == "perceptual")
     assert built.record["perceptual"]["k"] == 3 and "2^(i-1)" in built.record["perceptual"]["reward"]
     assert "3 steps learned from 3 demos" in built.description
 
@@ -259,7 +267,8 @@ def test_source_refuses_another_backbone(backbone, tmp_path: Path) -> None:  # t
     demos_dir = tmp_path / "demos"
     write_demo_files(demos_dir)
     feats = [backbone.encode_frames(read_demo(p)) for p in find_demos(demos_dir)]
-    probe_of_other_weights = np.random.default_rng(0).normal(size=backbone.encode_frames(np.zeros((1, 8, 8, 3), np.uint8)).shape[1])
+    probe_of_other_weights = np.random.default_rng(0).normal(
+        size=backbone.encode_frames(np.zeros((1, 8, 8, 3), np.uint8)).shape[1])
     (tmp_path / "rewards").mkdir()
     fit(feats, 3, model=SMALL_CLIP, pretrained=None, probe=probe_of_other_weights).save(tmp_path / "rewards" / "m.json")
 
@@ -279,7 +288,8 @@ def test_cli_backbone_and_output_defaults(tmp_path: Path) -> None:
 
     with learning_model_file():
         own = load_task(perceptual_task(tmp_path))
-    assert _backbone_and_output(own, None, None, None, None) == (SMALL_CLIP, None, "cpu", tmp_path / "rewards" / "m.json")
+    assert _backbone_and_output(own, None, None, None, None) == (
+        SMALL_CLIP, None, "cpu", tmp_path / "rewards" / "m.json")
     with pytest.raises(WorkbenchError, match="--model ViT-B-32 contradicts"):
         _backbone_and_output(own, "ViT-B-32", None, None, None)
     with pytest.raises(WorkbenchError, match="--pretrained"):
@@ -287,7 +297,8 @@ def test_cli_backbone_and_output_defaults(tmp_path: Path) -> None:
     other = load_task(REPO / "tasks" / "mujoco" / "reacher.yaml")
     assert _backbone_and_output(other, None, None, None, None) == (
         "ViT-B-32", "laion2b_s34b_b79k", "auto", REPO / "tasks" / "mujoco" / "rewards" / "reacher_perceptual.json")
-    assert _backbone_and_output(other, "ViT-S-32", "none", None, tmp_path / "x.json")[1:] == (None, "auto", tmp_path / "x.json")
+    assert _backbone_and_output(other, "ViT-S-32", "none", None, tmp_path / "x.json")[1:] == (
+        None, "auto", tmp_path / "x.json")
 
 
 # ----------------------------------------------------------------------------- the real CLI

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from workbench_testing import SHIPPED, load_shipped
 
 from reward_synthesis.language.text2reward import build_messages, refine_messages
 from reward_synthesis.llm.sources import extract_code
 from workbench.reward import BuiltReward
 from workbench.spec import load_task
 from workbench.task import Task
-from workbench_testing import SHIPPED, load_shipped
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,10 +20,14 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize("reply,expected", [
     ("```python\nimport numpy as np\ndef compute_reward(state, action):\n    return 1.0\n```",
      "import numpy as np\ndef compute_reward(state, action):\n    return 1.0\n"),
-    ("Here:\n```\ndef compute_reward(state, action):\n    return 0.0\n```\nbye", "def compute_reward(state, action):\n    return 0.0\n"),
-    ("```python\nx = 1\n```\n```python\ndef compute_reward(s, a):\n    return 2.0\n```", "def compute_reward(s, a):\n    return 2.0\n"),
-    ("Sure.\nimport math\ndef compute_reward(state, action):\n    return math.pi", "import math\ndef compute_reward(state, action):\n    return math.pi\n"),
-    ("```python\ndef compute_reward(state, action):\n    return 3.0", "def compute_reward(state, action):\n    return 3.0\n"),  # unterminated
+    ("Here:\n```\ndef compute_reward(state, action):\n    return 0.0\n```\nbye",
+     "def compute_reward(state, action):\n    return 0.0\n"),
+    ("```python\nx = 1\n```\n```python\ndef compute_reward(s, a):\n    return 2.0\n```",
+     "def compute_reward(s, a):\n    return 2.0\n"),
+    ("Sure.\nimport math\ndef compute_reward(state, action):\n    return math.pi",
+     "import math\ndef compute_reward(state, action):\n    return math.pi\n"),
+    ("```python\ndef compute_reward(state, action):\n    return 3.0",
+     "def compute_reward(state, action):\n    return 3.0\n"),  # unterminated
     ("I cannot help with that.", None),
     ("", None),
 ])

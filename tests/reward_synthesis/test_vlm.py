@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from stable_baselines3.common.vec_env import DummyVecEnv
+from workbench_testing import REPO, TEST_CLIP
 
 from reward_synthesis.pixels.combine import CombineError, compile_combine
 from reward_synthesis.pixels.vlm import load_backbone
 from reward_synthesis.pixels.vlm_rewards import clip_goal_scores, fit_window, goal_baseline_scores
-from workbench_testing import REPO, TEST_CLIP
 from workbench.errors import TaskError, WorkbenchError
 from workbench.spec import load_task
 from workbench.task import Task

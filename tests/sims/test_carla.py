@@ -27,8 +27,19 @@ import pytest
 
 from workbench.errors import MissingDependency, TaskError
 from workbench.sims.carla import (
-    ENV_ID, NO_GAP, VERSION_REQUEST, CarlaAdapter, Route, carla_profile, carla_reference, gap_ahead,
-    parse_options, probe_server, signed_lateral, to_ego_frame, wrap_angle,
+    ENV_ID,
+    NO_GAP,
+    VERSION_REQUEST,
+    CarlaAdapter,
+    Route,
+    carla_profile,
+    carla_reference,
+    gap_ahead,
+    parse_options,
+    probe_server,
+    signed_lateral,
+    to_ego_frame,
+    wrap_angle,
 )
 from workbench.spec import SimSpec
 from workbench.state import State
@@ -149,7 +160,8 @@ def test_a_service_that_is_not_carla_is_refused_without_crashing(
             "from workbench.spec import SimSpec\n"
             "from workbench.errors import TaskError\n"
             "try:\n"
-            f"    CarlaAdapter().make_env(SimSpec(name='carla', env_id=ENV_ID, kwargs={{'port': {http.port}, 'timeout_s': 2}}))\n"
+            "    CarlaAdapter().make_env(SimSpec(name='carla', env_id=ENV_ID, "
+            f"kwargs={{'port': {http.port}, 'timeout_s': 2}}))\n"
             "except TaskError as e:\n"
             "    print(e)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
@@ -182,7 +194,8 @@ def test_cli_validate_without_server_exits_2_with_the_message() -> None:
     assert "Traceback" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 2, proc.stderr
-    assert lines[0].startswith("error: ") and f"sim.kwargs.host: no CARLA server answered at 127.0.0.1:{port}" in lines[0]
+    assert lines[0].startswith("error: ") and ("sim.kwargs.host: no CARLA server answered at "
+                                               f"127.0.0.1:{port}") in lines[0]
     assert lines[1].strip().startswith("fix: start one with `./CarlaUE4.sh -RenderOffScreen")
 
 

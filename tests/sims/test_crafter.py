@@ -17,8 +17,17 @@ from gymnasium.utils.env_checker import check_env  # noqa: E402
 
 from workbench.errors import TaskError  # noqa: E402
 from workbench.sims.crafter import (  # noqa: E402
-    ACHIEVEMENTS, DAMAGE_SOURCES, MATERIALS, NOT_SEEN, SHARED_FIELDS, SHARED_MATERIALS, CrafterAdapter, CrafterEnv,
-    collect_wood_reference, state_observation_layout)
+    ACHIEVEMENTS,
+    DAMAGE_SOURCES,
+    MATERIALS,
+    NOT_SEEN,
+    SHARED_FIELDS,
+    SHARED_MATERIALS,
+    CrafterAdapter,
+    CrafterEnv,
+    collect_wood_reference,
+    state_observation_layout,
+)
 from workbench.spec import SimSpec  # noqa: E402
 from workbench.wrappers import TaskWrapper  # noqa: E402
 

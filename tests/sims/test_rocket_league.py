@@ -20,8 +20,17 @@ from gymnasium.utils.env_checker import check_env  # noqa: E402
 
 from workbench.errors import TaskError  # noqa: E402
 from workbench.sims.rocket_league import (  # noqa: E402
-    BLUE, GOAL_THRESHOLD, OPP_GOAL, ORANGE, OWN_GOAL, SCENARIOS, RocketLeagueAdapter, RocketLeagueEnv, drive_at_ball,
-    observation_layout)
+    BLUE,
+    GOAL_THRESHOLD,
+    OPP_GOAL,
+    ORANGE,
+    OWN_GOAL,
+    SCENARIOS,
+    RocketLeagueAdapter,
+    RocketLeagueEnv,
+    drive_at_ball,
+    observation_layout,
+)
 from workbench.spec import SimSpec  # noqa: E402
 from workbench.wrappers import TaskWrapper  # noqa: E402
 
@@ -85,7 +94,8 @@ def test_state_view_matches_the_live_arena(env_id: str) -> None:
         assert float(state.car_to_ball_dist) == pytest.approx(dist, rel=1e-5)
         np.testing.assert_allclose(state.car_to_ball_dir, to_ball / dist, atol=1e-5)
         assert float(state.facing_ball) == pytest.approx(state.car_forward @ (to_ball / dist), abs=1e-5)
-        assert float(state.car_vel_toward_ball) == pytest.approx(car.vel.as_numpy() @ (to_ball / dist), rel=1e-4, abs=1e-3)
+        assert float(state.car_vel_toward_ball) == pytest.approx(car.vel.as_numpy() @ (to_ball / dist),
+                                                                 rel=1e-4, abs=1e-3)
         to_goal = OPP_GOAL - ball.pos.as_numpy()
         assert float(state.ball_to_opp_goal_dist) == pytest.approx(np.linalg.norm(to_goal), rel=1e-5)
         assert float(state.episode_time) == pytest.approx(20 * 8 / 120)
@@ -391,11 +401,11 @@ SHIPPED = sorted(TASKS.glob("*.yaml"))
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
 def test_shipped_task_builds_with_its_code_reward_and_with_text2reward(path: Path, tmp_path: Path) -> None:
     import yaml
-
-    from workbench.reward import BuiltReward
-    from reward_synthesis.language.text2reward import build_messages
-    from workbench.task import Task
     from workbench_testing import load_shipped
+
+    from reward_synthesis.language.text2reward import build_messages
+    from workbench.reward import BuiltReward
+    from workbench.task import Task
 
     task = Task.build(load_shipped(path, tmp_path))  # the code reward passes the pre-flight checks
     assert task.reward.report is not None and task.reward.report.accepted

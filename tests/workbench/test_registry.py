@@ -116,7 +116,8 @@ def test_installed_entry_point_plugins_are_found_and_checked(plugin_site: Path, 
     cls = LEARNERS.get("third_party_ppo")
     assert cls.__name__ == "ThirdPartyPPO" and marker.exists()
 
-    with pytest.raises(PluginError, match="does not implement the learner contract: no validate_spec, fit, load_checkpoint") as info:
+    with pytest.raises(PluginError, match="does not implement the learner contract: "
+                                          "no validate_spec, fit, load_checkpoint") as info:
         LEARNERS.get("no_contract")
     assert info.value.key == "learner.name"
     with pytest.raises(PluginError, match="is a function, not a class"):

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from workbench_testing import SHIPPED, load_shipped
+
 from workbench.errors import TaskError
 from workbench.spec import TaskSpec, load_task, parse_yaml
 

@@ -161,7 +161,8 @@ def list_(what: Annotated[str, typer.Argument(help="tasks | sims | rewards | lea
     elif what == "rewards":
         each(REWARDS, doc)
     elif what == "learners":
-        each(LEARNERS, lambda cls: f"stable-baselines3 {cls.algo.upper()}; hyperparams: {', '.join(cls.valid_hyperparams())}"
+        each(LEARNERS, lambda cls: f"stable-baselines3 {cls.algo.upper()}; "
+                                   f"hyperparams: {', '.join(cls.valid_hyperparams())}"
              if hasattr(cls, "valid_hyperparams") else doc(cls))
     else:
         raise WorkbenchError(f"cannot list {what!r}\n  fix: workbench list tasks|sims|rewards|learners")

@@ -21,10 +21,10 @@ if TYPE_CHECKING:
     import numpy as np
 
     from reward_synthesis.language.auto_mc import AutoMCResult, RoundRecord
-    from reward_synthesis.safety.checks import Preference
     from reward_synthesis.language.eureka import Candidate, EurekaResult
     from reward_synthesis.llm import LLMClient
     from reward_synthesis.pixels.perceptual import PerceptualModel
+    from reward_synthesis.safety.checks import Preference
     from workbench.pipeline import TrainFn
     from workbench.spec import TaskSpec
     from workbench.state import State
@@ -80,7 +80,8 @@ def reward_synth(
     model: Annotated[Optional[str], typer.Option(help="model name at that endpoint")] = None,
     attempts: Annotated[int, typer.Option(help="replies to try (each failure is sent back for repair); "
                                               "Eureka uses at most 2 per candidate")] = 4,
-    temperature: Annotated[Optional[float], typer.Option(help="sampling temperature [0.7, or the llm config's]")] = None,
+    temperature: Annotated[Optional[float], typer.Option(help="sampling temperature "
+                                                              "[0.7, or the llm config's]")] = None,
     few_shot: Annotated[int, typer.Option(help="examples retrieved from the reward library (0 = zero-shot)")] = 0,
     candidates: Annotated[int, typer.Option(help="Eureka: programs per round (>1 turns the search on)")] = 1,
     rounds: Annotated[int, typer.Option(help="Eureka: rounds of reward reflection")] = 1,
@@ -89,7 +90,8 @@ def reward_synth(
     seeds: Annotated[int, typer.Option(help="Eureka: training seeds per candidate (winner on the mean)")] = 2,
     samples: Annotated[int, typer.Option(help="states sampled from the task for the checks")] = 256,
     seed: Annotated[int, typer.Option(help="request seed of the first attempt")] = 0,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="output directory [runs/synth/<task>__<time>]")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="output directory "
+                                                                  "[runs/synth/<task>__<time>]")] = None,
     offline: Annotated[bool, typer.Option("--offline", help="replay cached replies only; never call the LLM")] = False,
     timeout: Annotated[Optional[float], typer.Option(help="seconds one LLM request may take before it is "
                                                           "abandoned (and retried) [600]", min=0.001)] = None,
@@ -98,11 +100,11 @@ def reward_synth(
     2 the LLM failed (synthesis.json and the transcript say why)."""
     import time as _time
 
-    from reward_synthesis.safety.checks import check_inputs
     from reward_synthesis.language.library import RewardLibrary
-    from workbench.reward import BuiltReward
     from reward_synthesis.language.text2reward import SynthesisResult, synthesize
     from reward_synthesis.llm.sources import failure_text, make_client
+    from reward_synthesis.safety.checks import check_inputs
+    from workbench.reward import BuiltReward
     from workbench.runs import atomic_write, default_runs_root, write_json
     from workbench.spec import load_task
     from workbench.task import Task
@@ -110,7 +112,8 @@ def reward_synth(
     spec = load_task(task_file)
     goal = goal or spec.goal
     if not goal:
-        raise WorkbenchError(f"{task_file}: no goal to synthesize from\n  fix: pass --goal \"...\" or set `goal:` in the task")
+        raise WorkbenchError(f"{task_file}: no goal to synthesize from\n"
+                             "  fix: pass --goal \"...\" or set `goal:` in the task")
     task = Task.build(spec, reward=BuiltReward(None, "synthesizing"))
     out_dir = out_dir or default_runs_root() / "synth" / f"{spec.name}__{_time.strftime('%Y%m%d-%H%M%S')}"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -151,9 +154,9 @@ def reward_synth(
     if candidates > 1 or rounds > 1:
         from workbench.pipeline import train_and_evaluate
 
-        found = run_search_cli(task, goal, client, states, train=train_and_evaluate, candidates=candidates, rounds=rounds, workers=workers,
-                               proxy_steps=proxy_steps, out_dir=out_dir, console=out, seeds=seeds, seed=seed,
-                               attempts=min(attempts, 2), preference=preference)
+        found = run_search_cli(task, goal, client, states, train=train_and_evaluate, candidates=candidates,
+                               rounds=rounds, workers=workers, proxy_steps=proxy_steps, out_dir=out_dir, console=out,
+                               seeds=seeds, seed=seed, attempts=min(attempts, 2), preference=preference)
         if found.winner is None:
             raise typer.Exit(1)
         library.add(goal, spec.sim.env_id, found.winner.code)
@@ -198,8 +201,10 @@ def reward_automc(
                                                              "(e.g. nearest_tree_dist)")] = None,
     samples: Annotated[int, typer.Option(help="states sampled from the task for the checks")] = 256,
     seed: Annotated[int, typer.Option(help="request seed of the first design")] = 0,
-    initial: Annotated[Optional[Path], typer.Option(help="a program to start from (round 1 trains it as given)")] = None,
-    out_dir: Annotated[Optional[Path], typer.Option("--out", help="output directory [runs/synth/<task>__auto_mc__<time>]")] = None,
+    initial: Annotated[Optional[Path], typer.Option(help="a program to start from "
+                                                         "(round 1 trains it as given)")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="output directory "
+                                                                  "[runs/synth/<task>__auto_mc__<time>]")] = None,
     offline: Annotated[bool, typer.Option("--offline", help="replay cached replies only; never call the LLM")] = False,
     timeout: Annotated[Optional[float], typer.Option(help="seconds one LLM request may take before it is "
                                                           "abandoned (and retried) [600]", min=0.001)] = None,
@@ -209,10 +214,11 @@ def reward_automc(
 
     llm: dict[str, Any] = {k: v for k, v in {"base_url": llm_url, "model": model,
                                               "timeout_s": timeout}.items() if v is not None}
-    result = run_automc_cli(task_file, train=train_and_evaluate, goal=goal, llm=llm, out_dir=out_dir, rounds=rounds, critic_rounds=critic_rounds,
-                            attempts=attempts, proxy_steps=proxy_steps, seeds=seeds, workers=workers,
-                            eval_episodes=eval_episodes, trajectories=trajectories, target_field=target_field,
-                            samples=samples, seed=seed, offline=offline, console=out, status=err, initial=initial)
+    result = run_automc_cli(task_file, train=train_and_evaluate, goal=goal, llm=llm, out_dir=out_dir, rounds=rounds,
+                            critic_rounds=critic_rounds, attempts=attempts, proxy_steps=proxy_steps, seeds=seeds,
+                            workers=workers, eval_episodes=eval_episodes, trajectories=trajectories,
+                            target_field=target_field, samples=samples, seed=seed, offline=offline, console=out,
+                            status=err, initial=initial)
     if result.winner is None:
         raise typer.Exit(1)
 
@@ -233,9 +239,9 @@ def reward_refine(
     """Human feedback -> the next version of a run's reward program (reward/program_vN.py)."""
     import json
 
-    from reward_synthesis.safety.checks import check_inputs
     from reward_synthesis.language.text2reward import SynthesisResult, refine_messages, synthesize
     from reward_synthesis.llm.sources import failure_text, make_client
+    from reward_synthesis.safety.checks import check_inputs
     from workbench.pipeline import open_run_task
     from workbench.runs import atomic_write, write_json
 
@@ -272,13 +278,15 @@ def reward_refine(
         client.close()
     write_json(reward_dir / f"refine_v{version}.json", {"feedback": history, **result.to_dict()})
     if result.accepted is None:
-        out.print(f"[bold red]no program accepted[/] after {attempts} attempts; see {reward_dir}/refine_v{version}.json")
+        out.print(f"[bold red]no program accepted[/] after {attempts} attempts; "
+                  f"see {reward_dir}/refine_v{version}.json")
         raise typer.Exit(1)
     target = reward_dir / f"program_v{version}.py"
     atomic_write(target, result.code)
     write_json(history_file, history)
     out.print(f"[bold green]accepted[/] {target}")
-    out.print(f"train with it: workbench run {run.path / 'task.yaml'} --set 'reward={{source: code, path: {target.resolve()}}}'")
+    out.print(f"train with it: workbench run {run.path / 'task.yaml'} "
+              f"--set 'reward={{source: code, path: {target.resolve()}}}'")
 
 
 @reward_app.command("perceptual")
@@ -289,12 +297,16 @@ def reward_perceptual(
     steps: Annotated[int, typer.Option(help="steps to discover in every demo (k >= 2)")],
     record: Annotated[Optional[int], typer.Option(help="first record N demos with the task's reference policy")] = None,
     out_file: Annotated[Optional[Path], typer.Option("--out", help="model file (default: the task's reward.file, "
-                                                                   "else rewards/<task>_perceptual.json beside it)")] = None,
+                                                                   "else rewards/<task>_perceptual.json "
+                                                                   "beside it)")] = None,
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="override: key.path=value")] = None,
-    model: Annotated[Optional[str], typer.Option(help="open_clip model (default: the task's reward.model, else ViT-B-32)")] = None,
+    model: Annotated[Optional[str], typer.Option(help="open_clip model (default: the task's reward.model, "
+                                                      "else ViT-B-32)")] = None,
     pretrained: Annotated[Optional[str], typer.Option(help="weights tag or file; 'none' = random weights "
-                                                           "(default: the task's reward.pretrained, else laion2b_s34b_b79k)")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda:N (default: the task's reward.device, else auto)")] = None,
+                                                           "(default: the task's reward.pretrained, "
+                                                           "else laion2b_s34b_b79k)")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu or cuda:N (default: the task's reward.device, "
+                                                       "else auto)")] = None,
     features: Annotated[int, typer.Option(help="embedding features kept per step")] = 32,
     seed: Annotated[int, typer.Option(help="reset seed of the first recorded demo")] = 0,
     demo_format: Annotated[str, typer.Option(help="recorded demos as mp4 (viewable) or npz (lossless)")] = "mp4",
@@ -340,8 +352,8 @@ def _candidate_line(c: Candidate) -> Text:
 
 
 def run_search_cli(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[State, np.ndarray]], *,
-                   train: TrainFn, candidates: int, rounds: int, workers: int, proxy_steps: int, out_dir: Path, console: Console,
-                   seeds: int = 2, seed: int = 0, attempts: int = 2,
+                   train: TrainFn, candidates: int, rounds: int, workers: int, proxy_steps: int, out_dir: Path,
+                   console: Console, seeds: int = 2, seed: int = 0, attempts: int = 2,
                    preference: Preference | None = None) -> EurekaResult:
     """:func:`~reward_synthesis.language.eureka.search` with one console line per candidate as it finishes
     and a closing summary. ``result.exit_code`` is 0 with a winner (``out_dir/program.py``), 1 without."""
@@ -361,15 +373,15 @@ def run_search_cli(task: Task, goal: str, client: LLMClient, samples: Sequence[t
     return result
 
 
-def run_automc_cli(task_file: Path, *, train: TrainFn, goal: str | None, llm: dict[str, Any], out_dir: Path | None, rounds: int,
-                   critic_rounds: int, attempts: int, proxy_steps: int, seeds: int, workers: int,
+def run_automc_cli(task_file: Path, *, train: TrainFn, goal: str | None, llm: dict[str, Any], out_dir: Path | None,
+                   rounds: int, critic_rounds: int, attempts: int, proxy_steps: int, seeds: int, workers: int,
                    eval_episodes: int, trajectories: int, target_field: str | None, samples: int, seed: int,
                    offline: bool, console: Any, status: Any, initial: Path | None = None) -> AutoMCResult:
     """``workbench reward automc``: the loop with a line per design and per round on the console."""
     import time
 
-    from reward_synthesis.safety.checks import check_inputs
     from reward_synthesis.llm.sources import make_client
+    from reward_synthesis.safety.checks import check_inputs
     from workbench.reward import BuiltReward
     from workbench.runs import default_runs_root
     from workbench.spec import load_task
@@ -378,7 +390,8 @@ def run_automc_cli(task_file: Path, *, train: TrainFn, goal: str | None, llm: di
     spec = load_task(task_file)
     goal = goal or spec.goal
     if not goal:
-        raise WorkbenchError(f"{task_file}: no goal to design a reward for\n  fix: pass --goal \"...\" or set `goal:` in the task")
+        raise WorkbenchError(f"{task_file}: no goal to design a reward for\n"
+                             "  fix: pass --goal \"...\" or set `goal:` in the task")
     task = Task.build(spec, reward=BuiltReward(None, "designing"))
     if target_field is not None and target_field not in task.profile.schema.names:
         raise WorkbenchError(f"--target-field {target_field!r}: no such StateView field in {spec.sim.env_id}\n"
@@ -437,7 +450,8 @@ def _automc_cli_loop(task: Task, goal: str, client: LLMClient, states: Any, *, t
                             initial=initial.read_text(encoding="utf-8", errors="replace") if initial else None)
     winner = result.winner
     if winner is None:
-        console.print(f"[bold red]no round produced an accepted program[/]; designs, critiques and analyses in {out_dir}")
+        console.print(f"[bold red]no round produced an accepted program[/]; "
+                      f"designs, critiques and analyses in {out_dir}")
     else:
         console.print(f"[bold green]winner[/] round {winner.round + 1}: {out_dir / 'program.py'}")
     return result
@@ -456,8 +470,8 @@ def learn_perceptual(task_file: Path, demos: Path, k: int, *, record: int | None
                      device: str | None = None, features_per_step: int = 32, min_frames: int = 2, seed: int = 0,
                      demo_format: str = "mp4", console: Console, status: Console) -> PerceptualModel:
     """``workbench reward perceptual``: record demos if asked, embed them, learn, write the model."""
-    from reward_synthesis.pixels.perceptual import learning_model_file, read_demos, record_demos
     from reward_synthesis.pixels.perceptual import learn as learn_model
+    from reward_synthesis.pixels.perceptual import learning_model_file, read_demos, record_demos
     from workbench.spec import load_task
 
     if k < 2:
@@ -465,7 +479,8 @@ def learn_perceptual(task_file: Path, demos: Path, k: int, *, record: int | None
     if record is not None and record < 1:
         raise WorkbenchError(f"--record {record}: record at least one demo\n  fix: --record 10")
     if features_per_step < 1:
-        raise WorkbenchError(f"--features {features_per_step}: keep at least one feature per step\n  fix: --features 32")
+        raise WorkbenchError(f"--features {features_per_step}: keep at least one feature per step\n"
+                             "  fix: --features 32")
     if device is not None and not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
         raise WorkbenchError(f"--device {device!r}\n  fix: auto, cpu, cuda or cuda:N")
     if demo_format not in ("mp4", "npz"):

@@ -40,7 +40,8 @@ from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field as PField, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import Field as PField
 
 from workbench.errors import MissingDependency, TaskError, WorkbenchError
 from workbench.sims.base import SuccessMetric, TaskProfile

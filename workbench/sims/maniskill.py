@@ -34,7 +34,8 @@ from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field as PydanticField
+from pydantic import BaseModel, ConfigDict
+from pydantic import Field as PydanticField
 
 from workbench.errors import MissingDependency, TaskError
 from workbench.sims.base import SuccessMetric, TaskProfile

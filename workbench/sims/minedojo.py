@@ -33,7 +33,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field as PydanticField
+from pydantic import BaseModel, ConfigDict
+from pydantic import Field as PydanticField
 
 from workbench.errors import MissingDependency, TaskError, WorkbenchError
 from workbench.sims.base import SuccessMetric, TaskProfile

@@ -42,7 +42,8 @@ def _joint_fields(n_angles: int, n_vel: int, what: str) -> tuple[Field, Field]:
 
 def _generalized(nq: int, nv: int) -> tuple[Field, Field]:
     return (
-        Field("qpos", (nq,), "m or rad", "MuJoCo generalized positions (free joints: xyz then quaternion)", "generalized"),
+        Field("qpos", (nq,), "m or rad", "MuJoCo generalized positions (free joints: xyz then quaternion)",
+              "generalized"),
         Field("qvel", (nv,), "m/s or rad/s", "MuJoCo generalized velocities", "generalized"),
     )
 

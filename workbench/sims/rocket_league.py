@@ -40,7 +40,8 @@ from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field as PydanticField, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import Field as PydanticField
 
 from workbench.errors import TaskError
 from workbench.sims.base import SuccessMetric, TaskProfile
@@ -98,7 +99,8 @@ class RocketLeagueOptions(BaseModel):
         None, description="kickoff: a kickoff spot; random: car and ball anywhere; attack: ball in the "
                           "attacking half, car behind it")
     opponent: Literal["none", "idle", "chase"] | None = PydanticField(
-        None, description="none: empty field; idle: an orange car that does nothing; chase: one that drives at the ball")
+        None, description="none: empty field; idle: an orange car that does nothing; chase: one that drives at "
+                          "the ball")
     tick_skip: int = PydanticField(8, ge=1, le=120, description="physics ticks (120 Hz) per env step")
     episode_seconds: float | None = PydanticField(None, gt=0, description="game seconds per episode; "
                                                   "sim.max_episode_steps wins")
@@ -154,7 +156,8 @@ def _rlgym() -> Any:
     except ImportError as err:
         raise TaskError(f"the rocket_league simulator needs RocketSim and rlgym-rocket-league ({err})",
                         key="sim.name", hint=f"{_INSTALL} (rlgym-rocket-league pins numpy<2 but runs on "
-                                             "numpy 2, hence --no-deps; it ships the soccar collision meshes)") from None
+                                             "numpy 2, hence --no-deps; it ships the soccar collision "
+                                             "meshes)") from None
     return RLGym, action_parsers, sim, state_mutators
 
 
@@ -231,7 +234,8 @@ class _Spawn:
         _place(state.cars[BLUE], car, yaw, cfg.start_boost)
         if ORANGE in state.cars:
             # The mirror of our kickoff spot; otherwise its goalkeeper spot in front of its goal.
-            spot = np.array([-car[0], -car[1], CAR_REST_Z]) if cfg.spawn == "kickoff" else np.array([0.0, 4608.0, CAR_REST_Z])
+            spot = (np.array([-car[0], -car[1], CAR_REST_Z]) if cfg.spawn == "kickoff"
+                    else np.array([0.0, 4608.0, CAR_REST_Z]))
             _place(state.cars[ORANGE], spot, yaw + math.pi if cfg.spawn == "kickoff" else -0.5 * math.pi, 33.3)
 
 

@@ -4,8 +4,15 @@ embeddings: :mod:`.model` (step discovery, feature selection, the classifier, th
 """
 
 from reward_synthesis.pixels.perceptual.demos import DEMO_SUFFIXES, find_demos, read_demo, read_demos, record_demos
-from reward_synthesis.pixels.perceptual.model import (DEFAULT_MODEL, DEFAULT_PRETRAINED, RUN_FILE, PerceptualModel,
-                                                      discover_steps, fit, learn)
+from reward_synthesis.pixels.perceptual.model import (
+    DEFAULT_MODEL,
+    DEFAULT_PRETRAINED,
+    RUN_FILE,
+    PerceptualModel,
+    discover_steps,
+    fit,
+    learn,
+)
 from reward_synthesis.pixels.perceptual.source import PerceptualReward, PerceptualSource, learning_model_file
 
 __all__ = ["DEMO_SUFFIXES", "find_demos", "read_demo", "read_demos", "record_demos", "DEFAULT_MODEL",

@@ -322,7 +322,8 @@ class PerceptualModel:
     def from_json(cls, text: str, *, file: str = "<perceptual model>") -> PerceptualModel:
         def bad(why: str) -> WorkbenchError:
             return WorkbenchError(f"{file}: not a usable perceptual reward model: {why}\n"
-                                  f"  fix: learn it again with `workbench reward perceptual --task TASK --demos DIR --steps K`")
+                                  f"  fix: learn it again with "
+                                  f"`workbench reward perceptual --task TASK --demos DIR --steps K`")
 
         try:
             d = json.loads(text)
@@ -353,7 +354,8 @@ class PerceptualModel:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as err:
             raise WorkbenchError(f"{path}: cannot read the perceptual reward model: {err}\n"
-                                 "  fix: point reward.file at the JSON file `workbench reward perceptual` wrote") from None
+                                 "  fix: point reward.file at the JSON file "
+                                 "`workbench reward perceptual` wrote") from None
         return cls.from_json(text, file=str(path))
 
     # ------------------------------------------------------------------ backbone checks
@@ -385,8 +387,9 @@ class PerceptualModel:
             cos = float(probe @ self.probe / (np.linalg.norm(probe) * np.linalg.norm(self.probe) + 1e-12))
             if cos < PROBE_MIN_COSINE:
                 raise WorkbenchError(
-                    f"{file}: the backbone's weights ({backbone.pretrained or 'RANDOM'}) are not the ones the perceptual "
-                    f"model was learned with ({self.pretrained or 'RANDOM'}): probe-frame cosine {cos:.3f}\n"
+                    f"{file}: the backbone's weights ({backbone.pretrained or 'RANDOM'}) are not the ones "
+                    f"the perceptual model was learned with ({self.pretrained or 'RANDOM'}): "
+                    f"probe-frame cosine {cos:.3f}\n"
                     f"  fix: use the same reward.model/reward.pretrained as when learning, or learn it again")
 
 

@@ -69,7 +69,8 @@ class PerceptualReward(PixelReward):
 
 
 class PerceptualSource(PixelSourceBase):
-    """``reward: {source: perceptual, file: rewards/x.json}`` — steps and features learned from demos (Sermanet et al. 2016)."""
+    ("""``reward: {source: perceptual, file: rewards/x.json}`` — steps and features learned from demos """
+     """(Sermanet et al. 2016).""")
 
     name: ClassVar[str] = "perceptual"
 
@@ -103,7 +104,8 @@ class PerceptualSource(PixelSourceBase):
             key, why = found
             raise TaskError(why, file=file, key=key,
                             hint=f"set {key}: {learned.model if key == 'reward.model' else learned.pretrained}, or "
-                                 f"learn it again: workbench reward perceptual --task {file} --demos DIR --steps {learned.k}")
+                                 f"learn it again: workbench reward perceptual --task {file} --demos DIR "
+                                 f"--steps {learned.k}")
 
     @classmethod
     def make_scorer(cls, opts: Any, backbone: ClipBackbone) -> Callable[[np.ndarray], np.ndarray]:

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 from reward_synthesis.language.auto_mc import auto_mc_search
-from reward_synthesis.safety.checks import collect_samples
 from reward_synthesis.llm.sources import make_client, prompt_template
+from reward_synthesis.safety.checks import collect_samples
 from workbench.pipeline import train_and_evaluate
 from workbench.reward import BuiltReward
 from workbench.spec import load_task
@@ -35,9 +35,9 @@ def test_designer_critic_and_analyzer_round_trip(llm_env: dict, tmp_path: Path) 
     client = make_client({"temperature": 0.2, "max_tokens": 160}, transcript=transcript)
     initial = (REPO / "tasks" / "mujoco" / "rewards" / "reacher_precise.py").read_text()
     out = tmp_path / "auto_mc"
-    result = auto_mc_search(task, "Move the fingertip onto the target.", client, samples, train=train_and_evaluate, out_dir=out, rounds=2,
-                            critic_rounds=1, attempts=1, proxy_steps=256, eval_episodes=2, trajectories=2,
-                            target_field="fingertip_to_target", initial=initial)
+    result = auto_mc_search(task, "Move the fingertip onto the target.", client, samples, train=train_and_evaluate,
+                            out_dir=out, rounds=2, critic_rounds=1, attempts=1, proxy_steps=256, eval_episodes=2,
+                            trajectories=2, target_field="fingertip_to_target", initial=initial)
 
     # Round 0: the given program trained, the policy was watched, the analyzer answered.
     r0 = result.rounds[0]

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from rich.console import Console
 
+from reward_synthesis.llm.sources import make_client
 from reward_synthesis.safety.checks import check_inputs
 from workbench.cli.reward import run_search_cli
-from reward_synthesis.llm.sources import make_client
 from workbench.pipeline import train_and_evaluate
 from workbench.reward import BuiltReward
 from workbench.spec import load_task
@@ -42,8 +42,8 @@ def test_eureka_search_with_the_local_model(llm_env: dict, tmp_path: Path) -> No
     out = tmp_path / "out"
     client = make_client({"temperature": 0.2, "max_tokens": 200}, transcript=out / "llm" / "transcript.jsonl")
     console = Console(file=io.StringIO(), width=300)
-    result = run_search_cli(task, spec.goal, client, samples, train=train_and_evaluate, candidates=2, rounds=1, workers=1, proxy_steps=256,
-                            out_dir=out, console=console, preference=preference)
+    result = run_search_cli(task, spec.goal, client, samples, train=train_and_evaluate, candidates=2, rounds=1,
+                            workers=1, proxy_steps=256, out_dir=out, console=console, preference=preference)
 
     assert [c.label for c in result.table] == ["r0_c0", "r0_c1"]
     table = json.loads((out / "candidates.json").read_text())

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from reward_synthesis.safety.checks import collect_samples
 from reward_synthesis.episodic.lare import synthesize_encoders
 from reward_synthesis.llm.sources import make_client
+from reward_synthesis.safety.checks import collect_samples
 from workbench.errors import RewardCodeRejected
 from workbench.reward import BuiltReward
 from workbench.spec import load_task

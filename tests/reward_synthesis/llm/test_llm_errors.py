@@ -7,8 +7,10 @@ import time
 from pathlib import Path
 
 import pytest
+from llm_helpers import MisbehavingServer, closed_port, send_json
+from llm_helpers import hostile_client as _client
+from llm_helpers import transcript_lines as _lines
 from pydantic import ValidationError
-from llm_helpers import MisbehavingServer, closed_port, hostile_client as _client, send_json, transcript_lines as _lines
 
 from reward_synthesis.llm import LLMClient, LLMConfig, LLMRequestError, LLMUnavailable, ResponseCache
 from workbench.errors import WorkbenchError

@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from llm_helpers import (MisbehavingServer, chunk_event, hostile_client as _client, reply_events, send_json,
-                         send_stream, transcript_lines as _lines)
+from llm_helpers import MisbehavingServer, chunk_event, reply_events, send_json, send_stream
+from llm_helpers import hostile_client as _client
+from llm_helpers import transcript_lines as _lines
 
 from reward_synthesis.llm import LLMClient, LLMConfig, LLMRequestError, LLMUnavailable, ResponseCache
 from workbench.errors import WorkbenchError

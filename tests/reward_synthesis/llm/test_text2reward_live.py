@@ -8,10 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-
-from reward_synthesis.safety.checks import collect_samples
 from reward_synthesis.language.text2reward import synthesize
 from reward_synthesis.llm.sources import make_client
+from reward_synthesis.safety.checks import collect_samples
 from workbench.reward import BuiltReward
 from workbench.spec import load_task
 from workbench.task import Task
