@@ -16,7 +16,7 @@ them. Each is imported on first use (PEP 562), so importing ``reward_synthesis``
 
 from __future__ import annotations
 
-from importlib import import_module as _import_module
+from workbench.exports import lazy_exports
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing; type checkers read it as True
 
@@ -36,7 +36,6 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "reward_synthesis.pixels.perceptual.source": ("PerceptualSource",),
     "reward_synthesis.episodic.lare": ("EpisodicSource", "LaReSource"),
 }
-_WHERE = {name: module for module, names in _MODULES.items() for name in names}
 
 if TYPE_CHECKING:
     from reward_synthesis.episodic.lare import EpisodicSource, LaReSource
@@ -49,16 +48,4 @@ if TYPE_CHECKING:
     from reward_synthesis.safety.checks import CheckReport, check_inputs, preflight
     from reward_synthesis.safety.sandbox import static_check
 
-
-def __getattr__(name: str) -> object:
-    """Import a public name's module on first use and keep the name here."""
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(globals(), _MODULES)
