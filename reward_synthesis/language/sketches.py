@@ -1,0 +1,781 @@
+"""Reward sketches: a small typed vocabulary of reward terms, a JSON schema per task, and a compiler.
+
+A **sketch** is what a (small) language model may write instead of free reward code (Language to
+Rewards, Yu et al. 2023): a list of *terms*, each a small record that names StateView fields, a
+transform and a weight. Its JSON schema is generated from the task's StateView
+(:func:`sketch_schema`), so a decoder constrained by it can only name the task's fields, and only
+where a term allows them; :func:`validate_sketch` checks a sketch against the task before any code
+is made; :func:`compile_sketch` turns it into a normal, readable batched reward program
+(``compute_reward_batch``) that goes through the sandbox and the pre-flight checks like any other.
+
+The vocabulary
+--------------
+Every term has a ``name`` (its component name: ``info["reward/<name>"]``, lower-case identifier)
+and a ``weight`` in [-10, 10]. A term computes a *goodness* ``g`` that grows as its objective is
+met; the component is ``weight * g``. A positive weight pursues the objective, a negative weight
+avoids it. The total is the sum of the components.
+
+``distance``   ``{a, b}``: closeness of two fields of equal shape and unit (``|a - b|``, the
+               Euclidean norm over the last axis), or, with ``b`` null, the magnitude ``|a|`` of
+               one field (e.g. ``fingertip_to_target``; a scalar distance such as
+               ``nearest_tree_dist``). A cost: ``transform`` any.
+``target``     ``{field, target}``: a scalar field driven toward a value; the cost is
+               ``|field - target|``; ``transform`` any.
+``scalar``     ``{field, objective}``: a scalar field maximised or minimised (``x_velocity``,
+               ``car_vel_toward_ball``); a gain: ``transform`` linear or tanh.
+``axis``       ``{field, axis, objective}``: one component of a vector field maximised or
+               minimised (velocity along an axis: ``puck_vel``, axis 0); a gain.
+``flag``       ``{field}``: 1 while a 0/1 or count field is > 0.5 (``is_grasped``,
+               ``ach_collect_wood``, ``inv_wood_delta``), else 0.
+``action``     the squared action magnitude ``sum(action**2)`` as a cost (continuous actions
+               only; absent from the schema of a task with discrete actions).
+``bonus``      ``{when}``: 1 while a condition holds, else 0 (a success or threshold bonus).
+``stage``      ``{when, terms}``: inner terms (any kind but ``stage``) that count only while the
+               condition holds, as in Text2Reward's staged manipulation rewards; the stage's own
+               ``weight`` is paid while it holds (0 = no entry bonus).
+
+Conditions (``when``): ``{"kind": "distance", "a", "b", "below"}`` (``|a - b| < below``),
+``{"kind": "scalar", "field", "op": "above" | "below", "value"}``, ``{"kind": "axis", "field",
+"axis", "op", "value"}`` and ``{"kind": "flag", "field"}`` (field > 0.5).
+
+Transforms (``{"kind", "scale"}``, scale in (0, 1e4], in the quantity's own unit). For a cost
+``c >= 0`` (distance, target, action): linear ``-c / scale``, exp kernel ``exp(-c / scale)``,
+tanh ``1 - tanh(c / scale)``. For a gain ``x`` (``scalar``, ``axis``; ``minimize`` uses
+``-x``): linear ``x / scale``, tanh ``tanh(x / scale)``. An exp kernel is a cost transform only.
+
+An example (Reacher)::
+
+    {"name": "reach", "goal": "Move the fingertip onto the target.",
+     "terms": [
+       {"kind": "distance", "name": "distance", "a": "fingertip_pos", "b": "target_pos",
+        "transform": {"kind": "linear", "scale": 1.0}, "weight": 1.0},
+       {"kind": "action", "name": "control", "transform": {"kind": "linear", "scale": 1.0},
+        "weight": 0.1},
+       {"kind": "bonus", "name": "arrived", "weight": 0.5,
+        "when": {"kind": "distance", "a": "fingertip_pos", "b": "target_pos", "below": 0.02}}]}
+
+Fields of more than one axis (e.g. CARLA's ``route_ahead``) are not offered to any term.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from workbench.errors import WorkbenchError
+from workbench.state import Field as StateField
+from workbench.state import StateSchema
+
+__all__ = ["Sketch", "Transform", "GainTransform", "DistanceTerm", "TargetTerm", "ScalarTerm", "AxisTerm",
+           "FlagTerm", "ActionTerm", "BonusTerm", "StageTerm", "DistanceCondition", "ScalarCondition",
+           "AxisCondition", "FlagCondition", "SketchInvalid", "FLAG_UNITS", "MAX_TERMS", "MAX_STAGE_TERMS",
+           "WEIGHT_BOUND", "VALUE_BOUND", "SCALE_BOUND", "sketch_schema", "validate_sketch", "compile_sketch",
+           "sketch_fields"]
+
+MAX_TERMS = 12
+MAX_STAGE_TERMS = 8
+WEIGHT_BOUND = 10.0
+VALUE_BOUND = 1e4  # targets, thresholds
+SCALE_BOUND = 1e4
+FLAG_UNITS = frozenset({"0/1", "count"})
+_NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
+_FIELD_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
+_MAX_GOAL = 500
+
+ComponentName = Annotated[str, StringConstraints(pattern=_NAME_PATTERN)]
+FieldName = Annotated[str, StringConstraints(pattern=_FIELD_PATTERN)]
+Weight = Annotated[float, Field(ge=-WEIGHT_BOUND, le=WEIGHT_BOUND, allow_inf_nan=False)]
+Scale = Annotated[float, Field(gt=0, le=SCALE_BOUND, allow_inf_nan=False)]
+Value = Annotated[float, Field(ge=-VALUE_BOUND, le=VALUE_BOUND, allow_inf_nan=False)]
+AxisIndex = Annotated[int, Field(ge=0, le=63)]
+Objective = Literal["maximize", "minimize"]
+
+
+class SketchInvalid(WorkbenchError, ValueError):
+    """A sketch that does not fit the vocabulary or the task. ``location`` names the place
+    (``terms[1].b``); ``problems`` holds every message (the first is ``str(err)``'s head)."""
+
+    def __init__(self, problems: Sequence[str], *, task: str = "", location: str = ""):
+        self.problems = list(problems)
+        self.location = location
+        self.task = task
+        head = f"reward sketch for {task}" if task else "reward sketch"
+        listing = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{head} rejected ({len(self.problems)} problem"
+                         f"{'s' if len(self.problems) != 1 else ''}):\n{listing}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+# -- transforms ---------------------------------------------------------------------------------
+
+
+class Transform(_Model):
+    """For a cost ``c >= 0``: linear ``-c/scale``, exp ``exp(-c/scale)``, tanh ``1 - tanh(c/scale)``."""
+
+    kind: Literal["linear", "exp", "tanh"] = "linear"
+    scale: Scale = 1.0
+
+
+class GainTransform(_Model):
+    """For a gain ``x``: linear ``x/scale``, tanh ``tanh(x/scale)``."""
+
+    kind: Literal["linear", "tanh"] = "linear"
+    scale: Scale = 1.0
+
+
+# -- conditions ---------------------------------------------------------------------------------
+
+
+class DistanceCondition(_Model):
+    """``|a - b| < below`` (``|a|`` when ``b`` is null)."""
+
+    kind: Literal["distance"]
+    a: FieldName
+    b: FieldName | None = None
+    below: Scale
+
+
+class ScalarCondition(_Model):
+    """``field > value`` (``op: above``) or ``field < value`` (``op: below``)."""
+
+    kind: Literal["scalar"]
+    field: FieldName
+    op: Literal["above", "below"]
+    value: Value
+
+
+class AxisCondition(_Model):
+    """``field[axis] > value`` or ``< value``."""
+
+    kind: Literal["axis"]
+    field: FieldName
+    axis: AxisIndex
+    op: Literal["above", "below"]
+    value: Value
+
+
+class FlagCondition(_Model):
+    """``field > 0.5``."""
+
+    kind: Literal["flag"]
+    field: FieldName
+
+
+Condition = Annotated[DistanceCondition | ScalarCondition | AxisCondition | FlagCondition,
+                      Field(discriminator="kind")]
+
+
+# -- terms --------------------------------------------------------------------------------------
+
+
+class _Term(_Model):
+    name: ComponentName
+    weight: Weight = 1.0
+
+
+class DistanceTerm(_Term):
+    kind: Literal["distance"]
+    a: FieldName
+    b: FieldName | None = None
+    transform: Transform = Transform()
+
+
+class TargetTerm(_Term):
+    kind: Literal["target"]
+    field: FieldName
+    target: Value
+    transform: Transform = Transform()
+
+
+class ScalarTerm(_Term):
+    kind: Literal["scalar"]
+    field: FieldName
+    objective: Objective = "maximize"
+    transform: GainTransform = GainTransform()
+
+
+class AxisTerm(_Term):
+    kind: Literal["axis"]
+    field: FieldName
+    axis: AxisIndex
+    objective: Objective = "maximize"
+    transform: GainTransform = GainTransform()
+
+
+class FlagTerm(_Term):
+    kind: Literal["flag"]
+    field: FieldName
+
+
+class ActionTerm(_Term):
+    kind: Literal["action"]
+    transform: Transform = Transform()
+
+
+class BonusTerm(_Term):
+    kind: Literal["bonus"]
+    when: Condition
+
+
+InnerTerm = Annotated[DistanceTerm | TargetTerm | ScalarTerm | AxisTerm | FlagTerm | ActionTerm | BonusTerm,
+                      Field(discriminator="kind")]
+
+
+class StageTerm(_Term):
+    """Inner terms that count only while ``when`` holds; ``weight`` is paid while it holds."""
+
+    kind: Literal["stage"]
+    weight: Weight = 0.0
+    when: Condition
+    terms: Annotated[list[InnerTerm], Field(min_length=1, max_length=MAX_STAGE_TERMS)]
+
+
+Term = Annotated[DistanceTerm | TargetTerm | ScalarTerm | AxisTerm | FlagTerm | ActionTerm | BonusTerm | StageTerm,
+                 Field(discriminator="kind")]
+
+
+class Sketch(_Model):
+    """A reward sketch: ``terms`` (1..12) and optionally a ``name`` and the ``goal`` in words."""
+
+    name: ComponentName | None = None
+    goal: Annotated[str, StringConstraints(max_length=_MAX_GOAL)] | None = None
+    terms: Annotated[list[Term], Field(min_length=1, max_length=MAX_TERMS)]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Sketch:
+        seen: dict[str, str] = {}
+        for where, term in _walk(self.terms):
+            if term.name in seen:
+                raise ValueError(f"component name {term.name!r} is used twice ({seen[term.name]} and {where}); "
+                                 "every term needs its own name")
+            seen[term.name] = where
+        return self
+
+
+def _walk(terms: Sequence[Any], prefix: str = "terms") -> Iterator[tuple[str, Any]]:
+    """``("terms[2].terms[0]", term)`` for every term, stages' inner terms after their stage."""
+    for i, term in enumerate(terms):
+        where = f"{prefix}[{i}]"
+        yield where, term
+        if isinstance(term, StageTerm):
+            yield from _walk(term.terms, f"{where}.terms")
+
+
+# -- which fields fit where -----------------------------------------------------------------------
+
+
+class _Slots:
+    """The task's fields sorted by what a term may do with them."""
+
+    def __init__(self, schema: StateSchema, action_space: Any):
+        self.schema = schema
+        self.by_name: dict[str, StateField] = {f.name: f for f in schema.fields}
+        usable = [f for f in schema.fields if len(f.shape) <= 1]
+        self.scalars = [f.name for f in usable if f.shape == ()]
+        self.vectors = [f.name for f in usable if len(f.shape) == 1 and f.shape[0] >= 1]
+        self.flags = [f.name for f in usable if f.shape == () and f.unit in FLAG_UNITS]
+        groups: dict[tuple[tuple[int, ...], str], list[str]] = {}
+        for f in usable:
+            groups.setdefault((f.shape, f.unit), []).append(f.name)
+        self.distance_groups = list(groups.values())
+        lengths: dict[int, list[str]] = {}
+        for name in self.vectors:
+            lengths.setdefault(self.by_name[name].shape[0], []).append(name)
+        self.vector_lengths = lengths
+        self.action = _continuous(action_space)
+
+    def describe(self, name: str) -> str:
+        f = self.by_name[name]
+        shape = "scalar" if f.shape == () else f"shape {f.shape}"
+        return f"{name!r} ({shape}, unit {f.unit!r})"
+
+
+def _continuous(action_space: Any) -> bool:
+    """Whether an action-magnitude term makes sense: a 1-D Box, or no space given."""
+    if action_space is None:
+        return True
+    import gymnasium as gym
+
+    return isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1
+
+
+def sketch_fields(schema: StateSchema) -> dict[str, list[str]]:
+    """The fields each slot offers: ``scalar``, ``vector``, ``flag`` and the distance groups
+    (fields of equal shape and unit) as ``distance_<i>``."""
+    slots = _Slots(schema, None)
+    out = {"scalar": slots.scalars, "vector": slots.vectors, "flag": slots.flags}
+    out.update({f"distance_{i}": group for i, group in enumerate(slots.distance_groups)})
+    return out
+
+
+# -- the JSON schema ------------------------------------------------------------------------------
+
+
+def _num(minimum: float, maximum: float, default: float | None = None, *, exclusive_min: bool = False,
+         description: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "number"}
+    out["exclusiveMinimum" if exclusive_min else "minimum"] = minimum
+    out["maximum"] = maximum
+    if default is not None:
+        out["default"] = default
+    if description:
+        out["description"] = description
+    return out
+
+
+def _enum(names: Sequence[str], description: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "string", "enum": list(names)}
+    if description:
+        out["description"] = description
+    return out
+
+
+def _obj(kind: str, props: dict[str, Any], required: Sequence[str], description: str) -> dict[str, Any]:
+    return {"type": "object", "description": description, "additionalProperties": False,
+            "properties": {"kind": {"const": kind}, **props}, "required": ["kind", *required]}
+
+
+def _transform_schema(gain: bool) -> dict[str, Any]:
+    kinds = ["linear", "tanh"] if gain else ["linear", "exp", "tanh"]
+    what = ("gain x: linear x/scale, tanh tanh(x/scale)" if gain else
+            "cost c >= 0: linear -c/scale, exp exp(-c/scale), tanh 1 - tanh(c/scale)")
+    return {"type": "object", "additionalProperties": False, "description": what,
+            "properties": {"kind": {"type": "string", "enum": kinds, "default": "linear"},
+                           "scale": _num(0, SCALE_BOUND, 1.0, exclusive_min=True,
+                                         description="the quantity's typical size, in its unit")},
+            "required": []}
+
+
+def _condition_defs(slots: _Slots) -> dict[str, dict[str, Any]]:
+    defs: dict[str, dict[str, Any]] = {}
+    for i, group in enumerate(slots.distance_groups):
+        defs[f"when_distance_{i}"] = _obj("distance", {
+            "a": _enum(group), "b": {"anyOf": [_enum(group), {"type": "null"}], "default": None},
+            "below": _num(0, SCALE_BOUND, exclusive_min=True)}, ["a", "below"], "|a - b| < below (|a| if b is null)")
+    if slots.scalars:
+        defs["when_scalar"] = _obj("scalar", {
+            "field": _enum(slots.scalars), "op": {"type": "string", "enum": ["above", "below"]},
+            "value": _num(-VALUE_BOUND, VALUE_BOUND)}, ["field", "op", "value"], "field > value or field < value")
+    for length, names in slots.vector_lengths.items():
+        defs[f"when_axis_{length}"] = _obj("axis", {
+            "field": _enum(names), "axis": {"type": "integer", "minimum": 0, "maximum": length - 1},
+            "op": {"type": "string", "enum": ["above", "below"]}, "value": _num(-VALUE_BOUND, VALUE_BOUND)},
+            ["field", "axis", "op", "value"], "field[axis] > value or < value")
+    if slots.flags:
+        defs["when_flag"] = _obj("flag", {"field": _enum(slots.flags)}, ["field"], "field > 0.5")
+    return defs
+
+
+def _term_defs(slots: _Slots, conditions: list[str]) -> dict[str, dict[str, Any]]:
+    def term(kind: str, props: dict[str, Any], required: Sequence[str], description: str,
+             weight_default: float = 1.0) -> dict[str, Any]:
+        base = {"name": {"type": "string", "pattern": _NAME_PATTERN, "description": "component name"},
+                "weight": _num(-WEIGHT_BOUND, WEIGHT_BOUND, weight_default,
+                               description="> 0 pursues the term's objective, < 0 avoids it")}
+        return _obj(kind, {**base, **props}, ["name", *required], description)
+
+    when = {"anyOf": [{"$ref": f"#/$defs/{c}"} for c in conditions]}
+    defs: dict[str, dict[str, Any]] = {}
+    for i, group in enumerate(slots.distance_groups):
+        defs[f"distance_{i}"] = term("distance", {
+            "a": _enum(group), "b": {"anyOf": [_enum(group), {"type": "null"}], "default": None},
+            "transform": _transform_schema(False)}, ["a"], "closeness of a and b (cost |a - b|, or |a| if b is null)")
+    if slots.scalars:
+        defs["target"] = term("target", {"field": _enum(slots.scalars), "target": _num(-VALUE_BOUND, VALUE_BOUND),
+                                         "transform": _transform_schema(False)},
+                              ["field", "target"], "a scalar driven toward target (cost |field - target|)")
+        defs["scalar"] = term("scalar", {"field": _enum(slots.scalars),
+                                         "objective": {"type": "string", "enum": ["maximize", "minimize"],
+                                                       "default": "maximize"},
+                                         "transform": _transform_schema(True)},
+                              ["field"], "a scalar maximised or minimised")
+    for length, names in slots.vector_lengths.items():
+        defs[f"axis_{length}"] = term("axis", {"field": _enum(names),
+                                               "axis": {"type": "integer", "minimum": 0, "maximum": length - 1},
+                                               "objective": {"type": "string", "enum": ["maximize", "minimize"],
+                                                             "default": "maximize"},
+                                               "transform": _transform_schema(True)},
+                                      ["field", "axis"], "one component of a vector maximised or minimised")
+    if slots.flags:
+        defs["flag"] = term("flag", {"field": _enum(slots.flags)}, ["field"], "1 while field > 0.5")
+    if slots.action:
+        defs["action"] = term("action", {"transform": _transform_schema(False)}, [],
+                              "action magnitude (cost sum(action**2))")
+    if conditions:
+        defs["bonus"] = term("bonus", {"when": when}, ["when"], "1 while the condition holds")
+    return defs
+
+
+def sketch_schema(schema: StateSchema, *, action_space: Any = None) -> dict[str, Any]:
+    """The JSON schema (draft 2020-12) of a reward sketch for this task's StateView.
+
+    Field names are enums, and each slot lists only the fields that fit it: a distance's ``a``
+    and ``b`` come from one group of fields of equal shape and unit, ``target``/``scalar`` take
+    scalar fields, ``axis`` vector fields (its ``axis`` bounded by their length), ``flag`` scalar
+    0/1 or count fields. Every number is bounded. ``action_space``: a task with discrete actions
+    gets no ``action`` term. A kind with no fitting field is left out.
+    """
+    slots = _Slots(schema, action_space)
+    condition_defs = _condition_defs(slots)
+    term_defs = _term_defs(slots, list(condition_defs))
+    inner = [{"$ref": f"#/$defs/{name}"} for name in term_defs]
+    defs = {**condition_defs, **term_defs}
+    outer = list(inner)
+    if condition_defs:
+        defs["stage"] = {
+            "type": "object", "additionalProperties": False,
+            "description": "inner terms that count only while the condition holds; weight is paid while it holds",
+            "properties": {"kind": {"const": "stage"},
+                           "name": {"type": "string", "pattern": _NAME_PATTERN},
+                           "weight": _num(-WEIGHT_BOUND, WEIGHT_BOUND, 0.0),
+                           "when": {"anyOf": [{"$ref": f"#/$defs/{c}"} for c in condition_defs]},
+                           "terms": {"type": "array", "items": {"anyOf": inner}, "minItems": 1,
+                                     "maxItems": MAX_STAGE_TERMS}},
+            "required": ["kind", "name", "when", "terms"]}
+        outer.append({"$ref": "#/$defs/stage"})
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"reward sketch for {schema.task}",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "pattern": _NAME_PATTERN},
+            "goal": {"type": "string", "maxLength": _MAX_GOAL},
+            "terms": {"type": "array", "items": {"anyOf": outer}, "minItems": 1, "maxItems": MAX_TERMS},
+        },
+        "required": ["terms"],
+        "$defs": defs,
+    }
+
+
+# -- validation -----------------------------------------------------------------------------------
+
+
+def _loc(loc: Sequence[Any]) -> str:
+    """``('terms', 1, 'distance', 'b')`` -> ``terms[1].b`` (the union's tag left out)."""
+    out = ""
+    previous: Any = None
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(previous, int) and part in _KINDS:
+            pass  # pydantic's discriminator tag
+        else:
+            out += f".{part}" if out else str(part)
+        previous = part
+    return out or "<sketch>"
+
+
+_KINDS = frozenset({"distance", "target", "scalar", "axis", "flag", "action", "bonus", "stage"})
+
+
+def _pydantic_problems(err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors():
+        where = _loc(e["loc"])
+        problems.append(f"{where}: {e['msg']}")
+    return problems
+
+
+class _TaskCheck:
+    """Explicit checks of a parsed sketch against the task's fields, with messages that name the
+    term and the key."""
+
+    def __init__(self, slots: _Slots):
+        self.slots = slots
+        self.problems: list[str] = []
+
+    def fail(self, where: str, key: str, kind: str, message: str) -> None:
+        self.problems.append(f"{where} ({kind}) key {key!r}: {message}")
+
+    def known(self, where: str, key: str, kind: str, name: str) -> bool:
+        if name in self.slots.by_name:
+            return True
+        close = difflib.get_close_matches(name, list(self.slots.by_name), n=3)
+        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+        self.fail(where, key, kind, f"unknown field {name!r} for task {self.slots.schema.task}{hint}; "
+                                    f"fields are: {', '.join(self.slots.by_name)}")
+        return False
+
+    def shaped(self, where: str, key: str, kind: str, name: str, allowed: Sequence[str], need: str) -> bool:
+        if not self.known(where, key, kind, name):
+            return False
+        if name not in allowed:
+            listing = ", ".join(allowed) if allowed else "none in this task"
+            self.fail(where, key, kind, f"{self.slots.describe(name)} does not fit: {need}; fitting fields: {listing}")
+            return False
+        return True
+
+    def pair(self, where: str, kind: str, a: str, b: str | None) -> None:
+        usable = self.slots.scalars + self.slots.vectors
+        need = "a distance needs a scalar or 1-D vector field"
+        if not self.shaped(where, "a", kind, a, usable, need):
+            return
+        if b is None:
+            return
+        if not self.shaped(where, "b", kind, b, usable, need):
+            return
+        fa, fb = self.slots.by_name[a], self.slots.by_name[b]
+        if a == b:
+            self.fail(where, "b", kind, f"{b!r} is also 'a': the distance would always be 0")
+        elif (fa.shape, fa.unit) != (fb.shape, fb.unit):
+            group = next(g for g in self.slots.distance_groups if a in g)
+            others = [n for n in group if n != a]
+            self.fail(where, "b", kind, f"{self.slots.describe(b)} does not match 'a' {self.slots.describe(a)}: "
+                                        "a distance needs two fields of equal shape and unit; fields that fit: "
+                                        f"{', '.join(others) if others else 'none (use b: null for |a|)'}")
+
+    def axis(self, where: str, kind: str, field: str, axis: int) -> None:
+        if self.shaped(where, "field", kind, field, self.slots.vectors, "an axis needs a 1-D vector field"):
+            length = self.slots.by_name[field].shape[0]
+            if axis >= length:
+                self.fail(where, "axis", kind, f"axis {axis} is out of range for {self.slots.describe(field)}: "
+                                               f"0..{length - 1}")
+
+    def condition(self, where: str, cond: Any) -> None:
+        where = f"{where}.when"
+        if isinstance(cond, DistanceCondition):
+            self.pair(where, "distance", cond.a, cond.b)
+        elif isinstance(cond, ScalarCondition):
+            self.shaped(where, "field", "scalar", cond.field, self.slots.scalars, "a scalar condition needs a "
+                        "scalar field")
+        elif isinstance(cond, AxisCondition):
+            self.axis(where, "axis", cond.field, cond.axis)
+        else:
+            self.shaped(where, "field", "flag", cond.field, self.slots.flags,
+                        f"a flag needs a scalar field with unit {' or '.join(sorted(FLAG_UNITS))}")
+
+    def term(self, where: str, term: Any) -> None:
+        kind = term.kind
+        if isinstance(term, DistanceTerm):
+            self.pair(where, kind, term.a, term.b)
+        elif isinstance(term, (TargetTerm, ScalarTerm)):
+            self.shaped(where, "field", kind, term.field, self.slots.scalars, f"a {kind} term needs a scalar field "
+                        "(for one component of a vector use kind 'axis')")
+        elif isinstance(term, AxisTerm):
+            self.axis(where, kind, term.field, term.axis)
+        elif isinstance(term, FlagTerm):
+            self.shaped(where, "field", kind, term.field, self.slots.flags,
+                        f"a flag needs a scalar field with unit {' or '.join(sorted(FLAG_UNITS))}")
+        elif isinstance(term, ActionTerm):
+            if not self.slots.action:
+                self.fail(where, "kind", kind, "this task's actions are discrete: an action-magnitude cost "
+                                               "means nothing there")
+        elif isinstance(term, (BonusTerm, StageTerm)):
+            self.condition(where, term.when)
+
+
+def _jsonschema_problems(data: Any, schema: dict[str, Any]) -> list[str] | None:
+    """Problems the JSON schema finds (None when the ``jsonschema`` package is not installed)."""
+    try:
+        import jsonschema
+    except ImportError:
+        return None
+    validator = jsonschema.Draft202012Validator(schema)
+    problems = []
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        best = jsonschema.exceptions.best_match([error])
+        where = _loc(list(best.absolute_path))
+        problems.append(f"{where}: {best.message} (JSON schema)")
+    return problems
+
+
+def validate_sketch(data: Any, schema: StateSchema, *, action_space: Any = None) -> Sketch:
+    """Parse and check a sketch (a dict, its JSON text, or a :class:`Sketch`) against a task's
+    StateView before any code is made; raises :class:`SketchInvalid` naming the term and key.
+
+    Three layers: the vocabulary (pydantic, strict, no extra keys), the task (every field known
+    and of a fitting shape and unit, axes in range, no action term for discrete actions), and,
+    when the ``jsonschema`` package is installed, the generated JSON schema itself.
+    """
+    task = schema.task
+    if isinstance(data, str):
+        try:
+            data = json.loads(data)
+        except json.JSONDecodeError as err:
+            raise SketchInvalid([f"not JSON: {err}"], task=task) from None
+    if isinstance(data, Sketch):
+        sketch = data
+        data = sketch.model_dump(mode="json")
+    else:
+        try:
+            sketch = Sketch.model_validate(data)
+        except ValidationError as err:
+            problems = _pydantic_problems(err)
+            raise SketchInvalid(problems, task=task, location=problems[0].split(":")[0]) from None
+    slots = _Slots(schema, action_space)
+    check = _TaskCheck(slots)
+    for where, term in _walk(sketch.terms):
+        check.term(where, term)
+    if check.problems:
+        raise SketchInvalid(check.problems, task=task, location=check.problems[0].split(" ")[0])
+    json_problems = _jsonschema_problems(data, sketch_schema(schema, action_space=action_space))
+    if json_problems:
+        raise SketchInvalid(json_problems, task=task, location=json_problems[0].split(":")[0])
+    return sketch
+
+
+# -- the compiler ---------------------------------------------------------------------------------
+
+
+def _f(x: float) -> str:
+    """A float literal that reads back exactly."""
+    value = float(x)
+    assert math.isfinite(value)
+    return repr(value)
+
+
+def _comment(text: str, limit: int = 200) -> str:
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[:limit - 3] + "..."
+
+
+class _Emitter:
+    def __init__(self, slots: _Slots):
+        self.slots = slots
+        self.lines: list[str] = []
+        self.components: list[str] = []
+
+    def emit(self, line: str, depth: int = 1) -> None:
+        self.lines.append("    " * depth + line)
+
+    def unit(self, name: str) -> str:
+        return self.slots.by_name[name].unit
+
+    def magnitude(self, a: str, b: str | None) -> tuple[str, str]:
+        """(expression [N], words) for |a - b| or |a|."""
+        diff = f"state.{a} - state.{b}" if b else f"state.{a}"
+        words = f"|{a} - {b}|" if b else f"|{a}|"
+        if self.slots.by_name[a].shape == ():
+            return f"np.abs({diff})", words
+        return f"np.linalg.norm({diff}, axis=-1)", words
+
+    @staticmethod
+    def cost(c: str, t: Transform) -> tuple[str, str]:
+        s = _f(t.scale)
+        if t.kind == "linear":
+            return f"-({c} / {s})", f"linear: -c / {s}"
+        if t.kind == "exp":
+            return f"np.exp(-({c} / {s}))", f"exp kernel: exp(-c / {s})"
+        return f"1.0 - np.tanh({c} / {s})", f"tanh: 1 - tanh(c / {s})"
+
+    @staticmethod
+    def gain(x: str, objective: str, t: GainTransform) -> tuple[str, str]:
+        s = _f(t.scale)
+        x = x if objective == "maximize" else f"-{x}"
+        if t.kind == "linear":
+            return f"{x} / {s}", f"{objective}, linear: x / {s}"
+        return f"np.tanh({x} / {s})", f"{objective}, tanh: tanh(x / {s})"
+
+    def condition(self, cond: Any) -> tuple[str, str]:
+        """(boolean expression [N], words)."""
+        if isinstance(cond, DistanceCondition):
+            expr, words = self.magnitude(cond.a, cond.b)
+            return f"{expr} < {_f(cond.below)}", f"{words} < {_f(cond.below)} {self.unit(cond.a)}"
+        if isinstance(cond, ScalarCondition):
+            op = ">" if cond.op == "above" else "<"
+            return f"state.{cond.field} {op} {_f(cond.value)}", f"{cond.field} {op} {_f(cond.value)}"
+        if isinstance(cond, AxisCondition):
+            op = ">" if cond.op == "above" else "<"
+            return (f"state.{cond.field}[:, {cond.axis}] {op} {_f(cond.value)}",
+                    f"{cond.field}[{cond.axis}] {op} {_f(cond.value)}")
+        return f"state.{cond.field} > 0.5", f"{cond.field} is set (> 0.5)"
+
+    def term(self, where: str, term: Any, mask: str | None = None, depth: int = 1) -> None:
+        """Emit one term's component ``r_<name>`` (times ``mask`` inside a stage)."""
+        var, w = f"r_{term.name}", _f(term.weight)
+        gate = f"{mask} * " if mask else ""
+        if isinstance(term, StageTerm):
+            cond, words = self.condition(term.when)
+            when = f"when_{term.name}"
+            bonus = f"weight {w} is paid while it holds" if term.weight != 0.0 else "no entry bonus (weight 0)"
+            self.emit(f"# {where} {term.name!r} (stage): the {len(term.terms)} term(s) below count only while "
+                      f"{words}; {bonus}", depth)
+            self.emit(f"{when} = np.where({cond}, 1.0, 0.0)", depth)
+            if term.weight != 0.0:
+                self.emit(f"{var} = {w} * {when}", depth)
+                self.components.append(term.name)
+            for i, inner in enumerate(term.terms):
+                self.term(f"{where}.terms[{i}]", inner, mask=when, depth=depth)
+            return
+        if isinstance(term, DistanceTerm):
+            c, words = self.magnitude(term.a, term.b)
+            value, how = self.cost(f"d_{term.name}", term.transform)
+            self.emit(f"# {where} {term.name!r} (distance): closeness, c = {words} [{self.unit(term.a)}], "
+                      f"{how}; weight {w}", depth)
+            self.emit(f"d_{term.name} = {c}", depth)
+        elif isinstance(term, TargetTerm):
+            value, how = self.cost(f"d_{term.name}", term.transform)
+            self.emit(f"# {where} {term.name!r} (target): {term.field} toward {_f(term.target)} "
+                      f"[{self.unit(term.field)}], c = |{term.field} - {_f(term.target)}|, {how}; weight {w}", depth)
+            self.emit(f"d_{term.name} = np.abs(state.{term.field} - {_f(term.target)})", depth)
+        elif isinstance(term, ScalarTerm):
+            value, how = self.gain(f"state.{term.field}", term.objective, term.transform)
+            self.emit(f"# {where} {term.name!r} (scalar): x = {term.field} [{self.unit(term.field)}], {how}; "
+                      f"weight {w}", depth)
+        elif isinstance(term, AxisTerm):
+            value, how = self.gain(f"state.{term.field}[:, {term.axis}]", term.objective, term.transform)
+            self.emit(f"# {where} {term.name!r} (axis): x = {term.field}[{term.axis}] [{self.unit(term.field)}], "
+                      f"{how}; weight {w}", depth)
+        elif isinstance(term, FlagTerm):
+            value = f"np.where(state.{term.field} > 0.5, 1.0, 0.0)"
+            self.emit(f"# {where} {term.name!r} (flag): 1 while {term.field} > 0.5, else 0; weight {w}", depth)
+        elif isinstance(term, ActionTerm):
+            value, how = self.cost(f"d_{term.name}", term.transform)
+            self.emit(f"# {where} {term.name!r} (action): c = sum(action**2), {how}; weight {w}", depth)
+            self.emit(f"d_{term.name} = np.sum(np.square(action), axis=-1)", depth)
+        else:
+            assert isinstance(term, BonusTerm)
+            cond, words = self.condition(term.when)
+            value = f"np.where({cond}, 1.0, 0.0)"
+            self.emit(f"# {where} {term.name!r} (bonus): 1 while {words}, else 0; weight {w}", depth)
+        self.emit(f"{var} = {gate}{w} * ({value})", depth)
+        self.components.append(term.name)
+
+
+def compile_sketch(sketch: Sketch | Mapping[str, Any] | str, schema: StateSchema, *,
+                   action_space: Any = None) -> str:
+    """The source of a batched reward program (``compute_reward_batch``) equal to the sketch.
+
+    The sketch is validated against the task first (:func:`validate_sketch`). The program reads
+    only the fields the sketch names, reduces every env's row on its own (``axis=-1``), and
+    returns the total ``[N]`` and one component ``[N]`` per term (a stage: its inner terms, and
+    its entry bonus when its weight is not 0). Comments say which part of the sketch each line
+    came from. Run it through the sandbox and ``checks.preflight`` like any program.
+    """
+    parsed = validate_sketch(sketch, schema, action_space=action_space)
+    emitter = _Emitter(_Slots(schema, action_space))
+    for where, term in ((f"terms[{i}]", t) for i, t in enumerate(parsed.terms)):
+        emitter.term(where, term)
+    title = parsed.name or "(unnamed)"
+    header = [
+        f"# Reward program compiled from the reward sketch {title!r} for {_comment(schema.task, 80)}",
+        "# by reward_synthesis.language.sketches.compile_sketch. Edit the sketch and compile again, or edit",
+        "# this program like any other (it is checked the same way).",
+    ]
+    if parsed.goal:
+        header.append(f"# Goal: {_comment(parsed.goal)}")
+    header += [
+        "# Batched form: every state field is [N, ...] (one row per env), action is [N, ...]; each row is",
+        "# reduced on its own (axis=-1). Each term is weight * goodness; the total is their sum.",
+        "import numpy as np",
+        "",
+        "",
+        "def compute_reward_batch(state, action):",
+    ]
+    names = emitter.components
+    body = list(emitter.lines)
+    body.append("    components = {")
+    body += [f"        {name!r}: r_{name}," for name in names]
+    body.append("    }")
+    body.append(f"    total = {' + '.join(f'r_{n}' for n in names)}")
+    body.append("    return total, components")
+    return "\n".join(header + body) + "\n"
