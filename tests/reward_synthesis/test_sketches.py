@@ -1,0 +1,513 @@
+"""Reward sketches: the vocabulary, the per-task JSON schema, validation, and the compiled programs.
+
+Hand-written sketches for four simulators' tasks (MuJoCo Reacher and PlanarPush, Crafter
+CollectWood, Rocket League TouchBall) validate, compile, pass the whole pre-flight (batch
+consistency and the reference-policy preference included) on states from the real simulators,
+and their batched programs equal each sample alone. Every term kind and transform is checked
+numerically against a hand computation on a toy StateView.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from reward_synthesis.language.sketches import (
+    FLAG_UNITS,
+    Sketch,
+    SketchInvalid,
+    compile_sketch,
+    sketch_fields,
+    sketch_schema,
+    validate_sketch,
+)
+from reward_synthesis.safety.checks import check_inputs, preflight
+from reward_synthesis.safety.sandbox import load_program, state_inputs
+from workbench.registry import SIMS
+from workbench.spec import load_task
+from workbench.state import Field, State, StateSchema
+from workbench_testing import REPO
+
+TOL = 1e-9
+REACHER_SKETCH = REPO / "tasks/mujoco/rewards/reacher_sketch.json"
+
+# -- hand-written sketches, one per task ----------------------------------------------------------
+
+PLANAR_PUSH = {
+    "name": "push_puck", "goal": "Push the puck onto the goal marker.",
+    "terms": [
+        {"kind": "distance", "name": "reach", "a": "fingertip_pos", "b": "puck_pos",
+         "transform": {"kind": "tanh", "scale": 0.1}, "weight": 0.2},
+        {"kind": "distance", "name": "push", "a": "puck_pos", "b": "goal_pos",
+         "transform": {"kind": "linear", "scale": 0.1}, "weight": 1.0},
+        {"kind": "target", "name": "on_goal", "field": "puck_to_goal_distance", "target": 0.0,
+         "transform": {"kind": "exp", "scale": 0.02}, "weight": 0.5},
+        {"kind": "action", "name": "control", "transform": {"kind": "linear", "scale": 1.0}, "weight": 0.01},
+        {"kind": "bonus", "name": "success", "weight": 1.0,
+         "when": {"kind": "scalar", "field": "puck_to_goal_distance", "op": "below", "value": 0.02}},
+    ],
+}
+
+COLLECT_WOOD = {
+    "name": "collect_wood", "goal": "Find a tree and collect one piece of wood from it.",
+    "terms": [
+        {"kind": "flag", "name": "collected", "field": "inv_wood_delta", "weight": 1.0},
+        {"kind": "scalar", "name": "approach", "field": "nearest_tree_approach", "objective": "maximize",
+         "transform": {"kind": "tanh", "scale": 1.0}, "weight": 0.1},
+        {"kind": "distance", "name": "tree_dist", "a": "nearest_tree_dist",
+         "transform": {"kind": "linear", "scale": 10.0}, "weight": 0.05},
+        {"kind": "stage", "name": "at_tree", "weight": 0.0, "when": {"kind": "flag", "field": "facing_tree"},
+         "terms": [{"kind": "flag", "name": "wood_at_tree", "field": "inv_wood_delta", "weight": 0.5}]},
+        {"kind": "bonus", "name": "death", "weight": -1.0,
+         "when": {"kind": "scalar", "field": "health", "op": "below", "value": 0.01}},
+    ],
+}
+
+TOUCH_BALL = {
+    "name": "touch_ball", "goal": "Drive the car into the ball and touch it as soon as possible.",
+    "terms": [
+        {"kind": "scalar", "name": "approach", "field": "car_vel_toward_ball",
+         "transform": {"kind": "linear", "scale": 2300.0}, "weight": 1.0},
+        {"kind": "scalar", "name": "facing", "field": "facing_ball", "weight": 0.05},
+        {"kind": "flag", "name": "touch", "field": "ball_touched", "weight": 10.0},
+        {"kind": "axis", "name": "upright", "field": "car_up", "axis": 2, "objective": "maximize",
+         "transform": {"kind": "tanh", "scale": 1.0}, "weight": 0.01},
+    ],
+}
+
+TASKS = {
+    "reacher": ("tasks/mujoco/reacher.yaml", json.loads(REACHER_SKETCH.read_text())),
+    "planar_push": ("tasks/mujoco/planar_push.yaml", PLANAR_PUSH),
+    "collect_wood": ("tasks/minecraft/collect_wood.yaml", COLLECT_WOOD),
+    "touch_ball": ("tasks/rocket_league/touch_ball.yaml", TOUCH_BALL),
+}
+_NEEDS = {"collect_wood": ("crafter", "the crafter extra"), "touch_ball": ("rlgym", "the rocket_league extra")}
+
+
+class Live:
+    def __init__(self, env: Any, profile: Any, samples: list, preference: Any):
+        self.env, self.profile, self.samples, self.preference = env, profile, samples, preference
+        self.schema: StateSchema = profile.schema
+        self.space = env.action_space
+
+
+_LIVE: dict[str, Live] = {}
+
+
+def live(task: str) -> Live:
+    """The task's env, profile, 64 random-action samples and the preference episodes (built once)."""
+    if task in _NEEDS:
+        pytest.importorskip(_NEEDS[task][0], reason=f"{task} needs {_NEEDS[task][1]}")
+    if task not in _LIVE:
+        spec = load_task(REPO / TASKS[task][0])
+        adapter = SIMS.get(spec.sim.name)()
+        env = adapter.make_env(spec.sim)
+        profile = adapter.profile(spec.sim, env)
+        samples, preference = check_inputs(env, profile, n=64)
+        _LIVE[task] = Live(env, profile, samples, preference)
+    return _LIVE[task]
+
+
+def stack(samples: list) -> tuple[State, np.ndarray]:
+    names = list(samples[0][0].keys())
+    return (State({n: np.stack([s[n] for s, _ in samples]) for n in names}),
+            np.stack([np.asarray(a, dtype=np.float64) for _, a in samples]))
+
+
+# -- the hand-written sketches on the real tasks ----------------------------------------------------
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_hand_sketch_compiles_and_passes_the_whole_preflight(task: str) -> None:
+    t = live(task)
+    sketch = validate_sketch(TASKS[task][1], t.schema, action_space=t.space)
+    source = compile_sketch(sketch, t.schema, action_space=t.space)
+    assert t.preference is not None, "every task here ships a reference policy"
+    report = preflight(source, t.samples, program=f"{task}_sketch.py", preference=t.preference)
+    assert report.accepted, report.render()
+    by_name = {r.name: r for r in report.results}
+    assert "equals each sample alone" in by_name["batch_consistency"].detail
+    assert "reference policy" in by_name["preference"].detail
+    # The program reads exactly the fields the sketch names: the wrappers copy only those.
+    named = {v for _, v in _field_refs(TASKS[task][1])}
+    assert state_inputs(source) == frozenset(named)
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_compiled_batch_equals_each_sample_alone(task: str) -> None:
+    t = live(task)
+    fn = load_program(compile_sketch(TASKS[task][1], t.schema, action_space=t.space), batched=True)
+    state, actions = stack(t.samples)
+    totals, components = fn(state, actions)
+    assert totals.shape == (len(t.samples),) and np.std(totals) > 0
+    for i in range(len(t.samples)):
+        one = State({n: v[i:i + 1] for n, v in state.items()})
+        total_i, comps_i = fn(one, actions[i:i + 1])
+        assert abs(float(total_i[0]) - float(totals[i])) <= TOL * max(1.0, abs(float(total_i[0])))
+        for name, values in components.items():
+            assert abs(float(comps_i[name][0]) - float(values[i])) <= TOL * max(1.0, abs(float(values[i])))
+    # The total is the sum of the components.
+    np.testing.assert_allclose(totals, sum(components.values()), rtol=0, atol=1e-12)
+
+
+def test_wrong_sign_term_fails_the_preference_check_on_reacher() -> None:
+    t = live("reacher")
+    wrong = {"name": "wrong_sign", "terms": [
+        # rewards being far from the target: the exp kernel's closeness, avoided (negative weight)
+        {"kind": "distance", "name": "distance", "a": "fingertip_pos", "b": "target_pos",
+         "transform": {"kind": "exp", "scale": 0.1}, "weight": -1.0},
+        {"kind": "action", "name": "control", "weight": 0.1}]}
+    source = compile_sketch(wrong, t.schema, action_space=t.space)
+    report = preflight(source, t.samples, preference=t.preference)
+    assert not report.accepted
+    failed = [r for r in report.results if not r.passed and not r.skipped]
+    assert [r.name for r in failed] == ["preference"], report.render()
+    assert "prefers random actions" in failed[0].detail
+    # The same sketch with the sign the right way round passes.
+    right = copy.deepcopy(wrong)
+    right["terms"][0]["weight"] = 1.0
+    fixed = preflight(compile_sketch(right, t.schema, action_space=t.space), t.samples, preference=t.preference)
+    assert fixed.accepted, fixed.render()
+
+
+# -- the JSON schema --------------------------------------------------------------------------------
+
+
+def _enums(node: Any) -> set[str]:
+    """Every string of every ``enum`` in a JSON schema (the field names; the other enums are
+    transform kinds, objectives and ops, removed by the caller)."""
+    found: set[str] = set()
+    if isinstance(node, dict):
+        if "enum" in node:
+            found.update(v for v in node["enum"] if isinstance(v, str))
+        for value in node.values():
+            found |= _enums(value)
+    elif isinstance(node, list):
+        for value in node:
+            found |= _enums(value)
+    return found
+
+
+_VOCAB_WORDS = {"linear", "exp", "tanh", "maximize", "minimize", "above", "below"}
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_schema_enumerates_exactly_the_task_fields_where_they_fit(task: str) -> None:
+    t = live(task)
+    schema = sketch_schema(t.schema, action_space=t.space)
+    fields = {f.name: f for f in t.schema.fields}
+    assert _enums(schema) - _VOCAB_WORDS == set(fields)
+    defs = schema["$defs"]
+    scalars = {n for n, f in fields.items() if f.shape == ()}
+    vectors = {n for n, f in fields.items() if len(f.shape) == 1}
+    flags = {n for n in scalars if fields[n].unit in FLAG_UNITS}
+    if scalars:
+        assert set(defs["target"]["properties"]["field"]["enum"]) == scalars
+        assert set(defs["scalar"]["properties"]["field"]["enum"]) == scalars
+    axis_fields: set[str] = set()
+    for name, d in defs.items():
+        if name.startswith("axis_"):
+            length = int(name.split("_")[1])
+            enum = d["properties"]["field"]["enum"]
+            assert all(fields[n].shape == (length,) for n in enum)
+            assert d["properties"]["axis"] == {"type": "integer", "minimum": 0, "maximum": length - 1}
+            axis_fields |= set(enum)
+        if name.startswith("distance_"):  # a and b from one group of equal shape and unit
+            group = d["properties"]["a"]["enum"]
+            assert d["properties"]["b"]["anyOf"][0]["enum"] == group
+            assert len({(fields[n].shape, fields[n].unit) for n in group}) == 1
+    assert axis_fields == vectors
+    assert set(defs["flag"]["properties"]["field"]["enum"]) == flags if flags else "flag" not in defs
+    # Discrete actions: no action-magnitude term.
+    assert ("action" in defs) == (task in ("reacher", "planar_push"))
+    # Every number is bounded.
+    for node in _walk_schema(schema):
+        if node.get("type") in ("number", "integer"):
+            assert ("minimum" in node or "exclusiveMinimum" in node) and "maximum" in node, node
+
+
+def test_schema_uses_only_keywords_a_grammar_converter_handles() -> None:
+    """No if/then/not/patternProperties: llama.cpp's json-schema-to-grammar (and similar
+    constrained decoders) handle the plain subset below."""
+    allowed = {"$schema", "title", "description", "type", "properties", "required", "additionalProperties",
+               "items", "minItems", "maxItems", "anyOf", "$ref", "$defs", "enum", "const", "minimum",
+               "maximum", "exclusiveMinimum", "pattern", "maxLength", "default"}
+    for task in ("reacher", "planar_push"):
+        t = live(task)
+        schema = sketch_schema(t.schema, action_space=t.space)
+        used = set()
+        for node in _walk_schema(schema):
+            used |= set(node)
+        assert used <= allowed, used - allowed
+        json.dumps(schema)  # plain JSON
+
+
+def _walk_schema(node: Any) -> list[dict]:
+    """Every schema object (not the maps ``properties`` / ``$defs`` themselves)."""
+    out: list[dict] = []
+    if isinstance(node, dict):
+        out.append(node)
+        for key, value in node.items():
+            if key in ("properties", "$defs"):
+                for sub in value.values():
+                    out += _walk_schema(sub)
+            elif key in ("items", "anyOf"):
+                for sub in (value if isinstance(value, list) else [value]):
+                    out += _walk_schema(sub)
+            elif isinstance(value, dict):
+                out += _walk_schema(value)
+    return out
+
+
+def test_the_json_schema_itself_accepts_the_sketches_and_rejects_bad_fields() -> None:
+    jsonschema = pytest.importorskip("jsonschema", reason="the optional jsonschema package is not installed "
+                                                          "(validate_sketch then uses pydantic + explicit checks)")
+    for task in ("reacher", "planar_push"):
+        t = live(task)
+        schema = sketch_schema(t.schema, action_space=t.space)
+        jsonschema.Draft202012Validator.check_schema(schema)
+        validator = jsonschema.Draft202012Validator(schema)
+        assert list(validator.iter_errors(TASKS[task][1])) == []
+    t = live("reacher")
+    validator = jsonschema.Draft202012Validator(sketch_schema(t.schema, action_space=t.space))
+    good = TASKS["reacher"][1]
+    unknown = copy.deepcopy(good)
+    unknown["terms"][0]["a"] = "elbow_pos"
+    wrong_shape = copy.deepcopy(good)
+    wrong_shape["terms"][0]["b"] = "joint_angles"
+    extra = copy.deepcopy(good)
+    extra["terms"][1]["gain"] = 2.0
+    for bad in (unknown, wrong_shape, extra):
+        assert not validator.is_valid(bad)
+
+
+# -- validation messages ----------------------------------------------------------------------------
+
+
+def _field_refs(sketch: dict, prefix: str = "terms") -> list[tuple[str, str]]:
+    out = []
+    for i, term in enumerate(sketch["terms"]):
+        for key in ("a", "b", "field"):
+            if term.get(key):
+                out.append((f"{prefix}[{i}].{key}", term[key]))
+        when = term.get("when")
+        if when:
+            out += [(f"{prefix}[{i}].when.{k}", when[k]) for k in ("a", "b", "field") if when.get(k)]
+        if term["kind"] == "stage":
+            out += _field_refs(term, f"{prefix}[{i}].terms")
+    return out
+
+
+@pytest.mark.parametrize("task", list(TASKS))
+def test_an_unknown_field_is_rejected_naming_the_term_and_key(task: str) -> None:
+    t = live(task)
+    bad = copy.deepcopy(TASKS[task][1])
+    term = bad["terms"][0]
+    key = "a" if "a" in term else "field"
+    term[key] = "warp_drive_pos"
+    with pytest.raises(SketchInvalid) as err:
+        compile_sketch(bad, t.schema, action_space=t.space)
+    message = str(err.value)
+    assert f"terms[0] ({term['kind']}) key '{key}': unknown field 'warp_drive_pos' for task {t.schema.task}" in message
+    assert err.value.location == "terms[0]"
+    assert "warp_drive_pos" not in _enums(sketch_schema(t.schema, action_space=t.space))
+
+
+WRONG_SHAPE = [
+    # (task, path into the sketch, replacement, words the message must hold)
+    ("reacher", ("terms", 0, "b"), "joint_angles", ["terms[0] (distance) key 'b'", "shape (2,)",
+                                                    "equal shape and unit", "target_pos"]),
+    ("planar_push", ("terms", 2, "field"), "puck_vel", ["terms[2] (target) key 'field'", "shape (3,)",
+                                                        "needs a scalar field", "kind 'axis'"]),
+    ("planar_push", ("terms", 1, "b"), "puck_vel", ["terms[1] (distance) key 'b'", "unit 'm/s'", "unit 'm'"]),
+    ("collect_wood", ("terms", 1, "field"), "player_pos", ["terms[1] (scalar) key 'field'", "shape (2,)"]),
+    ("collect_wood", ("terms", 3, "terms", 0, "field"), "food",
+     ["terms[3].terms[0] (flag) key 'field'", "unit 'fraction'", "0/1 or count"]),
+    ("collect_wood", ("terms", 3, "when", "field"), "nearest_tree_dir", ["terms[3].when (flag) key 'field'"]),
+    ("touch_ball", ("terms", 3, "field"), "boost", ["terms[3] (axis) key 'field'", "1-D vector field"]),
+    ("touch_ball", ("terms", 3, "axis"), 3, ["terms[3] (axis) key 'axis'", "axis 3 is out of range", "0..2"]),
+]
+
+
+@pytest.mark.parametrize(("task", "path", "value", "words"), WRONG_SHAPE,
+                         ids=[f"{w[0]}-{'.'.join(map(str, w[1]))}" for w in WRONG_SHAPE])
+def test_a_wrong_shaped_field_is_rejected_naming_the_term_and_key(task: str, path: tuple, value: Any,
+                                                                   words: list[str]) -> None:
+    t = live(task)
+    bad = copy.deepcopy(TASKS[task][1])
+    node = bad
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = value
+    with pytest.raises(SketchInvalid) as err:
+        validate_sketch(bad, t.schema, action_space=t.space)
+    for word in words:
+        assert word in str(err.value), str(err.value)
+
+
+def test_an_action_term_is_rejected_for_discrete_actions() -> None:
+    t = live("collect_wood")
+    bad = copy.deepcopy(COLLECT_WOOD)
+    bad["terms"].append({"kind": "action", "name": "control", "weight": 0.1})
+    with pytest.raises(SketchInvalid, match=r"terms\[5\] \(action\) key 'kind': this task's actions are discrete"):
+        validate_sketch(bad, t.schema, action_space=t.space)
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda s: s["terms"][0].update(gain=2.0), "terms[0].gain: Extra inputs are not permitted"),
+    (lambda s: s["terms"][0].update(kind="teleport"), "terms[0]: Input tag 'teleport'"),
+    (lambda s: s["terms"][0].update(weight=50.0), "terms[0].weight: Input should be less than or equal to 10"),
+    (lambda s: s["terms"][1]["transform"].update(scale=0.0), "terms[1].transform.scale: Input should be greater"),
+    (lambda s: s["terms"][2]["terms"][0].update(name="distance"), "component name 'distance' is used twice"),
+    (lambda s: s["terms"][0].update(weight="1.0"), "terms[0].weight: Input should be a valid number"),
+    (lambda s: s["terms"][0].update(name="Reach Me"), "terms[0].name: String should match pattern"),
+    (lambda s: s.update(terms=[]), "terms: List should have at least 1 item"),
+    (lambda s: s["terms"][2]["terms"].append(copy.deepcopy(s["terms"][2])), "terms[2].terms[2]: Input tag 'stage'"),
+])
+def test_the_vocabulary_is_strict(change: Any, words: str) -> None:
+    t = live("reacher")
+    bad = copy.deepcopy(TASKS["reacher"][1])
+    change(bad)
+    with pytest.raises(SketchInvalid) as err:
+        validate_sketch(bad, t.schema, action_space=t.space)
+    assert words in str(err.value), str(err.value)
+
+
+def test_exp_is_a_cost_transform_only() -> None:
+    t = live("touch_ball")
+    bad = copy.deepcopy(TOUCH_BALL)
+    bad["terms"][0]["transform"] = {"kind": "exp", "scale": 1.0}
+    with pytest.raises(SketchInvalid, match=r"terms\[0\]\.transform\.kind: Input should be 'linear' or 'tanh'"):
+        validate_sketch(bad, t.schema, action_space=t.space)
+
+
+def test_json_text_and_models_are_accepted_and_the_example_ships() -> None:
+    t = live("reacher")
+    text = REACHER_SKETCH.read_text()
+    sketch = validate_sketch(text, t.schema, action_space=t.space)
+    assert isinstance(sketch, Sketch) and validate_sketch(sketch, t.schema) == sketch
+    source = compile_sketch(text, t.schema, action_space=t.space)
+    assert source == compile_sketch(sketch, t.schema, action_space=t.space)
+    assert "# Goal: Move the fingertip of the arm onto the target and hold it there." in source
+    assert "# terms[2].terms[0] 'precision' (distance)" in source
+    assert "def compute_reward_batch(state, action):" in source
+    with pytest.raises(SketchInvalid, match="not JSON"):
+        validate_sketch("{terms: ", t.schema)
+
+
+# -- every term kind and transform against a hand computation ---------------------------------------
+
+TOY = StateSchema("toy", (
+    Field("p", (3,), "m", "a position"),
+    Field("q", (3,), "m", "another position"),
+    Field("v", (3,), "m/s", "a velocity"),
+    Field("s", (), "m", "a scalar"),
+    Field("flag", (), "0/1", "a flag"),
+    Field("count", (), "count", "a counter"),
+    Field("grid", (4, 2), "m", "a 2-D field: offered to no term"),
+), reader=lambda env: {})
+
+P = np.array([[0.0, 0.0, 0.0], [1.0, 2.0, 2.0], [0.3, -0.4, 0.0]])
+Q = np.array([[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+V = np.array([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0], [-0.5, 0.0, 2.0]])
+S = np.array([0.25, -1.5, 3.0])
+FLAG = np.array([0.0, 1.0, 1.0])
+COUNT = np.array([2.0, 0.0, 1.0])
+ACTION = np.array([[0.5, -0.5], [1.0, 0.0], [0.0, 0.0]])
+TOY_STATE = State({"p": P, "q": Q, "v": V, "s": S, "flag": FLAG, "count": COUNT, "grid": np.zeros((3, 4, 2))})
+
+
+def run_toy(*terms: dict) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    source = compile_sketch({"terms": list(terms)}, TOY)
+    fn = load_program(source, batched=True)
+    return fn(TOY_STATE, ACTION)
+
+
+def _by_hand(cost: np.ndarray, kind: str, scale: float) -> np.ndarray:
+    return {"linear": [-c / scale for c in cost],
+            "exp": [math.exp(-c / scale) for c in cost],
+            "tanh": [1.0 - math.tanh(c / scale) for c in cost]}[kind]
+
+
+@pytest.mark.parametrize("kind", ["linear", "exp", "tanh"])
+def test_cost_terms_and_transforms_match_a_hand_computation(kind: str) -> None:
+    scale, w = 0.5, 2.0
+    t = {"kind": kind, "scale": scale}
+    total, c = run_toy(
+        {"kind": "distance", "name": "pq", "a": "p", "b": "q", "transform": t, "weight": w},
+        {"kind": "distance", "name": "norm_v", "a": "v", "transform": t, "weight": w},
+        {"kind": "distance", "name": "scalar_dist", "a": "s", "transform": t, "weight": w},
+        {"kind": "target", "name": "s_to_1", "field": "s", "target": 1.0, "transform": t, "weight": w},
+        {"kind": "action", "name": "ctrl", "transform": t, "weight": w},
+    )
+    pq = [0.0, math.sqrt(0 + 4 + 4), 0.5]  # |(0.3, -0.4, 0)| = 0.5
+    norm_v = [math.sqrt(1 + 4 + 0.25), math.sqrt(9 + 1), math.sqrt(0.25 + 4)]
+    scalar_dist = [0.25, 1.5, 3.0]
+    s_to_1 = [0.75, 2.5, 2.0]
+    ctrl = [0.5, 1.0, 0.0]
+    for name, cost in [("pq", pq), ("norm_v", norm_v), ("scalar_dist", scalar_dist), ("s_to_1", s_to_1),
+                       ("ctrl", ctrl)]:
+        np.testing.assert_allclose(c[name], [w * g for g in _by_hand(np.array(cost), kind, scale)],
+                                   rtol=1e-12, atol=1e-12, err_msg=name)
+    np.testing.assert_allclose(total, sum(c.values()), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["linear", "tanh"])
+def test_gain_terms_and_transforms_match_a_hand_computation(kind: str) -> None:
+    scale, w = 2.0, -0.5
+    t = {"kind": kind, "scale": scale}
+    _, c = run_toy(
+        {"kind": "scalar", "name": "s_up", "field": "s", "objective": "maximize", "transform": t, "weight": w},
+        {"kind": "scalar", "name": "s_down", "field": "s", "objective": "minimize", "transform": t, "weight": w},
+        {"kind": "axis", "name": "vy_up", "field": "v", "axis": 1, "transform": t, "weight": w},
+        {"kind": "axis", "name": "vz_down", "field": "v", "axis": 2, "objective": "minimize", "transform": t,
+         "weight": w},
+    )
+    g = (lambda x: x / scale) if kind == "linear" else (lambda x: math.tanh(x / scale))
+    expected = {"s_up": S, "s_down": -S, "vy_up": V[:, 1], "vz_down": -V[:, 2]}
+    for name, x in expected.items():
+        np.testing.assert_allclose(c[name], [w * g(float(v)) for v in x], rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+def test_flag_bonus_and_stage_terms_match_a_hand_computation() -> None:
+    total, c = run_toy(
+        {"kind": "flag", "name": "flagged", "field": "flag", "weight": 3.0},
+        {"kind": "flag", "name": "counted", "field": "count", "weight": 1.0},
+        {"kind": "bonus", "name": "near", "weight": 2.0, "when": {"kind": "distance", "a": "p", "b": "q", "below": 1.0}},
+        {"kind": "bonus", "name": "s_high", "weight": 1.0,
+         "when": {"kind": "scalar", "field": "s", "op": "above", "value": 0.0}},
+        {"kind": "bonus", "name": "vx_low", "weight": 1.0,
+         "when": {"kind": "axis", "field": "v", "axis": 0, "op": "below", "value": 0.0}},
+        {"kind": "stage", "name": "flag_stage", "weight": 0.5, "when": {"kind": "flag", "field": "flag"},
+         "terms": [{"kind": "distance", "name": "in_stage", "a": "p", "b": "q",
+                    "transform": {"kind": "linear", "scale": 1.0}, "weight": 1.0},
+                   {"kind": "bonus", "name": "stage_bonus", "weight": 1.0,
+                    "when": {"kind": "scalar", "field": "s", "op": "below", "value": 0.0}}]},
+        {"kind": "stage", "name": "quiet_stage", "when": {"kind": "scalar", "field": "s", "op": "above", "value": 1.0},
+         "terms": [{"kind": "axis", "name": "vz", "field": "v", "axis": 2, "weight": 1.0}]},
+    )
+    np.testing.assert_array_equal(c["flagged"], [0.0, 3.0, 3.0])
+    np.testing.assert_array_equal(c["counted"], [1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(c["near"], [2.0, 0.0, 2.0])  # |p - q| = 0, sqrt(8), 0.5
+    np.testing.assert_array_equal(c["s_high"], [1.0, 0.0, 1.0])
+    np.testing.assert_array_equal(c["vx_low"], [0.0, 0.0, 1.0])
+    np.testing.assert_array_equal(c["flag_stage"], [0.0, 0.5, 0.5])  # the stage's own weight while it holds
+    np.testing.assert_allclose(c["in_stage"], [0.0, -math.sqrt(8), -0.5], rtol=1e-12)
+    np.testing.assert_array_equal(c["stage_bonus"], [0.0, 1.0, 0.0])  # s < 0 only in row 1, which is in the stage
+    np.testing.assert_array_equal(c["vz"], [0.0, 0.0, 2.0])  # s > 1 only in row 2
+    assert "quiet_stage" not in c  # weight 0: no entry-bonus component
+    np.testing.assert_allclose(total, sum(c.values()), rtol=1e-12)
+
+
+def test_fields_of_more_than_one_axis_are_offered_to_no_term() -> None:
+    assert "grid" not in _enums(sketch_schema(TOY))
+    slots = sketch_fields(TOY)
+    assert slots["scalar"] == ["s", "flag", "count"] and slots["vector"] == ["p", "q", "v"]
+    assert slots["flag"] == ["flag", "count"]
+    with pytest.raises(SketchInvalid, match=r"terms\[0\] \(distance\) key 'a': 'grid' \(shape \(4, 2\)"):
+        validate_sketch({"terms": [{"kind": "distance", "name": "g", "a": "grid"}]}, TOY)
