@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from workbench_testing import REPO
 
 from reward_synthesis.language.sketches import (
     FLAG_UNITS,
@@ -31,7 +32,6 @@ from reward_synthesis.safety.sandbox import load_program, state_inputs
 from workbench.registry import SIMS
 from workbench.spec import load_task
 from workbench.state import Field, State, StateSchema
-from workbench_testing import REPO
 
 TOL = 1e-9
 REACHER_SKETCH = REPO / "tasks/mujoco/rewards/reacher_sketch.json"
@@ -478,7 +478,8 @@ def test_flag_bonus_and_stage_terms_match_a_hand_computation() -> None:
     total, c = run_toy(
         {"kind": "flag", "name": "flagged", "field": "flag", "weight": 3.0},
         {"kind": "flag", "name": "counted", "field": "count", "weight": 1.0},
-        {"kind": "bonus", "name": "near", "weight": 2.0, "when": {"kind": "distance", "a": "p", "b": "q", "below": 1.0}},
+        {"kind": "bonus", "name": "near", "weight": 2.0,
+         "when": {"kind": "distance", "a": "p", "b": "q", "below": 1.0}},
         {"kind": "bonus", "name": "s_high", "weight": 1.0,
          "when": {"kind": "scalar", "field": "s", "op": "above", "value": 0.0}},
         {"kind": "bonus", "name": "vx_low", "weight": 1.0,
