@@ -27,9 +27,11 @@ from reward_synthesis.language.sketches import (
     sketch_schema,
     validate_sketch,
 )
+from reward_synthesis.program import CodeRewardProgram
 from reward_synthesis.safety.checks import check_inputs, preflight
 from reward_synthesis.safety.sandbox import load_program, state_inputs
 from workbench.registry import SIMS
+from workbench.reward import call_single, is_batched
 from workbench.spec import load_task
 from workbench.state import Field, State, StateSchema
 
@@ -153,6 +155,20 @@ def test_compiled_batch_equals_each_sample_alone(task: str) -> None:
             assert abs(float(comps_i[name][0]) - float(values[i])) <= TOL * max(1.0, abs(float(values[i])))
     # The total is the sum of the components.
     np.testing.assert_allclose(totals, sum(components.values()), rtol=0, atol=1e-12)
+
+
+def test_compiled_program_runs_as_a_guarded_code_program_on_one_env() -> None:
+    """The path a task takes: CodeRewardProgram (run-time guard), called for one env (N = 1)."""
+    t = live("planar_push")
+    program = CodeRewardProgram(compile_sketch(PLANAR_PUSH, t.schema, action_space=t.space), name="sketch")
+    assert is_batched(program)
+    assert program.inputs == frozenset({"fingertip_pos", "puck_pos", "goal_pos", "puck_to_goal_distance"})
+    state, action = t.samples[5]
+    total, components = call_single(program, state, action, state)
+    puck_goal = float(np.linalg.norm(state.puck_pos - state.goal_pos))
+    assert components["push"] == pytest.approx(-puck_goal / 0.1, abs=1e-12)
+    assert components["control"] == pytest.approx(-0.01 * float(np.sum(np.square(action))), abs=1e-12)
+    assert total == pytest.approx(sum(components.values()), abs=1e-12)
 
 
 def test_wrong_sign_term_fails_the_preference_check_on_reacher() -> None:
