@@ -19,6 +19,8 @@ or not, is in the transcript.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import http.client
 import json
 import os
@@ -31,7 +33,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -41,7 +43,8 @@ from workbench.errors import WorkbenchError
 from .cache import ResponseCache, request_key
 from .errors import SERVE_FIX, LLMCacheMiss, LLMRequestError, LLMUnavailable
 
-__all__ = ["LLMConfig", "LLMClient", "ChatResult", "ENV_URL", "ENV_MODEL", "ENV_API_KEY_ENV"]
+__all__ = ["LLMConfig", "LLMClient", "ChatResult", "ENV_URL", "ENV_MODEL", "ENV_API_KEY_ENV", "SCHEMA_MODES",
+           "schema_response_format"]
 
 ENV_URL = "WORKBENCH_LLM_URL"
 ENV_MODEL = "WORKBENCH_LLM_MODEL"
@@ -68,6 +71,12 @@ class LLMConfig(BaseModel):
     # A reward program is a few kB: a longer reply is cut here (and the stream closed), so it never
     # fills the disk, the cache or the next repair request.
     max_reply_chars: int = Field(65_536, ge=256, le=16 * 1024 * 1024)
+    # How a JSON-schema reply (``chat(..., json_schema=...)``) is constrained: "grammar" sends
+    # llama-cpp-python's ``{"type": "json_object", "schema": ...}`` (its server turns the schema into a
+    # GBNF grammar and samples only tokens it allows); "json_schema" sends OpenAI's structured-output
+    # form; "prompt" sends no constraint (the caller shows the schema and validates). "auto": grammar
+    # for the embedded server, json_schema for a configured endpoint.
+    schema_mode: Literal["auto", "grammar", "json_schema", "prompt"] = "auto"
 
     @field_validator("base_url")
     @classmethod
@@ -109,6 +118,49 @@ class ChatResult:
     key: str = ""  # the response-cache key of the request
     truncated: bool = False  # the reply was longer than max_reply_chars and was cut there
     received_chars: int | None = None  # when truncated: characters received before the client stopped reading
+    constraint: str | None = None  # how a json_schema request was constrained (see SCHEMA_MODES), else None
+
+
+# What each constraint mode means (recorded in the transcript as ``constraint.mode``).
+SCHEMA_MODES = {
+    "grammar": "llama.cpp grammar from the JSON schema (response_format json_object + schema): enforced while sampling",
+    "json": "llama.cpp JSON grammar only (the schema could not be turned into a grammar): any JSON; validated after",
+    "json_schema": "OpenAI structured output (response_format json_schema, strict): enforced by the endpoint",
+    "prompt": "no decoding constraint: the schema is in the prompt; validated and repaired after",
+}
+
+
+def _grammar_converts(schema: Mapping[str, Any]) -> bool | None:
+    """Whether llama-cpp-python turns ``schema`` into a grammar (its server otherwise falls back to
+    plain JSON without a word); None when llama_cpp is not importable here."""
+    try:
+        from llama_cpp import llama_grammar
+    except Exception:  # noqa: BLE001 - not installed, or a broken native library: cannot tell
+        return None
+    try:
+        llama_grammar.json_schema_to_gbnf(json.dumps(schema))
+    except Exception:  # noqa: BLE001 - any failure here is the server's silent fallback
+        return False
+    return True
+
+
+def schema_response_format(schema: Mapping[str, Any], mode: str, *, name: str = "reply") -> tuple[
+        dict[str, Any] | None, str]:
+    """The ``response_format`` for a JSON-schema request in ``mode`` ("grammar", "json_schema" or
+    "prompt"), and the constraint actually in force (a key of :data:`SCHEMA_MODES`)."""
+    if mode == "grammar":
+        converts = _grammar_converts(schema)
+        return {"type": "json_object", "schema": dict(schema)}, "json" if converts is False else "grammar"
+    if mode == "json_schema":
+        return {"type": "json_schema", "json_schema": {"name": name, "schema": dict(schema), "strict": True}}, mode
+    if mode == "prompt":
+        return None, mode
+    raise ValueError(f"unknown schema mode {mode!r}: use grammar, json_schema or prompt")
+
+
+def _schema_digest(schema: Mapping[str, Any]) -> str:
+    text = json.dumps(schema, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _is_loopback(url: str) -> bool:
@@ -234,16 +286,37 @@ class LLMClient:
 
     def chat(self, messages: list[dict[str, Any]], *, temperature: float | None = None,
              max_tokens: int | None = None, stop: str | list[str] | None = None, seed: int | None = None,
-             response_format: dict[str, Any] | None = None) -> ChatResult:
+             response_format: dict[str, Any] | None = None, json_schema: Mapping[str, Any] | None = None,
+             schema_name: str = "reply") -> ChatResult:
         """One completion for ``messages``. ``None`` arguments take the config's value; ``stop`` is a
         string or list of strings; ``response_format`` is passed through (e.g. ``{"type":
-        "json_object"}``, which the local server enforces with a JSON grammar)."""
+        "json_object"}``, which the local server enforces with a JSON grammar).
+
+        ``json_schema``: ask for a reply matching this JSON schema, constrained as
+        ``config.schema_mode`` says (the embedded server: a grammar made from the schema; an
+        endpoint: OpenAI's ``json_schema`` response format; "prompt": none). The constraint in force
+        is in ``ChatResult.constraint`` and the transcript; the schema's digest is part of the cache
+        key, so a free-text reply never answers a schema request. Validate the reply anyway: a
+        grammar does not enforce numeric ranges."""
         messages = _check_messages(messages)
         cfg = self.config
+        constraint: dict[str, Any] | None = None
+        if json_schema is not None:
+            if response_format is not None:
+                raise TypeError("give json_schema or response_format, not both")
+            mode = cfg.schema_mode if cfg.schema_mode != "auto" else (
+                "grammar" if cfg.base_url is None else "json_schema")
+            response_format, in_force = schema_response_format(json_schema, mode, name=schema_name)
+            constraint = {"mode": in_force, "requested": mode, "schema_name": schema_name,
+                          "schema_sha256": _schema_digest(json_schema), "how": SCHEMA_MODES[in_force]}
         params = self._params(temperature, max_tokens, stop, seed, response_format)
+        if constraint is not None:  # "prompt" sends no response_format: the digest still keys the request
+            params["json_schema_sha256"] = constraint["schema_sha256"]
+            params["constraint"] = constraint["mode"]
         model = self.model
         key = request_key(model, messages, params)
-        record = {"model": model, "messages": messages, "params": params, "key": key}
+        record = {"model": model, "messages": messages, "params": params, "key": key, "constraint": constraint}
+        in_force_mode = constraint["mode"] if constraint else None
 
         t0 = time.monotonic()
         entry = self.cache.get(key)
@@ -257,7 +330,7 @@ class LLMClient:
                                 completion_tokens=entry.get("completion_tokens"),
                                 latency_s=time.monotonic() - t0, cached=True,
                                 finish_reason=entry.get("finish_reason"), key=key, truncated=truncated,
-                                received_chars=received)
+                                received_chars=received, constraint=in_force_mode)
             self._log(record, result=result, attempt=0)
             return result
         if self.offline:
@@ -265,7 +338,10 @@ class LLMClient:
             self._log(record, error=f"cache miss (offline): {key}", attempt=0)
             raise err
         result = self._request(record)
-        self.cache.put(key, {"model": result.model, "endpoint": self.endpoint, "messages": messages,
+        if in_force_mode is not None:
+            result = dataclasses.replace(result, constraint=in_force_mode)
+        self.cache.put(key, {"constraint": constraint,
+                             "model": result.model, "endpoint": self.endpoint, "messages": messages,
                              "params": params, "text": result.text, "finish_reason": result.finish_reason,
                              "truncated": result.truncated, "received_chars": result.received_chars,
                              "max_reply_chars": cfg.max_reply_chars,
@@ -488,6 +564,8 @@ class LLMClient:
             "latency_s": round(result.latency_s if result else (latency or 0.0), 4),
             "error": error,
         }
+        if record.get("constraint") is not None:  # which decoding constraint a schema request used
+            line["constraint"] = record["constraint"]
         if result is not None and result.truncated:
             line["received_chars"] = result.received_chars
             line["max_reply_chars"] = self.config.max_reply_chars

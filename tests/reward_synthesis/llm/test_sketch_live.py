@@ -1,0 +1,75 @@
+"""Reward sketches from the REAL local LLM server: replies constrained by the task's sketch schema."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from reward_synthesis.language.sketches import SketchInvalid, sketch_schema, validate_sketch
+from reward_synthesis.llm import LLMClient, LLMConfig, ResponseCache
+from workbench.reward import BuiltReward
+from workbench.spec import load_task
+from workbench.task import Task
+
+REPO = Path(__file__).resolve().parents[3]
+REACHER = REPO / "tasks" / "mujoco" / "reacher.yaml"
+PLANAR_PUSH = REPO / "tasks" / "mujoco" / "planar_push.yaml"
+
+
+def _task(path: Path) -> tuple[Task, dict]:
+    task = Task.build(load_task(path), reward=BuiltReward(None, "synthesizing"))
+    env = task.make_env()
+    try:
+        schema = sketch_schema(task.profile.schema, action_space=env.action_space)
+    finally:
+        env.close()
+    return task, schema
+
+
+def _is_structural(problem: str) -> bool:
+    return any(w in problem.lower() for w in ("extra inputs", "unknown", "not one of", "field required",
+                                              "not json", "does not match", "not valid under", "tag"))
+
+
+def _client(tmp_path: Path, **cfg: object) -> LLMClient:
+    config = LLMConfig(temperature=0.7, max_tokens=400, **cfg)
+    return LLMClient(config, transcript=tmp_path / "transcript.jsonl", cache=ResponseCache(tmp_path / "cache"))
+
+
+def test_schema_reply_from_the_local_server_parses_and_matches_the_schema(llm_env: dict, tmp_path: Path) -> None:
+    task, schema = _task(REACHER)
+    client = _client(tmp_path)
+    messages = [{"role": "user", "content": "Write a reward sketch as JSON: the fingertip should reach the target."}]
+    t0 = time.monotonic()
+    reply = client.chat(messages, seed=0, json_schema=schema, schema_name="reward_sketch")
+    assert time.monotonic() - t0 < 60
+    assert reply.constraint == "grammar"
+    data = json.loads(reply.text)  # the grammar only lets JSON of the schema's shape through
+    # Field names, kinds, keys and structure are enforced while sampling; numeric ranges are not
+    # (llama.cpp's grammar has no number bounds): those are for validate_sketch and the repair.
+    try:
+        validate_sketch(data, task.profile.schema, action_space=task.make_env().action_space)
+    except SketchInvalid as err:
+        # What a grammar cannot say (number bounds, "a and b differ") may remain; never a wrong
+        # key, kind or field name, a missing key or broken JSON.
+        assert not any(_is_structural(p) for p in err.problems), err.problems
+    assert reply.finish_reason == "stop"
+    line = json.loads((tmp_path / "transcript.jsonl").read_text().splitlines()[-1])
+    assert line["constraint"]["mode"] == "grammar" and line["constraint"]["schema_name"] == "reward_sketch"
+    assert line["params"]["response_format"] == {"type": "json_object", "schema": schema}
+
+    # The same messages without the schema are another request: the cached schema reply never answers it.
+    free = client.chat(messages, seed=0, max_tokens=8)
+    assert not free.cached and free.key != reply.key and free.constraint is None
+    again = client.chat(messages, seed=0, json_schema=schema, schema_name="reward_sketch")
+    assert again.cached and again.text == reply.text and again.constraint == "grammar"
+    # A different schema (another task's) is another key as well.
+    _, other = _task(PLANAR_PUSH)
+    offline = LLMClient(client.config, cache=client.cache, offline=True)
+    from reward_synthesis.llm import LLMCacheMiss
+
+    with pytest.raises(LLMCacheMiss):
+        offline.chat(messages, seed=0, json_schema=other, schema_name="reward_sketch")
