@@ -184,6 +184,7 @@ REWARDS = Registry(
         "auto_mc": "reward_synthesis.language.auto_mc:AutoMCSource",
         "episodic": "reward_synthesis.episodic.lare:EpisodicSource",
         "lare": "reward_synthesis.episodic.lare:LaReSource",
+        "sketch": "reward_synthesis.language.sketch_source:SketchRewardSource",
     },
     group="rl_workbench.rewards", key="reward.source", contract=("validate_spec", "build"),
 )
