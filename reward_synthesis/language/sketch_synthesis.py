@@ -146,7 +146,7 @@ def _judge(index: int, reply: Any, task: Task, space: Any, samples: Sequence[tup
                              "- the reply was cut off before the JSON object ended: write fewer, shorter terms",
                              "json", **common)
     try:
-        data = json.loads(reply.text)
+        data = json.loads(reply.text, strict=False)  # the grammar lets raw control characters into strings
     except ValueError as err:
         return SketchAttempt(index, reply.text, None, None, False, f"- the reply is not JSON: {err}", "json", **common)
     schema = task.profile.schema
