@@ -17,11 +17,16 @@ The public API, what a user or a plug-in imports (``from workbench import Task, 
 Simulators, reward sources and learners themselves are plug-ins found by name through
 :mod:`workbench.registry`. Each name is imported on first use (PEP 562), so ``import workbench``
 loads neither torch nor gymnasium; ``from workbench import Task`` loads what Task needs.
+
+Every task is also a Gymnasium env, ``gym.make("rl_workbench/Task-v0", task=...)``, registered by
+``import workbench.gym_env``; ``import workbench`` registers it too when gymnasium is already
+imported (and never imports gymnasium itself).
 """
 
 from __future__ import annotations
 
 import os as _os
+import sys as _sys
 from importlib import import_module as _import_module
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~3 ms); type checkers read it as True
@@ -68,19 +73,38 @@ _MODULES: dict[str, tuple[str, ...]] = {
 _WHERE = {name: module for module, names in _MODULES.items() for name in names}
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports on first use
-    from workbench.errors import (MissingDependency, RewardCodeRejected, RewardGuardError, RewardRuntimeError,
-                                  RunDirError, TaskError, WorkbenchError)
+    from workbench.errors import (
+        MissingDependency,
+        RewardCodeRejected,
+        RewardGuardError,
+        RewardRuntimeError,
+        RunDirError,
+        TaskError,
+        WorkbenchError,
+    )
     from workbench.evaluate import EpisodeResult, EvalResult
-    from workbench.learner import (CheckpointState, FitHooks, Learner, Policy, TrainingInterrupted, TrainingStopped,
-                                   load_policy)
+    from workbench.learner import (
+        CheckpointState,
+        FitHooks,
+        Learner,
+        Policy,
+        TrainingInterrupted,
+        TrainingStopped,
+        load_policy,
+    )
     from workbench.registry import PluginError
     from workbench.reward import BuiltReward, FrameReward, RewardProgram, RewardSource, SourceOptions, validate_options
     from workbench.runs import Run
     from workbench.sims.base import SimAdapter, SuccessMetric, TaskProfile
-    from workbench.spec import (EvaluationSpec, LearnerSpec, RewardSpec, SimSpec, TaskSpec, TrainingSpec,
-                                load_task)
+    from workbench.spec import EvaluationSpec, LearnerSpec, RewardSpec, SimSpec, TaskSpec, TrainingSpec, load_task
     from workbench.state import Field, State, StateSchema
     from workbench.task import Task
+
+
+# A gymnasium user (``import gymnasium`` came first): register rl_workbench/Task-v0 now, as Gymnasium's
+# plug-in packages do on import. workbench.gym_env imports nothing heavier than gymnasium.
+if "gymnasium" in _sys.modules:
+    _import_module("workbench.gym_env")
 
 
 def __getattr__(name: str) -> object:

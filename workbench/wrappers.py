@@ -16,16 +16,29 @@ into one float64 row (:class:`StatePacking`), after each step and each reset, an
 wrapper stacks the N rows and the N actions and calls the program once per vector step. Until a
 vector wrapper takes over, the rewards are computed per env: a vector built without
 ``Task.wrap_vec`` is slower, never wrong.
+
+**Recreating a task env** (``env.spec.make()``, ``gym.make(env.spec)``, ``gym.make_vec``, Gymnasium's
+``check_env``). A TaskWrapper's arguments (a StateView schema, a reward program, a success
+metric) are live objects, not data a spec can carry. So the TaskWrapper of a task env
+(``Task.make_env``, which passes ``env_kwargs``) stands for the whole env beneath it: its ``spec``
+is that of ``rl_workbench/Task-v0`` (:mod:`workbench.gym_env`) with the plain keyword arguments that
+build the task's env again (the task as a file or as data, the reward program's text), and the
+wrappers the task puts around it (:class:`FrameRewardWrapper`; a reward's own ``env_wrapper``) are
+made by that entry point again rather than re-applied. Wrappers a user adds on top are recorded
+and re-applied by Gymnasium as usual.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any, SupportsFloat, cast
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import EnvSpec
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
+from workbench.gym_env import ENTRY_POINT, ENV_ID
 from workbench.reward import FRAME_KEY, STATE_KEY, FrameReward, call_single, is_batched
 from workbench.sims.base import SuccessMetric
 from workbench.state import State, StateSchema
@@ -94,10 +107,19 @@ class StatePacking:
 
 
 class TaskWrapper(gym.Wrapper):
+    """A task's reward program and success metric on a simulator env (see the module docstring).
+
+    ``env_kwargs``: the plain keyword arguments of ``rl_workbench/Task-v0`` that build this env
+    again (``Task.make_env`` passes them); ``spec`` then reports that id with them, so the env is
+    recreatable. Without them the spec is Gymnasium's default (this wrapper cannot be re-applied
+    from it).
+    """
+
     def __init__(self, env: gym.Env, schema: StateSchema, *, program: Any | None = None,
                  success: SuccessMetric | None = None, success_threshold: float | None = None,
-                 capture_frames: bool = False):
+                 capture_frames: bool = False, env_kwargs: dict[str, Any] | None = None):
         super().__init__(env)
+        self.env_kwargs = env_kwargs
         self.capture_frames = capture_frames
         self.schema = schema
         self.program = program
@@ -178,6 +200,21 @@ class TaskWrapper(gym.Wrapper):
         """The live StateView (for tests and tools)."""
         return self.schema.read(self._raw)
 
+    @property
+    def spec(self) -> EnvSpec | None:  # type: ignore[override]  # as gymnasium's Wrapper.spec
+        """``rl_workbench/Task-v0`` with :attr:`env_kwargs`: the spec of the whole task env beneath
+        (and the task's wrappers around) this wrapper, independent of the simulator env's own spec
+        (``gym.make`` of the task id overwrites that one anyway). No time limit, order enforcing or
+        env checker is declared: the task's time limit is inside, and ``gym.make`` adds the other two
+        outside, where each records itself. Without ``env_kwargs``: Gymnasium's default."""
+        if self.env_kwargs is None:
+            return super().spec
+        if self._cached_spec is None:
+            self._cached_spec = EnvSpec(id=ENV_ID, entry_point=ENTRY_POINT, max_episode_steps=None,
+                                        order_enforce=False, disable_env_checker=True,
+                                        kwargs=copy.deepcopy(self.env_kwargs))
+        return self._cached_spec
+
 
 def _terms(rewards: np.ndarray, infos: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     """Per-env arrays of the state side's values for a frame reward's ``combine`` expression:
@@ -202,11 +239,19 @@ def _apply_frame_reward(frame_reward: FrameReward, rewards: np.ndarray,
 
 
 class FrameRewardWrapper(gym.Wrapper):
-    """One env's frame reward, scored frame by frame (evaluation, ``workbench validate``)."""
+    """One env's frame reward, scored frame by frame (evaluation, ``workbench validate``).
+
+    Part of a task env: its ``spec`` is the TaskWrapper's beneath it, whose entry point builds this
+    wrapper again (its frame reward, a vision model, is no constructor argument a spec could carry).
+    """
 
     def __init__(self, env: gym.Env, frame_reward: FrameReward):
         super().__init__(env)
         self.frame_reward = frame_reward
+
+    @property
+    def spec(self) -> EnvSpec | None:  # type: ignore[override]  # as gymnasium's Wrapper.spec
+        return self.env.spec
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         obs, reward, terminated, truncated, info = self.env.step(action)
