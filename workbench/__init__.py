@@ -29,6 +29,8 @@ import os as _os
 import sys as _sys
 from importlib import import_module as _import_module
 
+from workbench.exports import lazy_exports
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~3 ms); type checkers read it as True
 
 # Headless MuJoCo rendering (videos, camera rewards) works with EGL on these machines; a user's
@@ -43,9 +45,11 @@ __all__ = [
     # the simulator contract and the StateView
     "SimAdapter", "TaskProfile", "SuccessMetric", "State", "StateSchema", "Field",
     # the reward contract
-    "RewardProgram", "FrameReward", "RewardSource", "BuiltReward", "SourceOptions", "validate_options",
-    # the learner contract
+    "RewardProgram", "BatchedRewardProgram", "FrameReward", "RewardSource", "BuiltReward", "SourceOptions",
+    "validate_options",
+    # the learner contract, and the one training entry point searches receive
     "Learner", "Policy", "FitHooks", "CheckpointState", "load_policy", "TrainingInterrupted", "TrainingStopped",
+    "train_and_evaluate", "TrainFn", "RunResult",
     # runs and evaluation
     "Run", "EvalResult", "EpisodeResult",
     # errors
@@ -60,8 +64,9 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "workbench.task": ("Task",),
     "workbench.sims.base": ("SimAdapter", "TaskProfile", "SuccessMetric"),
     "workbench.state": ("State", "StateSchema", "Field"),
-    "workbench.reward": ("RewardProgram", "FrameReward", "RewardSource", "BuiltReward", "SourceOptions",
-                         "validate_options"),
+    "workbench.reward": ("RewardProgram", "BatchedRewardProgram", "FrameReward", "RewardSource", "BuiltReward",
+                         "SourceOptions", "validate_options"),
+    "workbench.pipeline": ("train_and_evaluate", "TrainFn", "RunResult"),
     "workbench.learner": ("Learner", "Policy", "FitHooks", "CheckpointState", "load_policy", "TrainingInterrupted",
                           "TrainingStopped"),
     "workbench.runs": ("Run",),
@@ -70,7 +75,6 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "workbench.errors": ("WorkbenchError", "TaskError", "MissingDependency", "RewardCodeRejected",
                          "RewardRuntimeError", "RewardGuardError", "RunDirError"),
 }
-_WHERE = {name: module for module, names in _MODULES.items() for name in names}
 
 if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__ imports on first use
     from workbench.errors import (
@@ -92,8 +96,17 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
         TrainingStopped,
         load_policy,
     )
+    from workbench.pipeline import RunResult, TrainFn, train_and_evaluate
     from workbench.registry import PluginError
-    from workbench.reward import BuiltReward, FrameReward, RewardProgram, RewardSource, SourceOptions, validate_options
+    from workbench.reward import (
+        BatchedRewardProgram,
+        BuiltReward,
+        FrameReward,
+        RewardProgram,
+        RewardSource,
+        SourceOptions,
+        validate_options,
+    )
     from workbench.runs import Run
     from workbench.sims.base import SimAdapter, SuccessMetric, TaskProfile
     from workbench.spec import EvaluationSpec, LearnerSpec, RewardSpec, SimSpec, TaskSpec, TrainingSpec, load_task
@@ -106,16 +119,4 @@ if TYPE_CHECKING:  # what type checkers and editors see; at run time __getattr__
 if "gymnasium" in _sys.modules:
     _import_module("workbench.gym_env")
 
-
-def __getattr__(name: str) -> object:
-    """Import a public name's module on first use (PEP 562) and keep the name here."""
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(_import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__getattr__, __dir__ = lazy_exports(globals(), _MODULES)
