@@ -131,8 +131,8 @@ class Task:
         :func:`make_task_env`, the arguments it was called with; else the task as data (its
         resolved spec and ``source_path``) and, when the reward is a program, the program's text
         (``program_source``: the exact program, never synthesized again). A pixel reward is rebuilt
-        from its ``reward:`` section (a calibration is fitted again); a task whose reward needs an
-        LLM call or a vector of envs cannot be rebuilt, and says so when its spec is made."""
+        from its ``reward:`` section (its calibration is fitted again); a reward learned across a
+        vector of envs (LaRe) cannot be rebuilt, and making its spec says so."""
         if self._env_kwargs is None:
             data = self.spec.resolved_dict()
             if self.spec.source_path is not None:
