@@ -211,14 +211,12 @@ def test_a_wrapper_without_task_arguments_keeps_gymnasiums_spec() -> None:
     env.close()
 
 
-# async: each env in a process of its own. Not forked (multiprocessing's default here): the reward
-# guard's hard timer (faulthandler.dump_traceback_later, armed by the env gymnasium makes in this
-# process to read the spaces) deadlocks a forked child's first guarded call. forkserver or spawn
-# start clean (and take ~15 s to import torch again).
+# async: each env in a forked process of its own (multiprocessing's default here). The env gymnasium
+# makes in this process to read the spaces arms the reward guard's hard timer; the guard's fork hooks
+# keep a forked child from inheriting it (it deadlocked the child's first guarded call before).
 @pytest.mark.parametrize("mode", ["sync", pytest.param("async", marks=pytest.mark.slow)])
 def test_make_vec_builds_task_envs(mode: str) -> None:
-    vector_kwargs = {"context": "forkserver"} if mode == "async" else {}
-    venv = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode=mode, vector_kwargs=vector_kwargs, task=str(REACHER),
+    venv = gym.make_vec(ENV_ID, num_envs=2, vectorization_mode=mode, task=str(REACHER),
                         overrides=["sim.max_episode_steps=20"])
     try:
         venv.reset(seed=0)

@@ -129,7 +129,27 @@ class Watchdog:
             time.sleep(self.period)
 
 
-os.register_at_fork(after_in_child=Watchdog._forget)
+def _before_fork() -> None:
+    """A forked child must not inherit an armed hard timer: faulthandler's timer thread does not
+    come along, and the child's first re-arm would wait on it for ever (a fork-started async
+    vector env hung so). Hold the watchdog's lock so it cannot re-arm until the fork is done."""
+    watchdog = Watchdog._instance
+    if watchdog is not None:
+        watchdog.lock.acquire()
+        if watchdog.armed_until:
+            faulthandler.cancel_dump_traceback_later()
+
+
+def _after_fork_in_parent() -> None:
+    watchdog = Watchdog._instance
+    if watchdog is not None:
+        if watchdog.armed_until:
+            watchdog._arm(time.monotonic())
+        watchdog.lock.release()
+
+
+# The child starts its own watchdog on its first call (the parent's thread did not come along).
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=Watchdog._forget)
 
 
 def _flush() -> None:

@@ -324,3 +324,40 @@ def test_hard_timer_spares_a_process_that_is_busy_elsewhere() -> None:
 
     proc = subprocess.run([sys.executable, "-c", BUSY_ELSEWHERE], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "alive" in proc.stdout, proc.stderr
+
+
+FORK_WHILE_ARMED = """
+import os, time
+from reward_synthesis.safety import guard
+
+guard.guarded_call(lambda: 0.0, (), timeout_s=0.5, describe=lambda: "parent")
+watchdog = guard.Watchdog._instance
+assert watchdog.armed_until  # the hard timer is armed when the process forks
+pid = os.fork()
+if pid == 0:  # the child: its first guarded call arms its own timer and returns
+    guard.guarded_call(lambda: 0.0, (), timeout_s=0.5, describe=lambda: "child")
+    os._exit(0 if guard.Watchdog._instance is not watchdog and guard.Watchdog._instance.armed_until else 3)
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        break
+    time.sleep(0.05)
+else:
+    os.kill(pid, 9)
+    raise SystemExit("the forked child hung in its first guarded call")
+assert os.waitstatus_to_exitcode(status) == 0, status
+assert watchdog.armed_until  # the parent's timer is armed again after the fork
+guard.guarded_call(lambda: 0.0, (), timeout_s=0.5, describe=lambda: "parent again")
+print("ok", flush=True)
+"""
+
+
+def test_a_process_forked_with_the_hard_timer_armed_calls_rewards() -> None:
+    """A fork-started worker (gymnasium's async vector env) inherits no armed hard timer: before
+    the fork hooks it hung for ever in its first guarded call."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", FORK_WHILE_ARMED], capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0 and "ok" in proc.stdout, proc.stdout + proc.stderr
