@@ -78,4 +78,4 @@ class SketchRewardSource:
         terms = ", ".join(t.name for t in sketch.terms)
         return BuiltReward(program, f"reward sketch {path.name} ({len(sketch.terms)} terms: {terms}; "
                                     f"sha256 {program.sha256[:12]})", source, report, {SKETCH_FILE: text},
-                           {"sketch": sketch.model_dump(mode="json"), "sketch_path": str(path)})
+                           {"sketch": sketch.model_dump(mode="json", exclude_none=True), "sketch_path": str(path)})

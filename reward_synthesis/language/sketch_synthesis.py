@@ -154,7 +154,7 @@ def _judge(index: int, reply: Any, task: Task, space: Any, samples: Sequence[tup
         sketch = validate_sketch(data, schema, action_space=space)
     except SketchInvalid as err:
         return SketchAttempt(index, reply.text, None, None, False, _bullets(err.problems), "sketch", **common)
-    as_json = sketch.model_dump(mode="json", exclude_none=False)
+    as_json = sketch.model_dump(mode="json", exclude_none=True)  # as the schema has it: unset keys left out
     try:
         code = compile_sketch(sketch, schema, action_space=space)
     except SketchInvalid as err:  # validated already: only a compiler limit lands here

@@ -604,7 +604,7 @@ def validate_sketch(data: Any, schema: StateSchema, *, action_space: Any = None)
             raise SketchInvalid([f"not JSON: {err}"], task=task) from None
     if isinstance(data, Sketch):
         sketch = data
-        data = sketch.model_dump(mode="json")
+        data = sketch.model_dump(mode="json", exclude_none=True)  # the schema leaves unset keys out
     else:
         try:
             sketch = Sketch.model_validate(data)
