@@ -39,10 +39,11 @@ from workbench.state import State
 if TYPE_CHECKING:
     import gymnasium as gym
 
+    from reward_synthesis.safety.checks import CheckReport
     from workbench.sims.base import TaskProfile
     from workbench.spec import TaskSpec
 
-__all__ = ["CodeRewardProgram", "EnvRewardSource", "CodeRewardSource", "build_code_program"]
+__all__ = ["CodeRewardProgram", "EnvRewardSource", "CodeRewardSource", "build_code_program", "checked_program"]
 
 @dataclass
 class CodeRewardProgram:
@@ -173,13 +174,22 @@ def build_code_program(path: Path, profile: TaskProfile, env: gym.Env, *, sample
                        call_timeout_s: float = DEFAULT_TIMEOUT_S) -> BuiltReward:
     """Read a reward program file, run the pre-flight checks on ``env``, and wrap it; rejected
     programs raise :class:`RewardCodeRejected` with the report."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    program, report = checked_program(text, f"reward program {path}", profile, env, name=path.stem,
+                                      filename=str(path), samples=samples, call_timeout_s=call_timeout_s)
+    return BuiltReward(program, f"reward program {path.name} (sha256 {program.sha256[:12]})", text, report)
+
+
+def checked_program(text: str, label: str, profile: TaskProfile, env: gym.Env, *, name: str, filename: str,
+                    samples: int = 256, call_timeout_s: float = DEFAULT_TIMEOUT_S
+                    ) -> tuple[CodeRewardProgram, CheckReport]:
+    """The pre-flight checks on ``samples`` states of ``env`` (and the preference episodes when
+    the task has a reference policy), then the guarded program; a rejected program raises
+    :class:`RewardCodeRejected` ("``label`` was rejected ...") with the report."""
     from reward_synthesis.safety.checks import check_inputs, preflight
 
-    text = path.read_text(encoding="utf-8", errors="replace")
     states, preference = check_inputs(env, profile, n=samples)
-    report = preflight(text, states, program=str(path), preference=preference)
+    report = preflight(text, states, program=filename, preference=preference)
     if not report.accepted:
-        raise RewardCodeRejected(
-            f"reward program {path} was rejected by the pre-flight checks:\n{report.render()}", report)
-    program = CodeRewardProgram(text, name=path.stem, filename=str(path), timeout_s=call_timeout_s)
-    return BuiltReward(program, f"reward program {path.name} (sha256 {program.sha256[:12]})", text, report)
+        raise RewardCodeRejected(f"{label} was rejected by the pre-flight checks:\n{report.render()}", report)
+    return CodeRewardProgram(text, name=name, filename=filename, timeout_s=call_timeout_s), report

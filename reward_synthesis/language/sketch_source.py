@@ -9,39 +9,27 @@ time. The run keeps both: ``reward/sketch.json`` (the sketch as written) beside
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
-from reward_synthesis.safety.guard import DEFAULT_TIMEOUT_S
-from workbench.errors import RewardCodeRejected, TaskError
-from workbench.reward import BuiltReward, SourceOptions, validate_options
+from reward_synthesis.program import CodeRewardSource, checked_program
+from workbench.errors import TaskError
+from workbench.reward import BuiltReward, validate_options
 
 __all__ = ["SketchRewardSource", "SKETCH_FILE"]
 
 SKETCH_FILE = "reward/sketch.json"
 
 
-class SketchRewardSource:
-    """``reward: {source: sketch, path: rewards/x.json}`` — a hand-written (or synthesized) sketch."""
+class SketchRewardSource(CodeRewardSource):
+    """``reward: {source: sketch, path: rewards/x.json}`` — a hand-written (or synthesized) sketch.
 
-    class Options(SourceOptions):
-        path: str = Field(description="reward sketch JSON file, relative to the task file")
-        samples: int = Field(256, gt=0, le=100_000, description="states sampled for the pre-flight checks")
-        call_timeout_s: float = Field(DEFAULT_TIMEOUT_S, gt=0, le=600,
-                                      description="run-time guard: the longest one reward call may take")
-
-    @classmethod
-    def sketch_path(cls, spec: Any) -> Path:
-        opts = cls.Options.model_validate(spec.reward.options)
-        path = Path(opts.path)
-        return path if path.is_absolute() else spec.base_dir / path
+    The options are the ``code`` source's (``path``, ``samples``, ``call_timeout_s``); ``path``
+    names the sketch JSON file instead of a program."""
 
     @classmethod
     def validate_spec(cls, spec: Any, *, file: str) -> None:
         validate_options(cls.Options, spec, file)
-        path = cls.sketch_path(spec)
+        path = cls.program_path(spec)
         hint = "give a reward sketch .json file (see reward_synthesis.language.sketches), relative to the task file"
         if not path.is_file():
             raise TaskError(f"reward sketch not found: {path}", file=file, key="reward.path", hint=hint)
@@ -54,11 +42,9 @@ class SketchRewardSource:
     @classmethod
     def build(cls, spec: Any, profile: Any, env: Any) -> BuiltReward:
         from reward_synthesis.language.sketches import SketchInvalid, compile_sketch, validate_sketch
-        from reward_synthesis.program import CodeRewardProgram
-        from reward_synthesis.safety.checks import check_inputs, preflight
 
         opts = cls.Options.model_validate(spec.reward.options)
-        path = cls.sketch_path(spec)
+        path = cls.program_path(spec)
         text = path.read_text(encoding="utf-8")
         try:
             sketch = validate_sketch(text, profile.schema, action_space=env.action_space)
@@ -68,13 +54,9 @@ class SketchRewardSource:
                             file=spec.source_path, key="reward.path",
                             hint="name only the task's StateView fields (`workbench validate` lists them); "
                                  "the problems say which term and key") from None
-        states, preference = check_inputs(env, profile, n=opts.samples)
-        report = preflight(source, states, program=f"{path.name} (compiled)", preference=preference)
-        if not report.accepted:
-            raise RewardCodeRejected(
-                f"reward sketch {path} compiled, but its program was rejected by the pre-flight checks:\n"
-                f"{report.render()}", report)
-        program = CodeRewardProgram(source, name="sketch", filename="reward/program.py", timeout_s=opts.call_timeout_s)
+        program, report = checked_program(source, f"reward sketch {path} (compiled)", profile, env, name="sketch",
+                                          filename="reward/program.py", samples=opts.samples,
+                                          call_timeout_s=opts.call_timeout_s)
         terms = ", ".join(t.name for t in sketch.terms)
         return BuiltReward(program, f"reward sketch {path.name} ({len(sketch.terms)} terms: {terms}; "
                                     f"sha256 {program.sha256[:12]})", source, report, {SKETCH_FILE: text},
