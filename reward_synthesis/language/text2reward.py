@@ -10,14 +10,16 @@ and the pre-flight checks; a failure sends the exact reason back to the LLM for 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field
 
+from reward_synthesis.language.sketch_synthesis import SketchAttempt
 from reward_synthesis.llm.sources import (
     LLMSourceOptions,
     check_llm_source,
@@ -172,11 +174,17 @@ def _repair_loop(task: Task, client: LLMClient, samples: Sequence[tuple[State, n
 
 
 class Text2RewardSource:
-    """``reward: {source: text2reward, goal: ...}`` — an LLM writes the reward program, checked and repaired."""
+    """``reward: {source: text2reward, goal: ...}`` — an LLM writes the reward program, checked and repaired.
+
+    ``mode: code`` (the default) asks for free Python; ``mode: sketch`` asks for a reward sketch
+    under the task's JSON schema (constrained decoding, see
+    :mod:`reward_synthesis.language.sketch_synthesis`), compiled to the program that trains. The run
+    keeps ``reward/sketch.json`` beside ``reward/program.py``."""
 
     class Options(LLMSourceOptions):
+        mode: Literal["code", "sketch"] = "code"  # free code, or a typed reward sketch compiled to code
         attempts: int = Field(4, ge=1, le=20)
-        few_shot: int = Field(0, ge=0)  # examples retrieved from the reward library
+        few_shot: int = Field(0, ge=0)  # examples retrieved from the reward library (mode code)
 
     @classmethod
     def validate_spec(cls, spec: Any, *, file: str) -> None:
@@ -184,7 +192,7 @@ class Text2RewardSource:
 
     @classmethod
     def _examples(cls, opts: Any, goal: str) -> list[tuple[str, str]]:
-        if not opts.few_shot:
+        if not opts.few_shot or opts.mode == "sketch":
             return []
         from reward_synthesis.language.library import RewardLibrary
 
@@ -195,30 +203,61 @@ class Text2RewardSource:
         """``workbench validate``: the prompt and the endpoint, without synthesizing."""
         opts = cls.Options.model_validate(spec.reward.options)
         goal = opts.goal or spec.goal
+        task = task_for(spec, profile, "checking")
+        if opts.mode == "sketch":
+            return cls._check_sketch(spec, opts, task, goal)
         examples = cls._examples(opts, goal)
-        messages = build_messages(task_for(spec, profile, "checking"), goal, examples=examples)
+        messages = build_messages(task, goal, examples=examples)
         shots = f", {len(examples)} few-shot example{'s' if len(examples) != 1 else ''}" if opts.few_shot else ""
         return check_llm_source("text2reward", spec, opts.llm, messages, offline=opts.offline, seed=opts.seed,
                                 extra=shots)
 
     @classmethod
+    def _check_sketch(cls, spec: Any, opts: Any, task: Task, goal: str) -> BuiltReward:
+        from reward_synthesis.language.sketch_synthesis import build_sketch_messages
+        from reward_synthesis.language.sketches import sketch_schema
+
+        messages = build_sketch_messages(task, goal)
+        env = task.make_env()
+        try:  # the schema is built from the task's StateView and action space: a broken one fails here
+            schema = sketch_schema(task.profile.schema, action_space=env.action_space)
+        finally:
+            env.close()
+        extra = f", mode sketch, schema {len(json.dumps(schema)):,} chars"
+        if not opts.offline:
+            return check_llm_source("text2reward", spec, opts.llm, messages, offline=False, seed=opts.seed,
+                                    extra=extra)
+        # Offline: the cache key of a sketch request includes its schema, which the plain check does
+        # not know; the run names any missing request itself.
+        make_client(opts.llm, offline=True).close()
+        chars = sum(len(m["content"]) for m in messages)
+        where = "offline: cached sketch replies are looked up at run time"
+        return BuiltReward(None, f"text2reward: not synthesized by validate (prompt {chars:,} chars{extra}; {where})",
+                           record={"synthesized": False, "prompt_chars": chars, "llm": where, "mode": "sketch"})
+
+    @classmethod
     def build(cls, spec: Any, profile: Any, env: Any) -> Any:
-        import json
         import tempfile
 
+        from reward_synthesis.language.sketch_synthesis import SketchSynthesis, synthesize_sketch
         from reward_synthesis.safety.checks import check_inputs
 
         opts = cls.Options.model_validate(spec.reward.options)
         goal = opts.goal or spec.goal
         samples, preference = check_inputs(env, profile, n=opts.samples)
         task = task_for(spec, profile, "synthesizing")
-        result = SynthesisResult(goal=goal)
+        result: SynthesisResult | SketchSynthesis = (
+            SketchSynthesis(goal=goal) if opts.mode == "sketch" else SynthesisResult(goal=goal))
         with tempfile.TemporaryDirectory() as tmp:
             transcript = Path(tmp) / "transcript.jsonl"
             client = make_client(opts.llm, transcript=transcript, offline=opts.offline)
             try:
-                synthesize(task, goal, client, samples, attempts=opts.attempts, seed=opts.seed,
-                           preference=preference, examples=cls._examples(opts, goal), result=result)
+                if isinstance(result, SketchSynthesis):
+                    synthesize_sketch(task, goal, client, samples, attempts=opts.attempts, seed=opts.seed,
+                                      preference=preference, result=result)
+                else:
+                    synthesize(task, goal, client, samples, attempts=opts.attempts, seed=opts.seed,
+                               preference=preference, examples=cls._examples(opts, goal), result=result)
             except (WorkbenchError, KeyboardInterrupt) as err:  # the LLM failed: keep what there is
                 result.error = result.error or failure_text(err)
                 kept = keep_failed(spec.name, "failed", {
@@ -231,17 +270,27 @@ class Text2RewardSource:
         files = {"llm/transcript.jsonl": transcript_text,
                  "reward/synthesis.json": json.dumps(result.to_dict(), indent=2)}
         accepted = result.accepted
-        if accepted is None:
+        if accepted is None or accepted.code is None:
             kept = keep_failed(spec.name, "failed", files)
+            what = "sketches" if opts.mode == "sketch" else "attempts"
             reasons = "\n".join(f"  attempt {a.index}: {a.reason.splitlines()[0] if a.reason else '?'}"
                                 for a in result.attempts)
+            other = ("write the sketch yourself (reward: {source: sketch, path: ...})" if opts.mode == "sketch"
+                     else "try reward.mode: sketch (a typed sketch the grammar constrains), "
+                          "or write the program yourself (reward: {source: code, path: ...})")
             raise RewardCodeRejected(
-                f"text2reward: none of {len(result.attempts)} attempts from {client.model} was accepted:\n"
+                f"text2reward: none of {len(result.attempts)} {what} from {client.model} was accepted:\n"
                 f"{reasons}\n  replies and transcript: {kept}\n"
-                "  fix: raise reward.attempts, point reward.llm.base_url at a stronger model, "
-                "or write the program yourself (reward: {source: code, path: ...})")
+                f"  fix: raise reward.attempts, point reward.llm.base_url at a stronger model, or {other}")
         program = CodeRewardProgram(accepted.code, name="text2reward", filename="reward/program.py")
-        return BuiltReward(program, f"Text2Reward program for {goal!r} ({client.model}, attempt "
-                           f"{accepted.index + 1}/{len(result.attempts)})", accepted.code, None, files,
-                           {"goal": goal, "llm_model": client.model, "attempts": len(result.attempts),
-                            "checks": accepted.report})
+        record = {"goal": goal, "llm_model": client.model, "attempts": len(result.attempts),
+                  "checks": accepted.report}
+        kind = "program"
+        if isinstance(accepted, SketchAttempt):
+            from reward_synthesis.language.sketch_source import SKETCH_FILE
+
+            files[SKETCH_FILE] = json.dumps(accepted.sketch, indent=2) + "\n"
+            record.update({"mode": "sketch", "sketch": accepted.sketch})
+            kind = "sketch"
+        return BuiltReward(program, f"Text2Reward {kind} for {goal!r} ({client.model}, attempt "
+                           f"{accepted.index + 1}/{len(result.attempts)})", accepted.code, None, files, record)
