@@ -95,12 +95,15 @@ def reward_synth(
     offline: Annotated[bool, typer.Option("--offline", help="replay cached replies only; never call the LLM")] = False,
     timeout: Annotated[Optional[float], typer.Option(help="seconds one LLM request may take before it is "
                                                           "abandoned (and retried) [600]", min=0.001)] = None,
+    mode: Annotated[str, typer.Option(help="code: free Python; sketch: a typed reward sketch under the task's "
+                                           "JSON schema, compiled (writes sketch.json beside program.py)")] = "code",
 ) -> None:
     """Turn a goal in words into a checked reward program (Text2Reward): exit 0 accepted, 1 none accepted,
     2 the LLM failed (synthesis.json and the transcript say why)."""
     import time as _time
 
     from reward_synthesis.language.library import RewardLibrary
+    from reward_synthesis.language.sketch_synthesis import SketchSynthesis, synthesize_sketch
     from reward_synthesis.language.text2reward import SynthesisResult, synthesize
     from reward_synthesis.llm.sources import failure_text, make_client
     from reward_synthesis.safety.checks import check_inputs
@@ -109,6 +112,11 @@ def reward_synth(
     from workbench.spec import load_task
     from workbench.task import Task
 
+    if mode not in ("code", "sketch"):
+        raise WorkbenchError(f"--mode {mode!r}: give code or sketch")
+    if mode == "sketch" and (candidates > 1 or rounds > 1 or few_shot):
+        raise WorkbenchError("--mode sketch synthesizes one sketch with repairs\n"
+                             "  fix: leave out --candidates, --rounds and --few-shot (they are for --mode code)")
     spec = load_task(task_file)
     goal = goal or spec.goal
     if not goal:
@@ -131,13 +139,16 @@ def reward_synth(
         if attempt.code is not None:
             atomic_write(out_attempts / f"attempt_{attempt.index}.py", attempt.code)
         atomic_write(out_attempts / f"attempt_{attempt.index}.reply.txt", attempt.reply)
+        if getattr(attempt, "sketch", None) is not None:
+            write_json(out_attempts / f"attempt_{attempt.index}.sketch.json", attempt.sketch)
         verdict = "[green]accepted[/]" if attempt.accepted else "[red]rejected[/]"
         cached = " (cached)" if attempt.cached else ""
         out.print(f"attempt {attempt.index + 1}/{attempts}: {verdict} in {attempt.latency_s:.1f}s{cached}")
         if attempt.reason:
             out.print("  " + attempt.reason.replace("\n", "\n  "), markup=False, highlight=False)
 
-    partial = SynthesisResult(goal=goal)
+    partial: SynthesisResult | SketchSynthesis = (
+        SketchSynthesis(goal=goal) if mode == "sketch" else SynthesisResult(goal=goal))
 
     def keep(e: BaseException) -> None:  # the LLM failed or the user interrupted: nothing is lost
         partial.error = partial.error or failure_text(e)
@@ -164,9 +175,14 @@ def reward_synth(
     examples = [(e.goal, e.code) for _, e in library.most_similar(goal, few_shot)]
     for goal_of_example, _ in examples:
         err.print(f"few-shot example: {goal_of_example}", highlight=False)
+    result: SynthesisResult | SketchSynthesis
     try:
-        result = synthesize(task, goal, client, states, attempts=attempts, seed=seed, on_attempt=show,
-                            preference=preference, examples=examples, result=partial)
+        if isinstance(partial, SketchSynthesis):
+            result = synthesize_sketch(task, goal, client, states, attempts=attempts, seed=seed, on_attempt=show,
+                                       preference=preference, result=partial)
+        else:
+            result = synthesize(task, goal, client, states, attempts=attempts, seed=seed, on_attempt=show,
+                                preference=preference, examples=examples, result=partial)
     except (WorkbenchError, KeyboardInterrupt) as e:
         keep(e)
         raise
@@ -176,6 +192,8 @@ def reward_synth(
     if result.accepted is None:
         out.print(f"[bold red]no program accepted[/] after {attempts} attempts; details in {out_dir}")
         raise typer.Exit(1)
+    if isinstance(result, SketchSynthesis):
+        write_json(out_dir / "sketch.json", result.sketch)
     atomic_write(out_dir / "program.py", result.code)
     write_json(out_dir / "check.json", result.accepted.report)
     library.add(goal, spec.sim.env_id, result.code)
