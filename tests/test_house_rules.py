@@ -1,5 +1,5 @@
 """The house rule, checked on every module's imports (module level and inside functions alike):
-the core (``workbench/`` outside the simulator adapters and the CLI shell ``workbench/cli/``) imports no leaf, and the
+the core (``workbench/`` outside the simulator adapters and the CLI shell ``workbench/cli.py``) imports no leaf, and the
 leaves (``reward_synthesis/``, ``policies/``, the adapters) never import each other. Leaves are
 found through the registry."""
 
@@ -31,7 +31,7 @@ def _room(path: Path) -> str:
     if rel.parts[0] == "workbench":
         if rel.parts[1] == "sims":
             return "sims"
-        return "cli" if rel.parts[1] == "cli" else "core"
+        return "cli" if rel.name == "cli.py" else "core"
     return rel.parts[0]
 
 
@@ -123,7 +123,7 @@ def test_no_import_cycle() -> None:
 @pytest.mark.parametrize("path", [p for p in MODULES if _room(p) in LEAVES],
                          ids=[str(p.relative_to(REPO)) for p in MODULES if _room(p) in LEAVES])
 def test_leaves_print_nothing(path: Path) -> None:
-    """The console belongs to the CLI (workbench/cli/): a leaf reports through callbacks and
+    """The console belongs to the CLI (workbench/cli.py): a leaf reports through callbacks and
     return values, never through a rich Console of its own."""
     bad = [f"{path.relative_to(REPO)}:{line} imports {module}" for line, module in _imports(path)
            if module.split(".")[0] in ("rich", "typer")]

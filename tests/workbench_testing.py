@@ -45,7 +45,7 @@ def load_shipped(path: Path, tmp: Path):
     if source == "perceptual":
         from rich.console import Console
 
-        from workbench.cli.reward import learn_perceptual
+        from workbench.cli import learn_perceptual
 
         quiet = Console(quiet=True)
         learn_perceptual(path, tmp / "demos", 2, record=2, out_file=tmp / "model.json",

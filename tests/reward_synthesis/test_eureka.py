@@ -18,7 +18,7 @@ from rich.console import Console
 
 from reward_synthesis.language.eureka import Candidate, SeedRun, pick_winner, reflection_text, search
 from reward_synthesis.safety.checks import check_inputs, collect_samples
-from workbench.cli.reward import run_search_cli
+from workbench.cli import run_search_cli
 from workbench.errors import WorkbenchError
 from workbench.pipeline import train_and_evaluate
 from workbench.reward import BuiltReward

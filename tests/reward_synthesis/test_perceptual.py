@@ -29,7 +29,7 @@ from reward_synthesis.pixels.perceptual.model import (  # noqa: E402
     segment_costs,
 )
 from reward_synthesis.pixels.perceptual.source import PerceptualReward  # noqa: E402
-from workbench.cli.reward import _backbone_and_output, learn_perceptual  # noqa: E402
+from workbench.cli import _backbone_and_output, learn_perceptual  # noqa: E402
 from workbench.errors import TaskError, WorkbenchError  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

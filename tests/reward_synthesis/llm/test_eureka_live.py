@@ -14,7 +14,7 @@ from rich.console import Console
 
 from reward_synthesis.llm.sources import make_client
 from reward_synthesis.safety.checks import check_inputs
-from workbench.cli.reward import run_search_cli
+from workbench.cli import run_search_cli
 from workbench.pipeline import train_and_evaluate
 from workbench.reward import BuiltReward
 from workbench.spec import load_task

@@ -194,7 +194,7 @@ def test_http_500_hint_names_the_endpoint_not_the_local_server(tmp_path: Path) -
     import subprocess
 
     proc = subprocess.run([sys.executable, "-c", (
-        "from workbench.cli.errors import user_errors\n"
+        "from workbench.cli_errors import user_errors\n"
         "from reward_synthesis.llm import LLMClient, LLMConfig, ResponseCache\n"
         "import sys, typer\n"
         "@user_errors\n"

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from reward_synthesis.llm import LLMNotInstalled, LLMServerError, server_status, start_server, stop_server
 from reward_synthesis.llm import server as server_mod
-from workbench.cli.llm import llm_app
+from workbench.cli import llm_app
 from workbench.errors import WorkbenchError
 
 

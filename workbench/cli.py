@@ -1,11 +1,18 @@
-"""``workbench reward ...``: check, synth (Text2Reward, and the Eureka search with --candidates),
-automc, refine, perceptual — and the console views of those loops. The reward layer itself
-(``reward_synthesis``) prints nothing: its loops report through callbacks, shown here.
+"""The ``workbench`` command line: the outer shell over the core and the leaves.
+
+run, eval, validate and list; ``workbench reward ...`` (check, synth with the Eureka search and
+sketch mode, automc, refine, perceptual) with the console views of those loops; ``workbench llm
+...`` (the embedded LLM server). This is the one module of ``workbench/`` that may import the
+leaves (``reward_synthesis``, ``policies``): the reward layer itself prints nothing, its loops report
+through callbacks shown here. User mistakes (:class:`WorkbenchError`) print one message and exit 2
+without a traceback (:mod:`workbench.cli_errors`); ``--debug`` shows the traceback too.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
@@ -14,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from workbench.cli.errors import err, out, user_errors
+from workbench.cli_errors import err, out, settings, user_errors
 from workbench.errors import WorkbenchError
 
 if TYPE_CHECKING:
@@ -30,7 +37,61 @@ if TYPE_CHECKING:
     from workbench.state import State
     from workbench.task import Task
 
-__all__ = ["reward_app"]
+__all__ = ["app", "main", "reward_app", "llm_app"]
+
+
+# ============================================================================= workbench llm
+
+llm_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                      help="The local LLM server (llama.cpp + SmolLM2-135M-Instruct on 127.0.0.1).")
+
+
+@llm_app.command()
+@user_errors
+def serve(port: Annotated[Optional[int], typer.Option("--port", min=1, max=65535,
+                                                      help="port on 127.0.0.1 (default: a free one)")] = None) -> None:
+    """Start the local LLM server in the background (or reuse the running one); print its URL."""
+    from reward_synthesis.llm.server import server_status, start_server
+
+    before = server_status()
+    url = start_server(port)
+    status = server_status() or {}
+    verb = "running" if before and before.get("pid") == status.get("pid") else "started"
+    typer.echo(url)
+    typer.echo(f"{verb}: pid {status.get('pid')}, model {status.get('model')}, log {status.get('log')}", err=True)
+
+
+@llm_app.command()
+@user_errors
+def status() -> None:
+    """Say whether the local LLM server runs, and where."""
+    from reward_synthesis.llm.server import server_status
+
+    state = server_status()
+    if state is None:
+        typer.echo("not running (start it with `workbench llm serve`)")
+        return
+    started = state.get("started")
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)) if isinstance(started, (int, float)) else "?"
+    health = "" if state.get("healthy") else " (not answering yet)"
+    typer.echo(f"running{health}: {state['url']}\n  pid: {state['pid']}\n  model: {state.get('model')} "
+               f"({state.get('model_path')})\n  since: {since}\n  log: {state.get('log')}")
+
+
+@llm_app.command()
+@user_errors
+def stop() -> None:
+    """Stop the local LLM server."""
+    from reward_synthesis.llm.server import server_status, stop_server
+
+    state = server_status()
+    if stop_server():
+        typer.echo(f"stopped (pid {state['pid'] if state else '?'})")
+    else:
+        typer.echo("no local LLM server running")
+
+
+# ============================================================================= workbench reward
 
 reward_app = typer.Typer(no_args_is_help=True, help="Reward programs: sandbox and pre-flight checks.")
 
@@ -556,3 +617,166 @@ def _backbone_and_output(spec: TaskSpec, model: str | None, pretrained: str | No
                 out_file or PerceptualSource.model_path(spec, opts))
     return (model or DEFAULT_MODEL, DEFAULT_PRETRAINED if pretrained is None else weights, device or "auto",
             out_file or spec.base_dir / "rewards" / f"{spec.name}_perceptual.json")
+
+
+# ============================================================================= workbench
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="rl-workbench: task YAML -> simulator -> reward program -> learner -> evaluation.")
+app.add_typer(reward_app, name="reward")
+app.add_typer(llm_app, name="llm", help="The embedded local LLM server: serve | status | stop.")
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks for errors")] = False) -> None:
+    settings["debug"] = debug
+
+
+# ----------------------------------------------------------------------------- run
+
+
+@app.command()
+@user_errors
+def run(
+    task_file: Annotated[Optional[Path], typer.Argument(help="task YAML (omit with --resume)")] = None,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override: key.path=value")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="training seed (overrides training.seed)")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="continue RUN_DIR from its last checkpoint")] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option(help="where run directories go [runs/]")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Train a policy for a task, evaluate it, and write everything to a run directory."""
+    from workbench.pipeline import resume_run, start_run
+
+    if resume is not None:
+        if set_ or seed is not None:
+            raise WorkbenchError("--resume continues a run exactly as it was configured; "
+                                 "--set and --seed cannot change it\n  fix: drop --set/--seed, or start a new run")
+        result = resume_run(resume, quiet=quiet, console=out)
+    else:
+        if task_file is None:
+            raise WorkbenchError("missing TASK_FILE\n  fix: workbench run tasks/mujoco/reacher.yaml "
+                                 "(or --resume RUN_DIR)")
+        overrides = list(set_ or [])
+        if seed is not None:
+            overrides.append(f"training.seed={seed}")
+        result = start_run(task_file, overrides, runs_root=runs_dir, quiet=quiet, console=out)
+    out.print(f"[bold green]done[/] {result.run.path}")
+    out.print(result.evaluation.summary())
+
+
+# ----------------------------------------------------------------------------- eval
+
+
+@app.command("eval")
+@user_errors
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory made by `workbench run`")],
+    episodes: Annotated[Optional[int], typer.Option(help="episodes [task's evaluation.episodes]")] = None,
+    video: Annotated[Optional[bool], typer.Option("--video/--no-video", help="write mp4s")] = None,
+    deterministic: Annotated[Optional[bool], typer.Option("--deterministic/--stochastic")] = None,
+    seed: Annotated[int, typer.Option(help="evaluation seed")] = 0,
+) -> None:
+    """Score a run's policy in its simulator; writes eval.json (and videos) into the run."""
+    from workbench.pipeline import evaluate_run
+
+    result = evaluate_run(run_dir, episodes=episodes, video=video, deterministic=deterministic,
+                          seed=seed, console=out)
+    out.print(result.summary())
+
+
+# ----------------------------------------------------------------------------- validate
+
+
+@app.command()
+@user_errors
+def validate(
+    task_file: Annotated[Path, typer.Argument(help="task YAML")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override: key.path=value")] = None,
+) -> None:
+    """Parse and validate a task, build its env and reward (no training). A reward an LLM would
+    write is checked up to the synthesis (prompt, endpoint) but not synthesized."""
+    from workbench.spec import load_task
+
+    spec = load_task(task_file, list(set_ or []))
+    from workbench.task import Task  # after the spec: a rejected file answers before torch loads
+
+    task = Task.build(spec, check_only=True)
+    env = task.make_env()
+    try:
+        env.reset(seed=0)
+        env.step(env.action_space.sample())
+        out.print(f"[bold green]valid[/] {task_file}")
+        out.print(f"  task        {spec.name}" + (f" — {spec.goal}" if spec.goal else ""))
+        out.print(f"  simulator   {spec.sim.name}: {spec.sim.env_id}")
+        out.print(f"  obs / act   {env.observation_space} / {env.action_space}")
+        out.print(f"  reward      {task.reward.description}")
+        calibration = task.reward.record.get("calibration")
+        if calibration is not None:
+            lo, hi = calibration["window"]
+            origin = f"fitted on {calibration['frames']} rollout frames" if "frames" in calibration else "from the task"
+            out.print(f"  window      [{lo:.5g}, {hi:.5g}] ({origin})")
+        out.print(f"  success     {task.success_doc()}")
+        out.print(f"  learner     {spec.learner.name} ({spec.learner.policy}), "
+                  f"{spec.training.total_steps} steps on {spec.training.n_envs} env(s)")
+        out.print("  StateView:")
+        out.print(task.profile.schema.describe(), markup=False, highlight=False)
+    finally:
+        env.close()
+
+
+# ----------------------------------------------------------------------------- list
+
+
+@app.command("list")
+@user_errors
+def list_(what: Annotated[str, typer.Argument(help="tasks | sims | rewards | learners")]) -> None:
+    """List what the workbench knows."""
+    from workbench.cli_errors import clean
+    from workbench.registry import LEARNERS, REWARDS, SIMS, PluginError
+
+    def show(line: str) -> None:  # names, goals and errors come from users' files: no markup, no controls
+        out.print(clean(line), markup=False, highlight=False)
+
+    def each(registry: Any, describe: Any) -> None:  # an installed plug-in that fails to load is listed as such
+        for name in registry.names():
+            try:
+                show(f"{name}: {describe(registry.get(name))}")
+            except PluginError as e:
+                show(f"{name}: unavailable: {e.message}")
+
+    def doc(cls: Any) -> str:
+        return ((cls.__doc__ or "").strip().splitlines() or [""])[0]
+
+    if what == "tasks":
+        from workbench.pipeline import find_tasks
+
+        for path, spec_or_error in find_tasks():  # parses and checks names; imports no plug-in
+            if isinstance(spec_or_error, Exception):
+                show(f"{path}  invalid: {(str(spec_or_error).splitlines() or [''])[0]}")
+            else:
+                s = spec_or_error
+                show(f"{path}  {s.sim.name}:{s.sim.env_id}  reward={s.reward.source}  learner={s.learner.name}"
+                     + (f"  — {s.goal}" if s.goal else ""))
+    elif what == "sims":
+        each(SIMS, lambda cls: ", ".join(cls().env_ids()))
+    elif what == "rewards":
+        each(REWARDS, doc)
+    elif what == "learners":
+        each(LEARNERS, lambda cls: f"stable-baselines3 {cls.algo.upper()}; "
+                                   f"hyperparams: {', '.join(cls.valid_hyperparams())}"
+             if hasattr(cls, "valid_hyperparams") else doc(cls))
+    else:
+        raise WorkbenchError(f"cannot list {what!r}\n  fix: workbench list tasks|sims|rewards|learners")
+
+
+# ----------------------------------------------------------------------------- entry point
+
+
+def main() -> None:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,5 +1,0 @@
-"""``python -m workbench.cli``: the same as the ``workbench`` console script."""
-
-from workbench.cli.app import main
-
-main()
