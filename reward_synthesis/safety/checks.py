@@ -2,7 +2,8 @@
 
 :func:`preflight` runs the sandbox's AST check, then the program itself in an isolated,
 resource-limited process on sampled states (:func:`collect_samples`), and judges what came back:
-the output contract, finiteness, scale, variation and speed. It never raises for a bad program;
+the output contract, finiteness, scale, variation, speed, the reference policy's preference and
+whether the state (not the action alone) moves the reward. It never raises for a bad program;
 the :class:`CheckReport` says what failed and why, and can be raised as
 :class:`~workbench.errors.RewardCodeRejected`.
 
@@ -34,7 +35,7 @@ SAMPLES_SEED = 12345
 BATCH_TOLERANCE = 1e-9  # |batch - alone| <= tol * max(1, |alone|)
 
 CHECK_NAMES = ("static", "isolated_run", "output_contract", "batch_consistency", "finite", "scale",
-               "non_constant", "time_budget", "preference")
+               "non_constant", "time_budget", "preference", "state_dependence")
 _SKIPPED = "skipped: "
 _CONSTANT_STD = 1e-9
 
@@ -115,10 +116,18 @@ def preflight(source: str, samples: Sequence[Sample], *, program: str = "<reward
     rest as skipped. ``program`` labels the report and the violation messages.
 
     With ``preference`` the program also scores those episodes (in the same isolated run) and
-    must rank the reference policy's above the random ones."""
+    must rank the reference policy's above the random ones.
+
+    ``state_dependence`` scores every state again with one fixed action: the reward must still vary
+    over the samples, and (with ``preference``) still rank the reference episodes higher. A reward
+    that only an action cost moves (a bonus whose condition always holds plus ``-|action|^2``)
+    passes every other check yet teaches nothing about the goal."""
     if not samples:
         raise ValueError("preflight needs at least one sample; see collect_samples()")
     n_plain = len(samples)
+    fixed = samples[0][1]
+    # state_dependence's own isolated run: [samples | preference episodes], all with one fixed action.
+    held = [(s, fixed) for s, _ in [*samples, *(preference.flat() if preference is not None else [])]]
     if preference is not None:
         samples = list(samples) + preference.flat()
     text = source if isinstance(source, str) else repr(source)
@@ -141,6 +150,9 @@ def preflight(source: str, samples: Sequence[Sample], *, program: str = "<reward
         ("non_constant", lambda: _check_non_constant(runs["run"])),
         ("time_budget", lambda: _check_time_budget(runs["run"], per_call_budget_s)),
         ("preference", lambda: _check_preference(runs["run"], n_plain, preference)),
+        ("state_dependence", lambda: _check_state_dependence(
+            run_isolated(source, held, filename=program, cpu_seconds=cpu_seconds, wall_seconds=wall_seconds,
+                         memory_mb=memory_mb), n_plain, preference)),
     ]
     failed: str | None = None
     for name, step in steps:
@@ -271,22 +283,57 @@ def _check_time_budget(run: IsolatedResult, per_call_budget_s: float) -> CheckRe
     return CheckResult("time_budget", ok, detail)
 
 
-def _check_preference(run: IsolatedResult, start: int, preference: Preference | None) -> CheckResult:
-    if preference is None:
-        return CheckResult("preference", True, "not run: the task ships no reference policy")
+def _episode_returns(totals: np.ndarray, start: int, preference: Preference) -> tuple[np.ndarray, np.ndarray]:
+    """Per-episode returns of the reference and the random episodes, scored from ``totals[start:]``."""
     returns: dict[str, list[float]] = {"reference": [], "random": []}
     i = start
     for label, episodes in (("reference", preference.reference), ("random", preference.random)):
         for ep in episodes:
-            returns[label].append(float(np.sum(run.totals[i:i + len(ep)])))
+            returns[label].append(float(np.sum(totals[i:i + len(ep)])))
             i += len(ep)
-    ref, rnd = np.array(returns["reference"]), np.array(returns["random"])
+    return np.array(returns["reference"]), np.array(returns["random"])
+
+
+def _check_preference(run: IsolatedResult, start: int, preference: Preference | None) -> CheckResult:
+    if preference is None:
+        return CheckResult("preference", True, "not run: the task ships no reference policy")
+    ref, rnd = _episode_returns(run.totals, start, preference)
     detail = (f"reference policy {ref.mean():.3g} ± {ref.std():.2g} per episode vs random "
               f"{rnd.mean():.3g} ± {rnd.std():.2g} ({len(ref)} + {len(rnd)} episodes)")
     if ref.mean() > rnd.mean():
         return CheckResult("preference", True, detail)
     return CheckResult("preference", False, detail + ": the reward prefers random actions to the "
                                                      "scripted solution")
+
+
+def _check_state_dependence(run: IsolatedResult, n_plain: int, preference: Preference | None) -> CheckResult:
+    """``run`` scored the samples, then the preference episodes, each with one fixed action."""
+    if not run.ok:  # the same program passed on the real actions: a fixed action broke it
+        return CheckResult("state_dependence", False, f"with the action held fixed: {run.error_kind}: {run.error}")
+    fixed = run.totals[:n_plain]
+    spreads = {"total": float(np.std(fixed))} | {  # as non_constant: a varying component counts too
+        f"component {name!r}": float(np.std(v[:n_plain])) for name, v in run.components.items()}
+    what, spread = max(spreads.items(), key=lambda kv: kv[1])
+    if spread <= _CONSTANT_STD:
+        return CheckResult("state_dependence", False, f"with the action held fixed the total is the same in all "
+                                                      f"{n_plain} sampled states ({float(fixed[0]):.6g}): only the "
+                                                      "action moves this reward, so it says nothing about the goal. "
+                                                      "Add a term of the state fields the goal is about (a distance "
+                                                      "or a speed), and make every bonus condition hold in some "
+                                                      "states only")
+    detail = f"with the action held fixed the {what} still varies over the samples (std {spread:.4g})"
+    if preference is None:
+        return CheckResult("state_dependence", True, detail)
+    ref, rnd = _episode_returns(run.totals, n_plain, preference)
+    margin = _CONSTANT_STD * max(1.0, abs(float(rnd.mean())))
+    states = (f"the reference episodes' states score {ref.mean():.3g} per episode vs the random episodes' "
+              f"{rnd.mean():.3g} with the action held fixed")
+    if ref.mean() > rnd.mean() + margin:
+        return CheckResult("state_dependence", True, f"{detail}; {states}")
+    return CheckResult("state_dependence", False, f"{states}: what the reward pays for in the state does not "
+                                                  "favour the scripted solution, so only the action terms rank it "
+                                                  "first. Reward the state fields the goal is about (e.g. the "
+                                                  "distance the goal asks to close)")
 
 
 # -- samples ------------------------------------------------------------------------------------

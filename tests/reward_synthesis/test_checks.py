@@ -231,12 +231,55 @@ def test_preference_check_needs_a_reference_policy_and_ranks_it_first() -> None:
         if not has_reference:
             report = preflight("def compute_reward(state, action):\n    return float(state.x_velocity)\n",
                                samples, preference=preference)
-            assert report.accepted and "not run" in report.results[-1].detail
+            assert report.accepted and "not run" in report.results[CHECK_NAMES.index("preference")].detail
             continue
         toward = ("import numpy as np\ndef compute_reward(state, action):\n"
                   "    return -float(np.linalg.norm(state.fingertip_to_target))\n")
         away = toward.replace("return -float", "return float")
         assert preflight(toward, samples, preference=preference).accepted
         rejected = preflight(away, samples, preference=preference)
-        assert not rejected.accepted and rejected.results[-1].name == "preference"
-        assert "prefers random" in rejected.results[-1].detail
+        assert not rejected.accepted and failing(rejected).name == "preference"
+        assert "prefers random" in failing(rejected).detail
+
+
+# -- state_dependence: a reward only the action moves --------------------------------------------
+
+
+@pytest.mark.parametrize("body", [
+    'return -0.1 * float(np.sum(np.square(action))), {"effort": -0.1 * float(np.sum(np.square(action)))}',
+    # an always-true bonus beside the action cost: the total varies, but never with the state
+    'return 1.0 - float(np.sum(np.square(action))), {"on_pad": 1.0, "effort": -float(np.sum(np.square(action)))}',
+])
+def test_a_reward_only_the_action_moves_fails_state_dependence(samples: list, body: str) -> None:
+    report = preflight(program(body), samples, program="reward.py")
+    failed = failing(report)
+    assert failed.name == "state_dependence", report.render()
+    assert "with the action held fixed the total is the same in all 24 sampled states" in failed.detail
+    assert "says nothing about the goal" in failed.detail
+
+
+def test_state_dependence_needs_the_reference_episodes_states_to_score_higher() -> None:
+    """On Reacher (which ships a reference policy) |target_pos| varies over the samples, but the
+    reference and random episodes start from the same seeded targets: with the action held fixed
+    they score the same, so the reward cannot be what ranks the scripted solution first."""
+    from reward_synthesis.safety.checks import check_inputs
+    from workbench.registry import SIMS
+    from workbench.spec import SimSpec
+
+    adapter = SIMS.get("mujoco")()
+    spec = SimSpec(env_id="Reacher-v5")
+    env = adapter.make_env(spec)
+    try:
+        states, preference = check_inputs(env, adapter.profile(spec, env), n=128)  # 3 episodes: targets vary
+    finally:
+        env.close()
+    off_topic = ("import numpy as np\ndef compute_reward(state, action):\n"
+                 "    return -float(np.linalg.norm(state.target_pos)) - 0.1 * float(np.sum(np.square(action)))\n")
+    report = preflight(off_topic, states, preference=preference)
+    failed = failing(report)
+    assert failed.name == "state_dependence", report.render()
+    assert "does not favour the scripted solution" in failed.detail
+    on_topic = off_topic.replace("state.target_pos", "state.fingertip_to_target")
+    passed = preflight(on_topic, states, preference=preference)
+    assert passed.accepted, passed.render()
+    assert "reference episodes' states score" in passed.results[CHECK_NAMES.index("state_dependence")].detail
