@@ -157,7 +157,9 @@ def reward_synth(
     timeout: Annotated[Optional[float], typer.Option(help="seconds one LLM request may take before it is "
                                                           "abandoned (and retried) [600]", min=0.001)] = None,
     mode: Annotated[str, typer.Option(help="code: free Python; sketch: a typed reward sketch under the task's "
-                                           "JSON schema, compiled (writes sketch.json beside program.py)")] = "code",
+                                           "JSON schema, compiled (writes sketch.json beside program.py); auto: "
+                                           "sketch for the embedded model, code for an endpoint or with the "
+                                           "search options")] = "auto",
 ) -> None:
     """Turn a goal in words into a checked reward program (Text2Reward): exit 0 accepted, 1 none accepted,
     2 the LLM failed (synthesis.json and the transcript say why)."""
@@ -166,18 +168,20 @@ def reward_synth(
     from reward_synthesis.language.library import RewardLibrary
     from reward_synthesis.language.sketch_synthesis import SketchSynthesis, synthesize_sketch
     from reward_synthesis.language.text2reward import SynthesisResult, synthesize
-    from reward_synthesis.llm.sources import failure_text, make_client
+    from reward_synthesis.llm.sources import failure_text, make_client, resolve_mode
     from reward_synthesis.safety.checks import check_inputs
     from workbench.reward import BuiltReward
     from workbench.runs import atomic_write, default_runs_root, write_json
     from workbench.spec import load_task
     from workbench.task import Task
 
-    if mode not in ("code", "sketch"):
-        raise WorkbenchError(f"--mode {mode!r}: give code or sketch")
-    if mode == "sketch" and (candidates > 1 or rounds > 1 or few_shot):
-        raise WorkbenchError("--mode sketch synthesizes one sketch with repairs\n"
-                             "  fix: leave out --candidates, --rounds and --few-shot (they are for --mode code)")
+    if mode not in ("code", "sketch", "auto"):
+        raise WorkbenchError(f"--mode {mode!r}: give code, sketch or auto")
+    if mode == "auto":  # few-shot retrieval is over code
+        mode = "code" if few_shot else resolve_mode("auto", {"base_url": llm_url} if llm_url else {})
+    if mode == "sketch" and few_shot:
+        raise WorkbenchError("--few-shot retrieves reward programs as examples: it is for --mode code\n"
+                             "  fix: leave out --few-shot, or pass --mode code")
     spec = load_task(task_file)
     goal = goal or spec.goal
     if not goal:
@@ -228,7 +232,8 @@ def reward_synth(
 
         found = run_search_cli(task, goal, client, states, train=train_and_evaluate, candidates=candidates,
                                rounds=rounds, workers=workers, proxy_steps=proxy_steps, out_dir=out_dir, console=out,
-                               seeds=seeds, seed=seed, attempts=min(attempts, 2), preference=preference)
+                               seeds=seeds, seed=seed, attempts=min(attempts, 2), preference=preference,
+                               mode=mode)
         if found.winner is None:
             raise typer.Exit(1)
         library.add(goal, spec.sim.env_id, found.winner.code)
@@ -433,12 +438,12 @@ def _candidate_line(c: Candidate) -> Text:
 def run_search_cli(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[State, np.ndarray]], *,
                    train: TrainFn, candidates: int, rounds: int, workers: int, proxy_steps: int, out_dir: Path,
                    console: Console, seeds: int = 2, seed: int = 0, attempts: int = 2,
-                   preference: Preference | None = None) -> EurekaResult:
+                   preference: Preference | None = None, mode: str = "code") -> EurekaResult:
     """:func:`~reward_synthesis.language.eureka.search` with one console line per candidate as it finishes
     and a closing summary. ``result.exit_code`` is 0 with a winner (``out_dir/program.py``), 1 without."""
     from reward_synthesis.language.eureka import search
 
-    console.print(Text(f"Eureka: {rounds} round(s) x {candidates} candidate(s), {seeds} seed(s) x "
+    console.print(Text(f"Eureka ({mode}s): {rounds} round(s) x {candidates} candidate(s), {seeds} seed(s) x "
                        f"{proxy_steps:,} proxy steps each, {workers} worker(s); writing {out_dir}"), soft_wrap=True)
     def on_event(kind: str, c: Candidate) -> None:
         if kind == "finished":
@@ -446,7 +451,7 @@ def run_search_cli(task: Task, goal: str, client: LLMClient, samples: Sequence[t
 
     result = search(task, goal, client, samples, train=train, candidates=candidates, rounds=rounds, workers=workers,
                     proxy_steps=proxy_steps, seeds=seeds, out_dir=out_dir, seed=seed, attempts=attempts,
-                    preference=preference, on_event=on_event)
+                    preference=preference, on_event=on_event, mode=mode)
     console.print(Text(result.summary(), style="bold green" if result.winner is not None else "bold red"),
                   soft_wrap=True)
     return result

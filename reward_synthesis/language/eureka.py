@@ -9,13 +9,20 @@ protocol, at a few checkpoints during training and once at the end. The next rou
 reward term at the checkpoints). The winner is the program with the best mean success over the
 training seeds (ties: the better mean env return, then the earlier candidate).
 
+``mode="sketch"`` searches over reward *sketches* instead of free code (what a small local model
+can write): each candidate is a sketch synthesis (constrained decoding, validation, compilation,
+the same checks), the reflection shows the best sketch and its per-term feedback and asks for an
+adjusted sketch, and the winner's ``sketch.json`` lands beside its ``program.py``.
+
 Everything lands in ``out_dir``::
 
     candidates.json / candidates.csv   the table of all candidates (TABLE_COLUMNS), the winner
     candidates/r{round}_c{index}.py    every candidate's code (.reply.txt when a reply had none)
+    candidates/r{round}_c{index}.sketch.json   mode sketch: the sketch it was compiled from
     candidates/r{round}_c{index}.json  its synthesis attempts and per-seed training curves
     reflection/round_{round}.txt       the reflection sent to the LLM in that round
     program.py                         the winner (absent when no candidate trained)
+    sketch.json                        mode sketch: the winner's sketch
 
 Every proxy training is one call of the workbench's training entry point
 (:func:`workbench.pipeline.train_and_evaluate`), handed in as ``train``, in a worker process: the
@@ -39,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from reward_synthesis.language.sketch_synthesis import TOP_FIELDS, SketchSynthesis, sketch_request, synthesize_sketch
 from reward_synthesis.language.text2reward import SynthesisResult, build_messages, synthesize
 from reward_synthesis.llm.sources import prompt_template
 from reward_synthesis.program import CodeRewardProgram
@@ -103,6 +111,7 @@ class Candidate:
     error: str = ""
     runs: list[SeedRun] = field(default_factory=list)
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    sketch: dict[str, Any] | None = None  # mode sketch: the sketch ``code`` was compiled from
 
     @property
     def label(self) -> str:
@@ -501,19 +510,27 @@ def reflection_text(best: Candidate, table: Sequence[Candidate], *, success_doc:
 
 
 def reflection_messages(task: Task, goal: str, best: Candidate, table: Sequence[Candidate], *,
-                        proxy_steps: int, every: int) -> list[dict[str, str]]:
-    """The task prompt, the best program as the assistant's answer, then the reflection."""
-    messages = build_messages(task, goal)
-    messages.append({"role": "assistant", "content": f"```python\n{(best.code or '').strip()}\n```"})
-    messages.append({"role": "user", "content": reflection_text(best, table, success_doc=task.success_doc(),
-                                                                proxy_steps=proxy_steps, every=every)})
+                        proxy_steps: int, every: int, top_fields: int | None = None) -> list[dict[str, str]]:
+    """The task prompt, the best program (or, with ``best.sketch``, the best sketch under the sketch
+    prompt offering ``top_fields`` fields) as the assistant's answer, then the reflection."""
+    if best.sketch is None:
+        messages = build_messages(task, goal)
+        messages.append({"role": "assistant", "content": f"```python\n{(best.code or '').strip()}\n```"})
+        messages.append({"role": "user", "content": reflection_text(
+            best, table, success_doc=task.success_doc(), proxy_steps=proxy_steps, every=every)})
+        return messages
+    messages = list(sketch_request(task, goal, top_fields=top_fields).messages)
+    messages.append({"role": "assistant", "content": json.dumps(best.sketch)})
+    messages.append({"role": "user", "content": prompt_template("eureka_sketch_reflection").format(
+        steps=proxy_steps, seeds=len([r for r in best.runs if r.ok]), every=every, success=task.success_doc(),
+        feedback=policy_feedback(best), others=_others(best, table))})
     return messages
 
 
 # ----------------------------------------------------------------------------- the search
 
 
-def _candidate(result: SynthesisResult, round_: int, index: int, request_seed: int) -> Candidate:
+def _candidate(result: SynthesisResult | SketchSynthesis, round_: int, index: int, request_seed: int) -> Candidate:
     attempts = [asdict(a) for a in result.attempts]
     chosen = result.accepted or (next((a for a in reversed(result.attempts) if a.code is not None), None))
     last = result.attempts[-1]
@@ -527,7 +544,8 @@ def _candidate(result: SynthesisResult, round_: int, index: int, request_seed: i
     sha = hashlib.sha256(code.encode()).hexdigest() if code is not None else None
     first = (reason.strip().splitlines() or [""])[0].removeprefix("- ")
     return Candidate(round_, index, request_seed, code, sha, checks, first,
-                     QUEUED if checks == ACCEPTED else NOT_TRAINED, attempts=attempts)
+                     QUEUED if checks == ACCEPTED else NOT_TRAINED, attempts=attempts,
+                     sketch=getattr(chosen, "sketch", None))
 
 
 class _Record:
@@ -538,6 +556,8 @@ class _Record:
 
     def candidate(self, c: Candidate, reply: str | None = None) -> None:
         d = self.out_dir / "candidates"
+        if c.sketch is not None:
+            write_json(d / f"{c.label}.sketch.json", c.sketch)
         if c.code is not None:
             atomic_write(d / f"{c.label}.py", c.code)
         elif reply is not None:
@@ -566,7 +586,8 @@ def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[Sta
            train: TrainFn, candidates: int, rounds: int, workers: int, proxy_steps: int, seeds: int = 2, out_dir: Path,
            seed: int = 0, on_event: Callable[[str, Candidate], None] | None = None, attempts: int = 2,
            checkpoints: int = 3, eval_episodes: int = 10, checkpoint_episodes: int = 5,
-           preference: Preference | None = None) -> EurekaResult:
+           preference: Preference | None = None, mode: str = "code",
+           top_fields: int | None = TOP_FIELDS) -> EurekaResult:
     """Run the Eureka search; see the module docstring. ``samples`` (and ``preference``, the
     good-vs-bad episodes of :func:`~reward_synthesis.safety.checks.check_inputs`) feed the pre-flight checks.
     ``train``: the workbench's training entry point (:func:`workbench.pipeline.train_and_evaluate`),
@@ -579,7 +600,12 @@ def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[Sta
     ``checkpoints``: evaluations along the proxy training, the final one included.
     ``on_event(kind, candidate)``: ``"checked"`` once its program is in (accepted or not), then
     ``"finished"`` once it is final (rejected, trained or failed); called from this thread.
+    ``mode``: ``"code"`` asks for programs; ``"sketch"`` for reward sketches under the task's schema
+    (offering the ``top_fields`` fields most related to the goal), compiled, and the reflection
+    shows the best sketch: the search then picks among plausible sketches by proxy training.
     """
+    if mode not in ("code", "sketch"):
+        raise WorkbenchError(f"Eureka mode {mode!r}: give code or sketch")
     _check_settings(candidates=candidates, rounds=rounds, workers=workers, proxy_steps=proxy_steps, seeds=seeds,
                     attempts=attempts, checkpoints=checkpoints, eval_episodes=eval_episodes,
                     checkpoint_episodes=checkpoint_episodes)
@@ -594,11 +620,13 @@ def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[Sta
     emit = on_event or (lambda kind, c: None)
     record = _Record(out_dir, {
         "task": task.spec.name, "env_id": task.spec.sim.env_id, "goal": goal, "success_metric": task.success_doc(),
-        "settings": {"candidates": candidates, "rounds": rounds, "workers": workers, "proxy_steps": proxy_steps,
+        "settings": {"mode": mode, "candidates": candidates, "rounds": rounds, "workers": workers,
+                     "proxy_steps": proxy_steps,
                      "seeds": seeds, "attempts": attempts, "seed": seed, "checkpoints": checkpoints,
                      "eval_episodes": eval_episodes, "checkpoint_episodes": checkpoint_episodes},
         "train_seeds": train_seeds}, train_seeds)
-    (out_dir / "program.py").unlink(missing_ok=True)  # never leave an older search's winner behind
+    for old in ("program.py", "sketch.json"):  # never leave an older search's winner behind
+        (out_dir / old).unlink(missing_ok=True)
     table: list[Candidate] = []
     by_sha: dict[str, Candidate] = {}
     trainer = _Trainer(train, task, workers=workers, proxy_steps=proxy_steps, checkpoints=checkpoints,
@@ -620,15 +648,22 @@ def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[Sta
     try:
         for r in range(rounds):
             best = pick_winner(table)
-            if best is None:
-                messages = build_messages(task, goal)
-            else:
-                messages = reflection_messages(task, goal, best, table, proxy_steps=proxy_steps, every=every)
+            messages: list[dict[str, str]] | None = None
+            if best is not None:
+                messages = reflection_messages(task, goal, best, table, proxy_steps=proxy_steps, every=every,
+                                               top_fields=top_fields)
                 atomic_write(out_dir / "reflection" / f"round_{r}.txt", messages[-1]["content"])
+            elif mode == "code":
+                messages = build_messages(task, goal)
             for i in range(candidates):
                 request_seed = seed + (r * candidates + i) * attempts
-                result = synthesize(task, goal, client, samples, attempts=attempts, seed=request_seed,
-                                    messages=messages, preference=preference)
+                result: SynthesisResult | SketchSynthesis
+                if mode == "sketch":
+                    result = synthesize_sketch(task, goal, client, samples, attempts=attempts, seed=request_seed,
+                                               preference=preference, top_fields=top_fields, messages=messages)
+                else:
+                    result = synthesize(task, goal, client, samples, attempts=attempts, seed=request_seed,
+                                        messages=messages, preference=preference)
                 c = _candidate(result, r, i, request_seed)
                 table.append(c)
                 if c.checks == ACCEPTED and c.sha256 in by_sha:
@@ -655,5 +690,7 @@ def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[Sta
         winner = pick_winner(table)
         record.table(table, winner, finished=not interrupted)
     if winner is not None:
+        if winner.sketch is not None:
+            write_json(out_dir / "sketch.json", winner.sketch)
         atomic_write(out_dir / "program.py", winner.code or "")
     return EurekaResult(table, winner, out_dir, train_seeds)

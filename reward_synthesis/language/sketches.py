@@ -18,7 +18,9 @@ avoids it. The total is the sum of the components.
 ``distance``   ``{a, b}``: closeness of two fields of equal shape and unit (``|a - b|``, the
                Euclidean norm over the last axis), or, with ``b`` null, the magnitude ``|a|`` of
                one field (e.g. ``fingertip_to_target``; a scalar distance such as
-               ``nearest_tree_dist``). A cost: ``transform`` any.
+               ``nearest_tree_dist``). A field whose name relates two things (``x_to_y``) is
+               already a difference or distance: it is only ever used alone. A cost:
+               ``transform`` any.
 ``target``     ``{field, target}``: a scalar field driven toward a value; the cost is
                ``|field - target|``; ``transform`` any.
 ``scalar``     ``{field, objective}``: a scalar field maximised or minimised (``x_velocity``,
@@ -291,6 +293,15 @@ class _Slots:
             lengths.setdefault(self.by_name[name].shape[0], []).append(name)
         self.vector_lengths = lengths
         self.action = _continuous(action_space)
+        # A field whose name relates two things (``fingertip_to_target``, ``car_to_ball_dist``) is
+        # already their difference or distance: a distance takes it alone (b null), never paired.
+        self.relative = frozenset(f.name for f in usable if "_to_" in f.name)
+
+    def partners(self, a: str, group: Sequence[str]) -> list[str]:
+        """The fields ``b`` may name beside ``a`` in a distance (null is always allowed)."""
+        if a in self.relative:
+            return []
+        return [n for n in group if n != a and n not in self.relative]
 
     def describe(self, name: str) -> str:
         f = self.by_name[name]
@@ -354,12 +365,24 @@ def _transform_schema(gain: bool) -> dict[str, Any]:
             "required": []}
 
 
+def _pairs(slots: _Slots, group: Sequence[str], make: Any) -> dict[str, Any]:
+    """``make(a_and_b_props)`` for each ``a`` of the group, with ``b`` among its partners or null:
+    one variant per ``a`` (anyOf), so a grammar cannot pair a field with itself or a relative field."""
+    variants = []
+    for a in group:
+        partners = slots.partners(a, group)
+        b: dict[str, Any] = ({"anyOf": [_enum(partners), {"type": "null"}], "default": None} if partners
+                             else {"type": "null", "default": None})
+        variants.append(make({"a": {"type": "string", "const": a}, "b": b}))
+    return variants[0] if len(variants) == 1 else {"anyOf": variants}
+
+
 def _condition_defs(slots: _Slots) -> dict[str, dict[str, Any]]:
     defs: dict[str, dict[str, Any]] = {}
     for i, group in enumerate(slots.distance_groups):
-        defs[f"when_distance_{i}"] = _obj("distance", {
-            "a": _enum(group), "b": {"anyOf": [_enum(group), {"type": "null"}], "default": None},
-            "below": _num(0, SCALE_BOUND, exclusive_min=True)}, ["a", "below"], "|a - b| < below (|a| if b is null)")
+        defs[f"when_distance_{i}"] = _pairs(slots, group, lambda ab: _obj("distance", {
+            **ab, "below": _num(0, SCALE_BOUND, exclusive_min=True)}, ["a", "below"],
+            "|a - b| < below (|a| if b is null)"))
     if slots.scalars:
         defs["when_scalar"] = _obj("scalar", {
             "field": _enum(slots.scalars), "op": {"type": "string", "enum": ["above", "below"]},
@@ -385,9 +408,9 @@ def _term_defs(slots: _Slots, conditions: list[str]) -> dict[str, dict[str, Any]
     when = {"anyOf": [{"$ref": f"#/$defs/{c}"} for c in conditions]}
     defs: dict[str, dict[str, Any]] = {}
     for i, group in enumerate(slots.distance_groups):
-        defs[f"distance_{i}"] = term("distance", {
-            "a": _enum(group), "b": {"anyOf": [_enum(group), {"type": "null"}], "default": None},
-            "transform": _transform_schema(False)}, ["a"], "closeness of a and b (cost |a - b|, or |a| if b is null)")
+        defs[f"distance_{i}"] = _pairs(slots, group, lambda ab: term("distance", {
+            **ab, "transform": _transform_schema(False)}, ["a"],
+            "closeness of a and b (cost |a - b|, or |a| if b is null)"))
     if slots.scalars:
         defs["target"] = term("target", {"field": _enum(slots.scalars), "target": _num(-VALUE_BOUND, VALUE_BOUND),
                                          "transform": _transform_schema(False)},
@@ -414,7 +437,7 @@ def _term_defs(slots: _Slots, conditions: list[str]) -> dict[str, dict[str, Any]
     return defs
 
 
-def sketch_schema(schema: StateSchema, *, action_space: Any = None) -> dict[str, Any]:
+def sketch_schema(schema: StateSchema, *, action_space: Any = None, every_key: bool = False) -> dict[str, Any]:
     """The JSON schema (draft 2020-12) of a reward sketch for this task's StateView.
 
     Field names are enums, and each slot lists only the fields that fit it: a distance's ``a``
@@ -422,7 +445,29 @@ def sketch_schema(schema: StateSchema, *, action_space: Any = None) -> dict[str,
     scalar fields, ``axis`` vector fields (its ``axis`` bounded by their length), ``flag`` scalar
     0/1 or count fields. Every number is bounded. ``action_space``: a task with discrete actions
     gets no ``action`` term. A kind with no fitting field is left out.
+
+    ``every_key``: every key of every object required (``b`` may still be null). For decoding: a
+    grammar that lets a small model skip a key lets it skip the one that matters (a distance's
+    ``b``, leaving the size of one position). Validation keeps the defaults.
     """
+    out = _sketch_schema(schema, action_space)
+    if every_key:
+        _require_every_key(out)
+    return out
+
+
+def _require_every_key(node: Any) -> None:
+    if isinstance(node, dict):
+        if isinstance(node.get("properties"), dict):
+            node["required"] = list(node["properties"])
+        for value in node.values():
+            _require_every_key(value)
+    elif isinstance(node, list):
+        for value in node:
+            _require_every_key(value)
+
+
+def _sketch_schema(schema: StateSchema, action_space: Any) -> dict[str, Any]:
     slots = _Slots(schema, action_space)
     condition_defs = _condition_defs(slots)
     term_defs = _term_defs(slots, list(condition_defs))
@@ -526,6 +571,10 @@ class _TaskCheck:
         fa, fb = self.slots.by_name[a], self.slots.by_name[b]
         if a == b:
             self.fail(where, "b", kind, f"{b!r} is also 'a': the distance would always be 0")
+        elif a in self.slots.relative or b in self.slots.relative:
+            rel = a if a in self.slots.relative else b
+            self.fail(where, "b", kind, f"{rel!r} is already a difference or distance (its name relates two "
+                                        "things): use it alone as 'a' with b null")
         elif (fa.shape, fa.unit) != (fb.shape, fb.unit):
             group = next(g for g in self.slots.distance_groups if a in g)
             others = [n for n in group if n != a]

@@ -14,14 +14,15 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from pydantic import Field
 
-from reward_synthesis.language.sketch_synthesis import SketchAttempt
+from reward_synthesis.language.sketch_synthesis import TOP_FIELDS, SketchAttempt
 from reward_synthesis.llm.sources import (
     LLMSourceOptions,
+    Mode,
     check_llm_source,
     describe_action_space,
     extract_code,
@@ -29,6 +30,7 @@ from reward_synthesis.llm.sources import (
     keep_failed,
     make_client,
     prompt_template,
+    resolve_mode,
     task_for,
     validate_llm_source,
     with_detail,
@@ -176,15 +178,17 @@ def _repair_loop(task: Task, client: LLMClient, samples: Sequence[tuple[State, n
 class Text2RewardSource:
     """``reward: {source: text2reward, goal: ...}`` — an LLM writes the reward program, checked and repaired.
 
-    ``mode: code`` (the default) asks for free Python; ``mode: sketch`` asks for a reward sketch
-    under the task's JSON schema (constrained decoding, see
-    :mod:`reward_synthesis.language.sketch_synthesis`), compiled to the program that trains. The run
-    keeps ``reward/sketch.json`` beside ``reward/program.py``."""
+    ``mode: code`` asks for free Python; ``mode: sketch`` asks for a reward sketch under the task's
+    JSON schema (constrained decoding, see :mod:`reward_synthesis.language.sketch_synthesis`),
+    compiled to the program that trains; ``mode: auto`` (the default) is sketch for the embedded
+    model and code for a configured endpoint (:func:`~reward_synthesis.llm.sources.resolve_mode`).
+    The run keeps ``reward/sketch.json`` beside ``reward/program.py``."""
 
     class Options(LLMSourceOptions):
-        mode: Literal["code", "sketch"] = "code"  # free code, or a typed reward sketch compiled to code
+        mode: Mode = "auto"  # free code, a typed reward sketch compiled to code, or auto (by endpoint)
         attempts: int = Field(4, ge=1, le=20)
         few_shot: int = Field(0, ge=0)  # examples retrieved from the reward library (mode code)
+        top_fields: int = Field(TOP_FIELDS, ge=1)  # mode sketch: StateView fields offered, most related first
 
     @classmethod
     def validate_spec(cls, spec: Any, *, file: str) -> None:
@@ -192,7 +196,7 @@ class Text2RewardSource:
 
     @classmethod
     def _examples(cls, opts: Any, goal: str) -> list[tuple[str, str]]:
-        if not opts.few_shot or opts.mode == "sketch":
+        if not opts.few_shot or resolve_mode(opts.mode, opts.llm) == "sketch":
             return []
         from reward_synthesis.language.library import RewardLibrary
 
@@ -204,7 +208,7 @@ class Text2RewardSource:
         opts = cls.Options.model_validate(spec.reward.options)
         goal = opts.goal or spec.goal
         task = task_for(spec, profile, "checking")
-        if opts.mode == "sketch":
+        if resolve_mode(opts.mode, opts.llm) == "sketch":
             return cls._check_sketch(spec, opts, task, goal)
         examples = cls._examples(opts, goal)
         messages = build_messages(task, goal, examples=examples)
@@ -214,26 +218,15 @@ class Text2RewardSource:
 
     @classmethod
     def _check_sketch(cls, spec: Any, opts: Any, task: Task, goal: str) -> BuiltReward:
-        from reward_synthesis.language.sketch_synthesis import build_sketch_messages
-        from reward_synthesis.language.sketches import sketch_schema
+        from reward_synthesis.language.sketch_synthesis import SCHEMA_NAME, sketch_request
 
-        messages = build_sketch_messages(task, goal)
-        env = task.make_env()
-        try:  # the schema is built from the task's StateView and action space: a broken one fails here
-            schema = sketch_schema(task.profile.schema, action_space=env.action_space)
-        finally:
-            env.close()
-        extra = f", mode sketch, schema {len(json.dumps(schema)):,} chars"
-        if not opts.offline:
-            return check_llm_source("text2reward", spec, opts.llm, messages, offline=False, seed=opts.seed,
-                                    extra=extra)
-        # Offline: the cache key of a sketch request includes its schema, which the plain check does
-        # not know; the run names any missing request itself.
-        make_client(opts.llm, offline=True).close()
-        chars = sum(len(m["content"]) for m in messages)
-        where = "offline: cached sketch replies are looked up at run time"
-        return BuiltReward(None, f"text2reward: not synthesized by validate (prompt {chars:,} chars{extra}; {where})",
-                           record={"synthesized": False, "prompt_chars": chars, "llm": where, "mode": "sketch"})
+        # The schema and the prompt come from the task's StateView, action space and field ranking:
+        # a broken one fails here, and offline the exact first request is looked up in the cache.
+        request = sketch_request(task, goal, top_fields=opts.top_fields)
+        extra = (f", mode sketch, {len(request.offered.fields)} fields offered, "
+                 f"schema {len(json.dumps(request.schema)):,} chars")
+        return check_llm_source("text2reward", spec, opts.llm, request.messages, offline=opts.offline,
+                                seed=opts.seed, extra=extra, json_schema=request.schema, schema_name=SCHEMA_NAME)
 
     @classmethod
     def build(cls, spec: Any, profile: Any, env: Any) -> Any:
@@ -246,15 +239,16 @@ class Text2RewardSource:
         goal = opts.goal or spec.goal
         samples, preference = check_inputs(env, profile, n=opts.samples)
         task = task_for(spec, profile, "synthesizing")
+        mode = resolve_mode(opts.mode, opts.llm)
         result: SynthesisResult | SketchSynthesis = (
-            SketchSynthesis(goal=goal) if opts.mode == "sketch" else SynthesisResult(goal=goal))
+            SketchSynthesis(goal=goal) if mode == "sketch" else SynthesisResult(goal=goal))
         with tempfile.TemporaryDirectory() as tmp:
             transcript = Path(tmp) / "transcript.jsonl"
             client = make_client(opts.llm, transcript=transcript, offline=opts.offline)
             try:
                 if isinstance(result, SketchSynthesis):
                     synthesize_sketch(task, goal, client, samples, attempts=opts.attempts, seed=opts.seed,
-                                      preference=preference, result=result)
+                                      preference=preference, top_fields=opts.top_fields, result=result)
                 else:
                     synthesize(task, goal, client, samples, attempts=opts.attempts, seed=opts.seed,
                                preference=preference, examples=cls._examples(opts, goal), result=result)
@@ -272,10 +266,10 @@ class Text2RewardSource:
         accepted = result.accepted
         if accepted is None or accepted.code is None:
             kept = keep_failed(spec.name, "failed", files)
-            what = "sketches" if opts.mode == "sketch" else "attempts"
+            what = "sketches" if mode == "sketch" else "attempts"
             reasons = "\n".join(f"  attempt {a.index}: {a.reason.splitlines()[0] if a.reason else '?'}"
                                 for a in result.attempts)
-            other = ("write the sketch yourself (reward: {source: sketch, path: ...})" if opts.mode == "sketch"
+            other = ("write the sketch yourself (reward: {source: sketch, path: ...})" if mode == "sketch"
                      else "try reward.mode: sketch (a typed sketch the grammar constrains), "
                           "or write the program yourself (reward: {source: code, path: ...})")
             raise RewardCodeRejected(

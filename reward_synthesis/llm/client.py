@@ -300,19 +300,8 @@ class LLMClient:
         grammar does not enforce numeric ranges."""
         messages = _check_messages(messages)
         cfg = self.config
-        constraint: dict[str, Any] | None = None
-        if json_schema is not None:
-            if response_format is not None:
-                raise TypeError("give json_schema or response_format, not both")
-            mode = cfg.schema_mode if cfg.schema_mode != "auto" else (
-                "grammar" if cfg.base_url is None else "json_schema")
-            response_format, in_force = schema_response_format(json_schema, mode, name=schema_name)
-            constraint = {"mode": in_force, "requested": mode, "schema_name": schema_name,
-                          "schema_sha256": _schema_digest(json_schema), "how": SCHEMA_MODES[in_force]}
-        params = self._params(temperature, max_tokens, stop, seed, response_format)
-        if constraint is not None:  # "prompt" sends no response_format: the digest still keys the request
-            params["json_schema_sha256"] = constraint["schema_sha256"]
-            params["constraint"] = constraint["mode"]
+        params, constraint = self._request_params(temperature, max_tokens, stop, seed, response_format,
+                                                  json_schema, schema_name)
         model = self.model
         key = request_key(model, messages, params)
         record = {"model": model, "messages": messages, "params": params, "key": key, "constraint": constraint}
@@ -350,6 +339,28 @@ class LLMClient:
                              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         return result
 
+    def _request_params(self, temperature: float | None, max_tokens: int | None, stop: str | list[str] | None,
+                        seed: int | None, response_format: dict[str, Any] | None,
+                        json_schema: Mapping[str, Any] | None, schema_name: str,
+                        ) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The request's sampling parameters (what its cache key is made of) and, for a
+        ``json_schema`` request, the constraint in force."""
+        constraint: dict[str, Any] | None = None
+        if json_schema is not None:
+            if response_format is not None:
+                raise TypeError("give json_schema or response_format, not both")
+            cfg = self.config
+            mode = cfg.schema_mode if cfg.schema_mode != "auto" else (
+                "grammar" if cfg.base_url is None else "json_schema")
+            response_format, in_force = schema_response_format(json_schema, mode, name=schema_name)
+            constraint = {"mode": in_force, "requested": mode, "schema_name": schema_name,
+                          "schema_sha256": _schema_digest(json_schema), "how": SCHEMA_MODES[in_force]}
+        params = self._params(temperature, max_tokens, stop, seed, response_format)
+        if constraint is not None:  # "prompt" sends no response_format: the digest still keys the request
+            params["json_schema_sha256"] = constraint["schema_sha256"]
+            params["constraint"] = constraint["mode"]
+        return params, constraint
+
     def _params(self, temperature: float | None = None, max_tokens: int | None = None,
                 stop: str | list[str] | None = None, seed: int | None = None,
                 response_format: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -363,9 +374,11 @@ class LLMClient:
         }
 
     def check_available(self, messages: list[dict[str, Any]] | None = None, *, seed: int | None = None,
-                        timeout_s: float = 5.0) -> str:
+                        timeout_s: float = 5.0, json_schema: Mapping[str, Any] | None = None,
+                        schema_name: str = "reply") -> str:
         """Whether a request could be answered now, WITHOUT asking for a completion (``workbench
-        validate`` answers in seconds): offline, whether the request for ``messages`` is cached;
+        validate`` answers in seconds): offline, whether the request for ``messages`` (with
+        ``json_schema``: that schema request, as :meth:`chat` would key it) is cached;
         the embedded server, that it runs or can start (model file and llama-cpp-python present:
         nothing is started); a URL, that ``GET /models`` answers within ``timeout_s`` (and, with no
         model configured, lists exactly one). Raises what the request would raise; returns one line
@@ -404,7 +417,8 @@ class LLMClient:
                 where = f"endpoint {url} reachable{note}"
         if messages is None:
             return where
-        key = request_key(model, _check_messages(messages), self._params(seed=seed))
+        params, _ = self._request_params(None, None, None, seed, None, json_schema, schema_name)
+        key = request_key(model, _check_messages(messages), params)
         if self.cache.get(key) is not None:
             return (where + "; " if not self.offline else "offline: ") + "the first request is cached (replays)"
         if self.offline:

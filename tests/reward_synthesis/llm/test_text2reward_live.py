@@ -79,7 +79,8 @@ def test_run_with_a_text2reward_task_synthesizes_then_trains_or_reports(llm_env:
     task = REPO / "tasks" / "mujoco" / "reacher_text2reward.yaml"
     proc = subprocess.run(
         [sys.executable, "-m", "workbench.cli", "run", str(task), "--runs-dir", str(tmp_path / "runs"), "--quiet",
-         "--set", "reward.attempts=2", "--set", "reward.llm.max_tokens=200", "--set", "training.total_steps=512",
+         "--set", "reward.mode=code", "--set", "reward.attempts=2", "--set", "reward.llm.max_tokens=200",
+         "--set", "training.total_steps=512",
          "--set", "training.n_envs=2", "--set", "learner.hyperparams.n_steps=128",
          "--set", "learner.hyperparams.batch_size=64", "--set", "training.eval_every=0",
          "--set", "evaluation.episodes=2", "--set", "evaluation.video=false"],

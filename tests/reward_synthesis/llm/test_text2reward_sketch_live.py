@@ -1,10 +1,10 @@
 """`reward: {source: text2reward, mode: sketch}` end to end: `workbench run` on the REAL local LLM
 server synthesizes a reward sketch for PlanarPush, compiles it, trains on it and keeps it.
 
-The embedded server's replies for the same request are not bit-identical across its history (a
-fresh server accepted seed 0's sketch every time we measured; after other requests the same seed
-was once a constant sketch three times over), so the run tries a second seed before it gives up,
-and a model that still writes no acceptable sketch must fail cleanly (xfail, with the reasons)."""
+The embedded server's replies for the same request are not bit-identical across its history, and
+about a quarter of its sketches for PlanarPush are accepted, so the run tries a second seed before it
+gives up, and a model that still writes no acceptable sketch must fail cleanly (xfail, with the
+reasons)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ def _run(tmp_path: Path, seed: int) -> tuple[subprocess.CompletedProcess[str], P
 
 
 def test_run_with_mode_sketch_synthesizes_a_sketch_then_trains(llm_env: dict, tmp_path: Path) -> None:
-    for seed in (0, 7):
+    for seed in (1, 3):  # measured: each accepted on a fresh server (replies depend on its history)
         proc, runs, kept = _run(tmp_path, seed)
         assert "Traceback" not in proc.stderr, proc.stderr
         if proc.returncode == 0:
@@ -43,7 +43,7 @@ def test_run_with_mode_sketch_synthesizes_a_sketch_then_trains(llm_env: dict, tm
         assert json.loads((failed / "reward" / "synthesis.json").read_text())["mode"] == "sketch"
         assert (failed / "llm" / "transcript.jsonl").is_file()
     else:
-        pytest.xfail(f"no sketch accepted for seeds 0 and 7: {proc.stderr[-600:]}")
+        pytest.xfail(f"no sketch accepted for seeds 1 and 3: {proc.stderr[-600:]}")
     (run,) = list(runs.iterdir())
     assert (run / "reward" / "program.py").is_file() and (run / "llm" / "transcript.jsonl").is_file()
     sketch = json.loads((run / "reward" / "sketch.json").read_text())
@@ -54,6 +54,13 @@ def test_run_with_mode_sketch_synthesizes_a_sketch_then_trains(llm_env: dict, tm
     assert "def compute_reward_batch(state, action)" in (run / "reward" / "program.py").read_text()
     synthesis = json.loads((run / "reward" / "synthesis.json").read_text())
     assert synthesis["mode"] == "sketch" and synthesis["accepted"]
+    assert synthesis["fields"]["offered"][0] in synthesis["fields"]["similarity_to_goal"]
+    # `validate` offline looks the run's first sketch request (its schema included) up in the cache.
+    check = subprocess.run(
+        [sys.executable, "-m", "workbench.cli", "validate", str(WORDS), "--set", f"reward.seed={seed}",
+         "--set", "reward.offline=true"], capture_output=True, text=True, timeout=300)
+    assert check.returncode == 0, check.stderr
+    assert "offline: the first request is cached (replays)" in check.stdout and "mode sketch" in check.stdout
 
 
 def test_reward_synth_mode_sketch_writes_the_sketch_and_the_program(llm_env: dict, tmp_path: Path) -> None:
@@ -74,8 +81,8 @@ def test_reward_synth_mode_sketch_writes_the_sketch_and_the_program(llm_env: dic
         assert json.loads((out / "attempts" / f"attempt_{accepted['index']}.sketch.json").read_text()) == sketch
     else:
         assert "no program accepted" in proc.stdout
-    # --mode sketch is one synthesis: the Eureka search options are refused up front, with the fix.
+    # Few-shot examples are reward programs: refused with --mode sketch up front, with the fix.
     bad = subprocess.run(
         [sys.executable, "-m", "workbench.cli", "reward", "synth", "--task", str(WORDS), "--mode", "sketch",
-         "--candidates", "4", "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=120)
+         "--few-shot", "1", "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "fix:" in bad.stderr and "Traceback" not in bad.stderr
