@@ -15,7 +15,8 @@ orders the StateView's fields by how close their names and docs are in meaning t
 (all-MiniLM-L6-v2 sentence embeddings, the same packaged model the reward library retrieves with),
 and the prompt and the decoding schema offer only the ``top_fields`` best, best first. The grammar
 then cannot name a field unrelated to the goal; validation, compilation and the checks still use
-the task's whole StateView.
+the task's whole StateView. The model writes no transform scales: :func:`fill_scales` sets each to
+its quantity's typical size on the pre-flight samples (metres or thousands of uu alike).
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from reward_synthesis.language.sketches import SketchInvalid, compile_sketch, sketch_schema, validate_sketch
+from reward_synthesis.language.sketches import (
+    SketchInvalid,
+    compile_sketch,
+    fill_scales,
+    sketch_schema,
+    validate_sketch,
+)
 from reward_synthesis.llm.sources import describe_action_space, failure_text, prompt_template
 from reward_synthesis.safety.checks import Preference, preflight
 from workbench.errors import WorkbenchError
@@ -146,7 +153,7 @@ class SketchRequest:
     (offline) and what :func:`synthesize_sketch` sends."""
 
     messages: list[dict[str, str]]
-    schema: dict[str, Any]  # the decoding schema: offered fields only, every key required
+    schema: dict[str, Any]  # the decoding schema: offered fields only, every key required, no scales
     ranking: list[tuple[str, float]]
     offered: StateSchema
     action_space: Any
@@ -157,7 +164,8 @@ def sketch_request(task: Task, goal: str, *, top_fields: int | None = TOP_FIELDS
     ranking = rank_fields(task.profile.schema, goal)
     offered = offered_schema(task.profile.schema, ranking, top_fields)
     return SketchRequest(build_sketch_messages(task, goal, action=action, fields=offered),
-                         sketch_schema(offered, action_space=space, every_key=True), ranking, offered, space)
+                         sketch_schema(offered, action_space=space, every_key=True, scales=False), ranking,
+                         offered, space)
 
 
 def _bullets(problems: Sequence[str]) -> str:
@@ -219,6 +227,7 @@ def _judge(index: int, reply: Any, task: Task, space: Any, samples: Sequence[tup
         data = json.loads(reply.text, strict=False)  # the grammar lets raw control characters into strings
     except ValueError as err:
         return SketchAttempt(index, reply.text, None, None, False, f"- the reply is not JSON: {err}", "json", **common)
+    fill_scales(data, samples)  # the decoding schema leaves scales to the workbench
     schema = task.profile.schema
     try:
         sketch = validate_sketch(data, schema, action_space=space)

@@ -19,8 +19,8 @@ avoids it. The total is the sum of the components.
                Euclidean norm over the last axis), or, with ``b`` null, the magnitude ``|a|`` of
                one field (e.g. ``fingertip_to_target``; a scalar distance such as
                ``nearest_tree_dist``). A field whose name relates two things (``x_to_y``) is
-               already a difference or distance: it is only ever used alone. A cost:
-               ``transform`` any.
+               already a difference or distance: it is only ever used alone; a 0/1 or count
+               field is a flag, never a distance. A cost: ``transform`` any.
 ``target``     ``{field, target}``: a scalar field driven toward a value; the cost is
                ``|field - target|``; ``transform`` any.
 ``scalar``     ``{field, objective}``: a scalar field maximised or minimised (``x_velocity``,
@@ -67,6 +67,7 @@ import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from workbench.errors import WorkbenchError
@@ -77,6 +78,7 @@ __all__ = ["Sketch", "Transform", "GainTransform", "DistanceTerm", "TargetTerm",
            "FlagTerm", "ActionTerm", "BonusTerm", "StageTerm", "DistanceCondition", "ScalarCondition",
            "AxisCondition", "FlagCondition", "SketchInvalid", "FLAG_UNITS", "MAX_TERMS", "MAX_STAGE_TERMS",
            "WEIGHT_BOUND", "VALUE_BOUND", "SCALE_BOUND", "sketch_schema", "validate_sketch", "compile_sketch",
+           "fill_scales",
            "sketch_fields"]
 
 MAX_TERMS = 12
@@ -285,8 +287,9 @@ class _Slots:
         self.vectors = [f.name for f in usable if len(f.shape) == 1 and f.shape[0] >= 1]
         self.flags = [f.name for f in usable if f.shape == () and f.unit in FLAG_UNITS]
         groups: dict[tuple[tuple[int, ...], str], list[str]] = {}
-        for f in usable:
-            groups.setdefault((f.shape, f.unit), []).append(f.name)
+        for f in usable:  # a 0/1 or count field is a flag, not a position: no distance of it
+            if f.unit not in FLAG_UNITS:
+                groups.setdefault((f.shape, f.unit), []).append(f.name)
         self.distance_groups = list(groups.values())
         lengths: dict[int, list[str]] = {}
         for name in self.vectors:
@@ -437,7 +440,8 @@ def _term_defs(slots: _Slots, conditions: list[str]) -> dict[str, dict[str, Any]
     return defs
 
 
-def sketch_schema(schema: StateSchema, *, action_space: Any = None, every_key: bool = False) -> dict[str, Any]:
+def sketch_schema(schema: StateSchema, *, action_space: Any = None, every_key: bool = False,
+                  scales: bool = True) -> dict[str, Any]:
     """The JSON schema (draft 2020-12) of a reward sketch for this task's StateView.
 
     Field names are enums, and each slot lists only the fields that fit it: a distance's ``a``
@@ -449,11 +453,89 @@ def sketch_schema(schema: StateSchema, *, action_space: Any = None, every_key: b
     ``every_key``: every key of every object required (``b`` may still be null). For decoding: a
     grammar that lets a small model skip a key lets it skip the one that matters (a distance's
     ``b``, leaving the size of one position). Validation keeps the defaults.
+    ``scales=False``: transforms carry no ``scale`` (the workbench sets it, :func:`fill_scales`).
     """
     out = _sketch_schema(schema, action_space)
+    if not scales:
+        _drop_scales(out)
     if every_key:
         _require_every_key(out)
     return out
+
+
+def _drop_scales(node: Any) -> None:
+    if isinstance(node, dict):
+        props = node.get("properties")
+        if isinstance(props, dict) and "scale" in props and "kind" in props:  # a transform
+            del props["scale"]
+            node["description"] = node.get("description", "") + "; scale: the quantity's typical size on the task"
+        for value in node.values():
+            _drop_scales(value)
+    elif isinstance(node, list):
+        for value in node:
+            _drop_scales(value)
+
+
+_COST_KINDS = ("distance", "target", "action")
+_GAIN_KINDS = ("scalar", "axis")
+
+
+def fill_scales(data: Any, samples: Sequence[tuple[Any, Any]]) -> dict[str, float]:
+    """Set every transform's missing ``scale`` (in the sketch's JSON, in place) to the typical size
+    of its term's quantity on ``samples`` (``(state, action)`` pairs): the median of the cost
+    (``|a - b|``, ``|field - target|``, ``sum(action**2)``) or of the gain's magnitude, two
+    significant digits. A scale is what a small model cannot judge (``car_to_ball_dist`` is in
+    thousands of uu, ``fingertip_to_target`` in tenths of a metre); weights and thresholds stay
+    its choice. Terms whose fields are unknown or ill-shaped are left for validation to report.
+    Returns ``{"terms[i].transform.scale": value}`` for what was set."""
+    filled: dict[str, float] = {}
+    if not isinstance(data, dict) or not samples:
+        return filled
+
+    def quantity(term: dict[str, Any], state: Any, action: Any) -> float:
+        kind = term["kind"]
+        if kind == "distance":
+            a = np.asarray(state[term["a"]], dtype=float)
+            b = term.get("b")
+            return float(np.linalg.norm(a - np.asarray(state[b], dtype=float) if b else a))
+        if kind == "target":
+            return abs(float(state[term["field"]]) - float(term["target"]))
+        if kind == "action":
+            return float(np.sum(np.square(np.asarray(action, dtype=float))))
+        if kind == "axis":
+            return abs(float(np.asarray(state[term["field"]], dtype=float)[int(term["axis"])]))
+        return abs(float(state[term["field"]]))  # scalar
+
+    def visit(terms: Any, prefix: str) -> None:
+        if not isinstance(terms, list):
+            return
+        for i, term in enumerate(terms):
+            if not isinstance(term, dict):
+                continue
+            where = f"{prefix}[{i}]"
+            if term.get("kind") == "stage":
+                visit(term.get("terms"), f"{where}.terms")
+                continue
+            if term.get("kind") not in _COST_KINDS + _GAIN_KINDS:
+                continue
+            transform = term.setdefault("transform", {})
+            if not isinstance(transform, dict) or "scale" in transform:
+                continue
+            try:
+                values = np.array([quantity(term, state, action) for state, action in samples])
+            except (KeyError, AttributeError, IndexError, TypeError, ValueError):
+                term["transform"] = transform or {}
+                continue
+            finite = values[np.isfinite(values)]
+            typical = float(np.median(finite)) if finite.size else 0.0
+            if typical <= 1e-9:
+                typical = float(np.max(finite)) if finite.size and np.max(finite) > 1e-9 else 1.0
+            scale = float(f"{min(typical, SCALE_BOUND):.2g}")
+            transform["scale"] = scale
+            filled[f"{where}.transform.scale"] = scale
+
+    visit(data.get("terms"), "terms")
+    return filled
 
 
 def _require_every_key(node: Any) -> None:
@@ -560,8 +642,8 @@ class _TaskCheck:
         return True
 
     def pair(self, where: str, kind: str, a: str, b: str | None) -> None:
-        usable = self.slots.scalars + self.slots.vectors
-        need = "a distance needs a scalar or 1-D vector field"
+        usable = [n for g in self.slots.distance_groups for n in g]
+        need = "a distance needs a scalar or 1-D vector field that is not a 0/1 or count flag (use a flag term)"
         if not self.shaped(where, "a", kind, a, usable, need):
             return
         if b is None:

@@ -23,6 +23,7 @@ from reward_synthesis.language.sketches import (
     Sketch,
     SketchInvalid,
     compile_sketch,
+    fill_scales,
     sketch_fields,
     sketch_schema,
     validate_sketch,
@@ -595,3 +596,32 @@ def test_fields_are_ranked_by_meaning_and_only_the_top_ones_offered() -> None:
     assert "joint_angles" not in prompt
     listed = [n for n in offered.names if n in prompt]
     assert sorted(listed, key=prompt.index) == list(offered.names)  # most related first
+
+
+def test_the_workbench_fills_scales_from_the_samples_and_the_model_writes_none() -> None:
+    """The decoding schema has no scale; fill_scales sets each missing one to the median of its
+    term's quantity over the samples (two significant digits), keeps a scale that was written, and
+    leaves an unknown field for validation to report."""
+    t = live("reacher")
+    decoding = sketch_schema(t.schema, action_space=t.space, every_key=True, scales=False)
+    assert not any("scale" in (node.get("properties") or {}) for node in _walk_schema(decoding))
+    data = {"terms": [
+        {"kind": "distance", "name": "reach", "a": "fingertip_pos", "b": "target_pos",
+         "transform": {"kind": "linear"}, "weight": 1.0},
+        {"kind": "action", "name": "effort", "weight": 0.1},  # no transform at all
+        {"kind": "stage", "name": "near", "weight": 0.0,
+         "when": {"kind": "distance", "a": "fingertip_pos", "b": "target_pos", "below": 0.05},
+         "terms": [{"kind": "scalar", "name": "nope", "field": "no_such_field", "transform": {"kind": "tanh"},
+                    "weight": 1.0}]},
+        {"kind": "distance", "name": "kept", "a": "fingertip_to_target",
+         "transform": {"kind": "exp", "scale": 0.02}, "weight": 1.0}]}
+    filled = fill_scales(data, t.samples)
+    distance = np.median([np.linalg.norm(s.fingertip_pos - s.target_pos) for s, _ in t.samples])
+    effort = np.median([np.sum(np.square(a)) for _, a in t.samples])
+    assert filled == {"terms[0].transform.scale": float(f"{distance:.2g}"),
+                      "terms[1].transform.scale": float(f"{effort:.2g}")}
+    assert data["terms"][0]["transform"]["scale"] == filled["terms[0].transform.scale"]
+    assert data["terms"][3]["transform"] == {"kind": "exp", "scale": 0.02}  # written: kept
+    assert "scale" not in data["terms"][2]["terms"][0]["transform"]  # unknown field: validation says so
+    with pytest.raises(SketchInvalid, match="no_such_field"):
+        validate_sketch(data, t.schema, action_space=t.space)

@@ -110,3 +110,54 @@ def test_synthesize_sketch_on_the_local_model_is_accepted_and_replays_offline(
     again = synthesize_sketch(task, task.spec.goal, offline, samples, attempts=3, seed=0, preference=preference)
     assert [a.reply for a in again.attempts] == [a.reply for a in result.attempts]
     assert all(a.cached for a in again.attempts) and again.code == result.code
+
+
+THREE_SIMS = {  # one task per simulator, each with a goal in words
+    "mujoco": REPO / "tasks" / "mujoco" / "reacher_text2reward.yaml",
+    "crafter": REPO / "tasks" / "minecraft" / "collect_wood.yaml",
+    "rocket_league": REPO / "tasks" / "rocket_league" / "touch_ball.yaml",
+}
+_EXTRA = {"crafter": "crafter", "rocket_league": "rlgym"}
+
+
+@pytest.mark.parametrize("sim", list(THREE_SIMS))
+def test_sketches_are_accepted_on_three_simulators_and_read_the_goals_fields(
+        llm_env: dict, tmp_path: Path, sim: str) -> None:
+    """The embedded model, constrained by each task's schema, gets an accepted sketch (up to 3
+    syntheses of 3 replies), and the accepted sketch reads one of the 3 fields ranked most related
+    to the goal: on-topic, not only valid. Measured, not promised: none in 3 is an xfail with the
+    reasons (README: acceptance per task)."""
+    from reward_synthesis.language.sketch_synthesis import synthesize_sketch
+    from reward_synthesis.safety.checks import check_inputs
+
+    if sim in _EXTRA:
+        pytest.importorskip(_EXTRA[sim], reason=f"{sim} needs its extra")
+    task = Task.build(load_task(THREE_SIMS[sim]), reward=BuiltReward(None, "synthesizing"))
+    env = task.make_env()
+    try:
+        samples, preference = check_inputs(env, task.profile, n=64)
+    finally:
+        env.close()
+    client = _client(tmp_path)
+    reasons = []
+    for seed in (0, 10, 20):
+        result = synthesize_sketch(task, task.spec.goal, client, samples, attempts=3, seed=seed,
+                                   preference=preference)
+        assert all(a.stage != "json" and a.constraint == "grammar" for a in result.attempts)
+        if result.accepted is not None:
+            break
+        reasons += [a.reason.splitlines()[0] for a in result.attempts]
+    else:
+        pytest.xfail(f"{sim}: no sketch accepted in 3 syntheses: {reasons}")
+    top = {name for name, _ in result.fields[:3]}
+    assert _fields_read(result.sketch) & top, (result.sketch, result.fields[:3])
+
+
+def _fields_read(node: object) -> set[str]:
+    """The StateView fields a sketch (JSON) names: every ``a``, ``b`` and ``field``."""
+    if isinstance(node, list):
+        return set().union(*map(_fields_read, node)) if node else set()
+    if not isinstance(node, dict):
+        return set()
+    named = {v for k, v in node.items() if k in ("a", "b", "field") and isinstance(v, str)}
+    return named.union(*map(_fields_read, node.values()))
