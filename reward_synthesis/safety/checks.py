@@ -310,13 +310,15 @@ def _check_state_dependence(run: IsolatedResult, n_plain: int, preference: Prefe
     """``run`` scored the samples, then the preference episodes, each with one fixed action."""
     if not run.ok:  # the same program passed on the real actions: a fixed action broke it
         return CheckResult("state_dependence", False, f"with the action held fixed: {run.error_kind}: {run.error}")
-    fixed = run.totals[:n_plain]
-    spreads = {"total": float(np.std(fixed))} | {  # as non_constant: a varying component counts too
-        f"component {name!r}": float(np.std(v[:n_plain])) for name, v in run.components.items()}
+    # As non_constant: over every scored state (a success bonus may hold in the reference episodes
+    # only), and a varying component counts too.
+    fixed = run.totals
+    spreads = {"total": float(np.std(fixed))} | {
+        f"component {name!r}": float(np.std(v)) for name, v in run.components.items()}
     what, spread = max(spreads.items(), key=lambda kv: kv[1])
     if spread <= _CONSTANT_STD:
         return CheckResult("state_dependence", False, f"with the action held fixed the total is the same in all "
-                                                      f"{n_plain} sampled states ({float(fixed[0]):.6g}): only the "
+                                                      f"{fixed.size} sampled states ({float(fixed[0]):.6g}): only the "
                                                       "action moves this reward, so it says nothing about the goal. "
                                                       "Add a term of the state fields the goal is about (a distance "
                                                       "or a speed), and make every bonus condition hold in some "
