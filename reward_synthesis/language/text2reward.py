@@ -189,6 +189,7 @@ class Text2RewardSource:
         attempts: int = Field(4, ge=1, le=20)
         few_shot: int = Field(0, ge=0)  # examples retrieved from the reward library (mode code)
         top_fields: int = Field(TOP_FIELDS, ge=1)  # mode sketch: StateView fields offered, most related first
+        repairs: int = Field(1, ge=0)  # mode sketch: rejections sent back in a row before a fresh request
 
     @classmethod
     def validate_spec(cls, spec: Any, *, file: str) -> None:
@@ -248,7 +249,8 @@ class Text2RewardSource:
             try:
                 if isinstance(result, SketchSynthesis):
                     synthesize_sketch(task, goal, client, samples, attempts=opts.attempts, seed=opts.seed,
-                                      preference=preference, top_fields=opts.top_fields, result=result)
+                                      preference=preference, top_fields=opts.top_fields, repairs=opts.repairs,
+                                      result=result)
                 else:
                     synthesize(task, goal, client, samples, attempts=opts.attempts, seed=opts.seed,
                                preference=preference, examples=cls._examples(opts, goal), result=result)
