@@ -127,6 +127,7 @@ GOAL_FIELDS = {  # judged by hand: the fields each goal is about
 _EXTRA = {"crafter": "crafter", "rocket_league": "rlgym"}
 
 
+@pytest.mark.slow  # ~3 min: up to 9 replies and the pre-flight on each of three simulators
 @pytest.mark.parametrize("sim", list(THREE_SIMS))
 def test_sketches_are_accepted_on_three_simulators_and_read_the_goals_fields(
         llm_env: dict, tmp_path: Path, sim: str) -> None:
