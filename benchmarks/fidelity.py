@@ -11,7 +11,7 @@ rejected scores "rejected" (no policy), never 0 silently. The success column's m
 beside it: for locomotion it is a threshold on forward speed, not a goal reached.
 
     .venv/bin/python benchmarks/fidelity.py [--tasks reacher planar_push] [--steps 200000] [--seeds 1]
-        [--llm-url URL --model NAME] [--out fidelity.json]
+        [--llm-url URL --model NAME] [--out fidelity.json] [--runs-dir DIR]
 
 Budgets: ``--steps`` replaces every task's ``training.total_steps`` (default: each task's own, which
 is hours for all 8 on 2 cores); ``--seeds`` training seeds per side (reward synthesis uses request
@@ -21,14 +21,13 @@ seed 0 for every training seed, so one reward per task).
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from workbench.errors import WorkbenchError
 from workbench.pipeline import train_and_evaluate
-from workbench.runs import write_json
+from workbench.runs import default_runs_root, write_json
 from workbench.spec import RewardSpec, TaskSpec, load_task
 
 REPO = Path(__file__).resolve().parent.parent
@@ -46,7 +45,8 @@ TASKS = {  # name: the shipped task whose reward is the expert
 
 def words_spec(expert: TaskSpec, llm: dict[str, Any]) -> TaskSpec:
     """The same task with its reward made from its goal in words."""
-    reward = RewardSpec(source="text2reward", mode="auto", attempts=4, **({"llm": llm} if llm else {}))
+    # As the shipped words task (reacher_text2reward.yaml): 8 attempts, each a fresh request for a sketch.
+    reward = RewardSpec(source="text2reward", mode="auto", attempts=8, repairs=0, **({"llm": llm} if llm else {}))
     return expert.model_copy(update={"name": f"{expert.name}_words", "reward": reward})
 
 
@@ -76,26 +76,28 @@ def main() -> None:
     parser.add_argument("--llm-url", default=None)
     parser.add_argument("--model", default=None)
     parser.add_argument("--out", type=Path, default=None, help="write the table as JSON here")
+    parser.add_argument("--runs-dir", type=Path, default=None,
+                        help="where the runs go, kept to inspect (default: <runs>/fidelity/<time>)")
     args = parser.parse_args()
     llm = {k: v for k, v in {"base_url": args.llm_url, "model": args.model}.items() if v}
     rows = []
-    with tempfile.TemporaryDirectory(prefix="fidelity-") as tmp:
-        runs = Path(tmp)
-        for name in args.tasks:
-            expert = load_task(REPO / TASKS[name])
-            sides = {"words": words_spec(expert, llm), "expert": expert}
-            result: dict[str, Any] = {"task": name, "env_id": expert.sim.env_id, "goal": expert.goal}
-            for side, spec in sides.items():
-                result[side] = [train_side(spec, expert.training.seed + i, args.steps, runs)
-                                for i in range(args.seeds)]
-                print(f"{name:<13} {side:<6} " + ", ".join(
-                    f"seed {r['seed']}: {r['success'] if r['success'] is not None else r['error']} ({r['seconds']} s)"
-                    for r in result[side]), flush=True)
-            words, ref = mean([r["success"] for r in result["words"]]), mean([r["success"] for r in result["expert"]])
-            result.update(words_success=words, expert_success=ref,
-                          ratio=None if words is None or not ref else round(words / ref, 3),
-                          metric=next((r["metric"] for r in result["expert"] if "metric" in r), "?"))
-            rows.append(result)
+    runs = args.runs_dir or default_runs_root() / "fidelity" / time.strftime("%Y%m%d-%H%M%S")
+    print(f"runs (reward/sketch.json, eval.json, videos) in {runs}", flush=True)
+    for name in args.tasks:
+        expert = load_task(REPO / TASKS[name])
+        sides = {"words": words_spec(expert, llm), "expert": expert}
+        result: dict[str, Any] = {"task": name, "env_id": expert.sim.env_id, "goal": expert.goal}
+        for side, spec in sides.items():
+            result[side] = [train_side(spec, expert.training.seed + i, args.steps, runs)
+                            for i in range(args.seeds)]
+            print(f"{name:<13} {side:<6} " + ", ".join(
+                f"seed {r['seed']}: {r['success'] if r['success'] is not None else r['error']} ({r['seconds']} s)"
+                for r in result[side]), flush=True)
+        words, ref = mean([r["success"] for r in result["words"]]), mean([r["success"] for r in result["expert"]])
+        result.update(words_success=words, expert_success=ref,
+                      ratio=None if words is None or not ref else round(words / ref, 3),
+                      metric=next((r["metric"] for r in result["expert"] if "metric" in r), "?"))
+        rows.append(result)
     print(f"\n{'task':<13} {'synthesized':>11} {'expert':>7} {'ratio':>6}  success metric")
 
     def show(v: float | None) -> str:
