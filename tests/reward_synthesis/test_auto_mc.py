@@ -3,6 +3,7 @@ outcomes are known, the critic's verdict parsing, the designer's memory, and wat
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from reward_synthesis.language.auto_mc import (
     critic_messages,
     designer_messages,
     parse_verdict,
+    sketch_designer_messages,
     stats_text,
     trajectory_stats,
 )
@@ -91,6 +93,22 @@ def test_designer_prompt_carries_memory_and_suggestions() -> None:
     assert "Previous designs" not in first[1]["content"] and "Suggested revisions" not in first[1]["content"]
     review = critic_messages(facts, "collect wood", "def compute_reward(state, action):\n    return 1.0")[1]["content"]
     assert "return 1.0" in review and "wood collected" in review
+
+
+def test_sketch_designer_prompt_is_the_sketch_prompt_plus_memory_and_suggestions() -> None:
+    prompt = [{"role": "system", "content": "write sketches"}, {"role": "user", "content": "Task: reach"}]
+    assert sketch_designer_messages(prompt, [], "") == prompt  # round 1: the plain sketch prompt
+    sketch = {"terms": [{"kind": "distance", "a": "fingertip_pos", "b": "target_pos", "weight": 1.0}]}
+    memory = [RoundRecord(0, designs=[{"k": 0, "reasons": "1. no bonus at the target"}], code="...", sketch=sketch,
+                          success=0.25),
+              RoundRecord(1, reason="sketch: terms[0].when.distance.below must be > 0")]
+    msgs = sketch_designer_messages(prompt, memory, "1. pay a bonus when the fingertip is on the target")
+    assert msgs[0] == prompt[0] and prompt[1]["content"] == "Task: reach"  # the caller's prompt is not changed
+    user = msgs[1]["content"]
+    assert user.startswith("Task: reach\n\n") and len(msgs) == 2
+    assert f"Round 0 (trained to success 0.25): {json.dumps(sketch)}" in user
+    assert "Critic: 1. no bonus at the target" in user and "Round 1 (rejected by the checks): (none)" in user
+    assert "1. pay a bonus when the fingertip is on the target" in user and user.rstrip().endswith("JSON object.")
 
 
 def test_watching_a_real_policy_records_fields_and_how_episodes_end() -> None:

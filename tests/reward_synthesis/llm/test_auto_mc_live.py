@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from reward_synthesis.language.auto_mc import auto_mc_search
 from reward_synthesis.llm.sources import make_client, prompt_template
 from reward_synthesis.safety.checks import collect_samples
@@ -66,3 +68,60 @@ def test_designer_critic_and_analyzer_round_trip(llm_env: dict, tmp_path: Path) 
     summary = json.loads((out / "summary.json").read_text())
     assert len(summary["rounds"]) == 2 and summary["winner_round"] is not None
     assert (out / "program.py").is_file()
+
+
+@pytest.mark.slow  # ~1-2 min: two rounds of designs, critiques, proxy training and analysis
+def test_sketch_mode_designs_sketches_the_critic_reads_their_programs_and_memory_carries_them(
+        llm_env: dict, tmp_path: Path) -> None:
+    """Mode sketch with the embedded model: each design is a schema-constrained sketch, compiled and
+    checked; the critic reviews the compiled program; round 1's designer sees round 0's sketch (or
+    why it was rejected) in the sketch prompt. Acceptance itself is measured, not promised."""
+    from reward_synthesis.language.sketch_synthesis import SCHEMA_NAME, sketch_request
+
+    task = Task.build(load_task(REACHER, ["sim.max_episode_steps=25", "training.n_envs=1",
+                                          "learner.hyperparams.n_steps=128", "learner.hyperparams.batch_size=64",
+                                          "learner.hyperparams.n_epochs=1"]),
+                      reward=BuiltReward(None, "designing"))
+    env = task.make_env()
+    samples = collect_samples(env, task.profile.schema, n=32, seed=0)
+    env.close()
+    transcript = tmp_path / "transcript.jsonl"
+    client = make_client({"temperature": 0.7, "max_tokens": 400}, transcript=transcript)
+    out = tmp_path / "auto_mc"
+    goal = task.spec.goal
+    result = auto_mc_search(task, goal, client, samples, train=train_and_evaluate, out_dir=out, rounds=2,
+                            critic_rounds=1, attempts=2, proxy_steps=256, eval_episodes=2, trajectories=2,
+                            target_field="fingertip_to_target", mode="sketch")
+    requests = [json.loads(line) for line in transcript.read_text().splitlines()]
+    designs = [r for r in requests if r.get("constraint") and r["constraint"]["schema_name"] == SCHEMA_NAME]
+    prompt = sketch_request(task, goal).messages
+    assert designs and designs[0]["messages"] == prompt  # round 0: the plain sketch prompt, under the schema
+    assert all(r["constraint"]["mode"] == "grammar" for r in designs)
+
+    r0, r1 = result.rounds
+    for d in r0.designs:
+        assert (out / "round_0" / f"design_{d['k']}.reply.txt").read_text() == d["reply"]
+        if d["sketch"] is not None:
+            assert json.loads((out / "round_0" / f"design_{d['k']}.sketch.json").read_text()) == d["sketch"]
+    if r0.code is not None:  # accepted: reviewed as a program, trained, analysed
+        assert r0.sketch is not None and (out / "round_0" / f"design_{r0.designs[-1]['k']}.py").read_text() == r0.code
+        critic = next(r for r in requests if r["messages"][0]["content"] == prompt_template("auto_mc_critic_system"))
+        assert r0.code.strip() in critic["messages"][1]["content"]
+        assert r0.designs[-1]["verdict"] in ("PASS", "FAIL")
+        assert r0.success is not None and r0.analysis
+        memory = f"Round 0 (trained to success {r0.success:.2f}): {json.dumps(r0.sketch)}"
+    else:
+        assert r0.reason and r0.designs and all(d["checks"] == "rejected" for d in r0.designs)
+        memory = "Round 0 (rejected by the checks)"
+    # Round 1's first design request: the sketch prompt with round 0 in its memory.
+    first_r1 = next(r for r in designs if r["params"]["seed"] == 1000)
+    user = first_r1["messages"][1]["content"]
+    assert user.startswith(prompt[1]["content"]) and memory in user
+    assert (r0.analysis.strip() in user) if r0.analysis else "rejected" in user
+
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["rounds"]) == 2
+    if result.winner is not None:
+        assert json.loads((out / "sketch.json").read_text()) == result.winner.sketch
+        assert (out / "program.py").read_text() == result.winner.code
+    assert r1.code is not None or r1.reason
