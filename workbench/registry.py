@@ -169,6 +169,7 @@ SIMS = Registry(
         "minedojo": "workbench.sims.minedojo:MineDojoAdapter",
         "maniskill": "workbench.sims.maniskill:ManiSkillAdapter",
         "rocket_league": "workbench.sims.rocket_league:RocketLeagueAdapter",
+        "mujoco_qd": "workbench.sims.mujoco_qd:MujocoQDAdapter",
     },
     group="rl_workbench.sims", key="sim.name", contract=("make_env", "profile", "env_ids"),
 )
@@ -190,12 +191,14 @@ REWARDS = Registry(
 )
 LEARNERS = Registry(
     "learner",
-    {"ppo": "policies.sb3:PPOLearner", "sac": "policies.sb3:SACLearner"},
+    {"ppo": "policies.sb3:PPOLearner", "sac": "policies.sb3:SACLearner",
+     "ns": "policies.qd:NoveltySearchLearner", "map_elites": "policies.qd:MapElitesLearner",
+     "cma_me": "policies.qd:CMAMELearner", "random_search": "policies.qd:RandomSearchLearner"},
     group="rl_workbench.learners", key="learner.name", contract=("validate_spec", "fit", "load_checkpoint"),
 )
 # The classes a saved policy directory's policy.json may name (``workbench eval`` loads them).
 POLICIES = Registry(
     "policy class",
-    {"sb3": "policies.sb3:SB3Policy"},
+    {"sb3": "policies.sb3:SB3Policy", "tanh_mlp": "policies.qd:MLPPolicy"},
     group="rl_workbench.policies", key=None, contract=("predict", "save", "load"),
 )

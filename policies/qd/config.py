@@ -1,0 +1,153 @@
+"""``learner.hyperparams`` of the QD learners, validated before anything runs: a mistake is one
+TaskError naming the file, the key and the fix (exit 2)."""
+
+from __future__ import annotations
+
+import difflib
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from policies.qd.rollout import parse_field
+from workbench.errors import TaskError
+from workbench.registry import SIMS
+
+if TYPE_CHECKING:
+    from workbench.spec import TaskSpec
+
+__all__ = ["OutcomeGrid", "QDHyperparams", "KEYS", "parse_hyperparams"]
+
+
+class OutcomeGrid(BaseModel):
+    """The task's ground-truth outcome grid (evaluation only: coverage, plots)."""
+
+    model_config = ConfigDict(extra="forbid")
+    fields: list[str] = Field(min_length=1, max_length=3)
+    low: list[float]
+    high: list[float]
+    cells: list[int]
+
+    @model_validator(mode="after")
+    def _same_lengths(self) -> OutcomeGrid:
+        n = len(self.fields)
+        if not (len(self.low) == len(self.high) == len(self.cells) == n):
+            raise ValueError(f"fields, low, high and cells need one entry per field ({n})")
+        if any(c < 1 or c > 1000 for c in self.cells):
+            raise ValueError("cells must be from 1 to 1000 per field")
+        if any(lo >= hi for lo, hi in zip(self.low, self.high)):
+            raise ValueError("each low must be below its high")
+        return self
+
+
+class QDHyperparams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    descriptor: list[str] = Field(default_factory=list, max_length=8,
+                                  description="StateView fields at episode end (name or name[i])")
+    descriptor_bounds: list[tuple[float, float]] | None = None
+    descriptor_cells: int = Field(20, ge=1, le=1000)
+    outcome_grid: OutcomeGrid | None = None
+    population: int = Field(32, ge=2, le=100_000)
+    hidden: list[int] = Field(default_factory=lambda: [16], max_length=8)
+    init_sigma: float = Field(1.0, gt=0, le=100)
+    sigma: float = Field(0.1, gt=0, le=100)
+    k: int = Field(15, ge=1, le=1000)
+    novelty_threshold: float = Field(0.05, ge=0)
+    emitter: Literal["gaussian", "iso_line"] = "iso_line"
+    line_sigma: float = Field(0.2, ge=0, le=100)
+    emitters: int = Field(2, ge=1, le=64)
+    workers: int = Field(1, ge=1, le=256)
+
+    @model_validator(mode="after")
+    def _checks(self) -> QDHyperparams:
+        if any(h < 1 or h > 4096 for h in self.hidden):
+            raise ValueError("hidden layer sizes must be from 1 to 4096")
+        if self.descriptor_bounds is not None and any(lo >= hi for lo, hi in self.descriptor_bounds):
+            raise ValueError("each descriptor bound [low, high] needs low < high")
+        return self
+
+
+# Keys each learner reads (others are refused: a key that does nothing is a mistake).
+_COMMON = {"outcome_grid", "population", "hidden", "init_sigma", "workers"}
+KEYS: dict[str, set[str]] = {
+    "ns": _COMMON | {"descriptor", "sigma", "k", "novelty_threshold"},
+    "map_elites": _COMMON | {"descriptor", "descriptor_bounds", "descriptor_cells", "sigma", "emitter", "line_sigma"},
+    "cma_me": _COMMON | {"descriptor", "descriptor_bounds", "descriptor_cells", "sigma", "emitters"},
+    "random_search": _COMMON,
+}
+_NEEDS = {"ns": ("descriptor",), "map_elites": ("descriptor", "descriptor_bounds"),
+          "cma_me": ("descriptor", "descriptor_bounds"), "random_search": ()}
+_EXAMPLE = {"descriptor": "descriptor: [x, y]", "descriptor_bounds": "descriptor_bounds: [[-1, 1], [-1, 1]]"}
+
+
+def _key(name: str) -> str:
+    return f"learner.hyperparams.{name}"
+
+
+def parse_hyperparams(learner: str, spec: TaskSpec, *, file: str, check_fields: bool = True) -> QDHyperparams:
+    raw: dict[str, Any] = dict(spec.learner.hyperparams)
+    valid = sorted(KEYS[learner])
+    for name in raw:
+        if name not in KEYS[learner]:
+            close = difflib.get_close_matches(str(name), valid, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise TaskError(f"{learner} has no hyperparameter {name!r}", file=file, key=_key(str(name)),
+                            hint=f"{hint}valid: {', '.join(valid)}")
+    try:
+        hp = QDHyperparams.model_validate(raw)
+    except ValidationError as err:
+        e = err.errors()[0]
+        where = ".".join(str(p) for p in e["loc"]) or next(iter(raw), "")
+        msg = e["msg"].removeprefix("Value error, ")
+        raise TaskError(f"{msg} (got {str(e.get('input'))[:80]})", file=file, key=_key(where),
+                        hint="see the README section 'Quality-diversity explorers' for each key") from None
+    for needed in _NEEDS[learner]:
+        if not getattr(hp, needed):
+            raise TaskError(f"{learner} needs {needed}", file=file, key=_key(needed),
+                            hint=f"add it under learner.hyperparams, e.g. {_EXAMPLE[needed]}")
+    if hp.descriptor_bounds is not None and hp.descriptor and len(hp.descriptor_bounds) != len(hp.descriptor):
+        raise TaskError(f"{len(hp.descriptor_bounds)} descriptor bounds for {len(hp.descriptor)} descriptor "
+                        "entries", file=file, key=_key("descriptor_bounds"),
+                        hint="give one [low, high] per descriptor entry")
+    episode = spec.sim.max_episode_steps
+    if episode is not None and spec.training.total_steps < hp.population * episode:
+        raise TaskError(f"total_steps {spec.training.total_steps} is less than one generation "
+                        f"(population {hp.population} x {spec.sim.max_episode_steps} steps)", file=file,
+                        key="training.total_steps",
+                        hint=f"set training.total_steps >= {hp.population * spec.sim.max_episode_steps}, or a "
+                             "smaller population")
+    if check_fields:
+        _check_fields(hp, spec, file)
+    return hp
+
+
+def _check_fields(hp: QDHyperparams, spec: TaskSpec, file: str) -> None:
+    """Every named StateView field exists (and is scalar or indexed within its vector)."""
+    lists = [("descriptor", hp.descriptor)]
+    if hp.outcome_grid is not None:
+        lists.append(("outcome_grid.fields", hp.outcome_grid.fields))
+    try:
+        profile = SIMS.get(spec.sim.name)().profile(spec.sim)
+    except TaskError as err:
+        raise TaskError(err.message, file=file, key=err.key, hint=err.hint) from None
+    shapes = {f.name: f.shape for f in profile.schema.fields}
+    for where, items in lists:
+        for item in items:
+            try:
+                name, index = parse_field(item)
+            except ValueError as err:
+                raise TaskError(str(err), file=file, key=_key(where),
+                                hint="e.g. [x, y] or [fingertip_pos[0]]") from None
+            if name not in shapes:
+                close = difflib.get_close_matches(name, list(shapes), n=1)
+                near = f"did you mean {close[0]!r}? " if close else ""
+                raise TaskError(f"the StateView of {spec.sim.env_id} has no field {name!r}", file=file,
+                                key=_key(where), hint=f"{near}fields: {', '.join(shapes)}")
+            size = 1
+            for n in shapes[name]:
+                size *= n
+            if index is not None and index >= size:
+                raise TaskError(f"{item}: {name} has {size} values", file=file, key=_key(where),
+                                hint=f"index from 0 to {size - 1}")
+            if where == "outcome_grid.fields" and index is None and size != 1:
+                raise TaskError(f"{name} has {size} values; a grid axis is one number", file=file, key=_key(where),
+                                hint=f"name one value: {name}[0]")
