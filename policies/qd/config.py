@@ -47,6 +47,7 @@ class QDHyperparams(BaseModel):
     descriptor_cells: int = Field(20, ge=1, le=1000)
     outcome_grid: OutcomeGrid | None = None
     population: int = Field(32, ge=2, le=100_000)
+    parents: int | None = Field(None, ge=1, le=100_000, description="ns: most novel offspring kept (population // 4)")
     hidden: list[int] = Field(default_factory=lambda: [16], max_length=8)
     init_sigma: float = Field(1.0, gt=0, le=100)
     sigma: float = Field(0.1, gt=0, le=100)
@@ -61,6 +62,8 @@ class QDHyperparams(BaseModel):
     def _checks(self) -> QDHyperparams:
         if any(h < 1 or h > 4096 for h in self.hidden):
             raise ValueError("hidden layer sizes must be from 1 to 4096")
+        if self.parents is not None and self.parents > self.population:
+            raise ValueError(f"parents ({self.parents}) must be at most population ({self.population})")
         if self.descriptor_bounds is not None and any(lo >= hi for lo, hi in self.descriptor_bounds):
             raise ValueError("each descriptor bound [low, high] needs low < high")
         return self
@@ -69,7 +72,7 @@ class QDHyperparams(BaseModel):
 # Keys each learner reads (others are refused: a key that does nothing is a mistake).
 _COMMON = {"outcome_grid", "population", "hidden", "init_sigma", "workers"}
 KEYS: dict[str, set[str]] = {
-    "ns": _COMMON | {"descriptor", "sigma", "k", "novelty_threshold"},
+    "ns": _COMMON | {"descriptor", "sigma", "k", "novelty_threshold", "parents"},
     "map_elites": _COMMON | {"descriptor", "descriptor_bounds", "descriptor_cells", "sigma", "emitter", "line_sigma"},
     "cma_me": _COMMON | {"descriptor", "descriptor_bounds", "descriptor_cells", "sigma", "emitters"},
     "random_search": _COMMON,

@@ -219,8 +219,9 @@ def _seed(rng: np.random.Generator) -> int:
 
 class NoveltySearchLearner(QDLearner):
     """Novelty search: a ribs ProximityArchive of descriptors (k-NN novelty); each generation the
-    ``population`` most novel offspring (novelty against the archive before they are added) are the
-    parents of the next, each child a parent plus Gaussian noise (``sigma``)."""
+    ``parents`` (default population // 4) most novel of the ``population`` offspring (novelty against
+    the archive before they are added) are the parents of the next, each child a uniformly drawn
+    parent plus Gaussian noise (``sigma``)."""
 
     name = "ns"
 
@@ -239,7 +240,7 @@ class NoveltySearchLearner(QDLearner):
         scores = novelty(archive, measures)
         archive.add(genomes, measures=measures, objective=np.array([o.ret for o in outcomes]))
         order = np.argsort(-scores, kind="stable")
-        parents = genomes[order[:hp.population]]
+        parents = genomes[order[:hp.parents or max(1, hp.population // 4)]]
         picks = rng.integers(0, len(parents), hp.population)
         algo["offspring"] = parents[picks] + rng.normal(0.0, hp.sigma, (hp.population, genomes.shape[1]))
         algo["last_novelty"] = scores

@@ -192,3 +192,32 @@ def test_novelty_through_ribs_is_the_knn_mean_distance() -> None:
     assert np.allclose(novelty(archive, queries), expected)
     got = novelty(archive, queries)
     assert got[2] > got[1] and got[2] > got[0]  # a far outcome ranks above near ones
+
+
+@pytest.mark.parametrize("learner,overrides,stem,kind", [
+    ("map_elites", [], "grid_archive", "GridArchive"),
+    ("cma_me", ["learner.hyperparams.emitters=2"], "grid_archive", "GridArchive"),
+    ("random_search", [], None, None),
+])
+def test_baselines_run_on_ribs(tmp_path: Path, learner: str, overrides: list[str], stem: str | None,
+                               kind: str | None) -> None:
+    from workbench.pipeline import train_and_evaluate
+
+    task = REPO / "tasks" / "qd" / ("maze_ns.yaml" if learner == "random_search" else "maze_map_elites.yaml")
+    hyper = ["learner.hyperparams={population: 8, outcome_grid: {fields: [x, y], low: [-1, -1], high: [1, 1], "
+            "cells: [20, 20]}}"] if learner == "random_search" else []
+    if learner == "cma_me":
+        hyper = ["learner.hyperparams={descriptor: [x, y], descriptor_bounds: [[-1, 1], [-1, 1]], population: 8, "
+                "outcome_grid: {fields: [x, y], low: [-1, -1], high: [1, 1], cells: [20, 20]}}"]
+    spec = load_task(task, [f"learner.name={learner}", *hyper, *TINY, f"training.total_steps={2 * GEN}",
+                            "evaluation.episodes=1", *overrides])
+    result = train_and_evaluate(spec, tmp_path)
+    qd = json.loads((result.run.path / "qd.json").read_text())
+    assert qd["learner"] == learner and qd["episodes"] == 2 * POP and qd["generations"] == 2
+    assert isinstance(result.policy, MLPPolicy) and result.policy.info["reward"] == qd["best_reward"]
+    if stem is not None:
+        with open(result.run.path / "qd" / f"{stem}.pkl", "rb") as fh:
+            archive = pickle.load(fh)
+        assert type(archive).__name__ == kind and 0 < len(archive) <= 2 * POP
+    else:
+        assert set(qd["archives"]) == {"coverage_archive"}
