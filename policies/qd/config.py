@@ -107,10 +107,6 @@ def parse_hyperparams(learner: str, spec: TaskSpec, *, file: str, check_fields: 
         if not getattr(hp, needed):
             raise TaskError(f"{learner} needs {needed}", file=file, key=_key(needed),
                             hint=f"add it under learner.hyperparams, e.g. {_EXAMPLE[needed]}")
-    if hp.descriptor_bounds is not None and hp.descriptor and len(hp.descriptor_bounds) != len(hp.descriptor):
-        raise TaskError(f"{len(hp.descriptor_bounds)} descriptor bounds for {len(hp.descriptor)} descriptor "
-                        "entries", file=file, key=_key("descriptor_bounds"),
-                        hint="give one [low, high] per descriptor entry")
     episode = spec.sim.max_episode_steps
     if episode is not None and spec.training.total_steps < hp.population * episode:
         raise TaskError(f"total_steps {spec.training.total_steps} is less than one generation "
@@ -133,6 +129,7 @@ def _check_fields(hp: QDHyperparams, spec: TaskSpec, file: str) -> None:
     except TaskError as err:
         raise TaskError(err.message, file=file, key=err.key, hint=err.hint) from None
     shapes = {f.name: f.shape for f in profile.schema.fields}
+    descriptor_size = 0
     for where, items in lists:
         for item in items:
             try:
@@ -154,3 +151,9 @@ def _check_fields(hp: QDHyperparams, spec: TaskSpec, file: str) -> None:
             if where == "outcome_grid.fields" and index is None and size != 1:
                 raise TaskError(f"{name} has {size} values; a grid axis is one number", file=file, key=_key(where),
                                 hint=f"name one value: {name}[0]")
+            if where == "descriptor":
+                descriptor_size += 1 if index is not None else size
+    if hp.descriptor_bounds is not None and len(hp.descriptor_bounds) != descriptor_size:
+        raise TaskError(f"{len(hp.descriptor_bounds)} descriptor bounds for a descriptor of {descriptor_size} "
+                        f"values ({', '.join(hp.descriptor)})", file=file, key=_key("descriptor_bounds"),
+                        hint="give one [low, high] per descriptor value (a vector field counts each of its values)")

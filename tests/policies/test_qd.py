@@ -180,6 +180,15 @@ def test_bad_hyperparams_name_the_key_and_the_fix(override: str, key: str, match
     assert err.file is not None and err.file.endswith("maze_ns.yaml") and err.hint
 
 
+def test_map_elites_bounds_count_the_values_of_vector_fields() -> None:
+    task = REPO / "tasks" / "qd" / "maze_map_elites.yaml"
+    load_task(task, [*TINY, "learner.hyperparams.descriptor=[velocity]"])  # 2 values, 2 bounds
+    with pytest.raises(TaskError) as info:
+        load_task(task, [*TINY, "learner.hyperparams.descriptor=[x, velocity]"])
+    assert info.value.key == "learner.hyperparams.descriptor_bounds"
+    assert "2 descriptor bounds for a descriptor of 3 values" in info.value.message
+
+
 def test_novelty_through_ribs_is_the_knn_mean_distance() -> None:
     rng = np.random.default_rng(0)
     points = rng.uniform(-1, 1, (40, 2))
