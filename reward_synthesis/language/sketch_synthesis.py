@@ -16,7 +16,10 @@ orders the StateView's fields by how close their names and docs are in meaning t
 and the prompt and the decoding schema offer only the ``top_fields`` best, best first. The grammar
 then cannot name a field unrelated to the goal; validation, compilation and the checks still use
 the task's whole StateView. The model writes no transform scales: :func:`fill_scales` sets each to
-its quantity's typical size on the pre-flight samples (metres or thousands of uu alike).
+its quantity's typical size on the pre-flight samples (metres or thousands of uu alike). A distance
+threshold it gets wrong (``below: 0``) becomes "closer than on 90% of the samples"
+(:func:`fill_thresholds`), a repeated term name gets a suffix (:func:`unique_names`); each attempt
+records what was set in ``filled``.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from reward_synthesis.language.sketches import (
     SketchInvalid,
     compile_sketch,
     fill_scales,
+    fill_thresholds,
     sketch_schema,
+    unique_names,
     validate_sketch,
 )
 from reward_synthesis.llm.sources import LLMSourceOptions, Mode, describe_action_space, failure_text, prompt_template
@@ -97,6 +102,7 @@ class SketchAttempt:
     latency_s: float = 0.0
     cached: bool = False
     constraint: str | None = None  # how the reply was constrained (LLMClient's SCHEMA_MODES)
+    filled: dict[str, Any] = field(default_factory=dict)  # what the workbench set in the reply: key -> value
 
 
 @dataclass
@@ -227,7 +233,7 @@ def synthesize_sketch(task: Task, goal: str, client: LLMClient, samples: Sequenc
 
 def _judge(index: int, reply: Any, task: Task, space: Any, samples: Sequence[tuple[State, np.ndarray]],
            preference: Preference | None) -> SketchAttempt:
-    common = {"latency_s": reply.latency_s, "cached": reply.cached, "constraint": reply.constraint}
+    common: dict[str, Any] = {"latency_s": reply.latency_s, "cached": reply.cached, "constraint": reply.constraint}
     if reply.truncated or reply.finish_reason == "length":
         return SketchAttempt(index, reply.text, None, None, False,
                              "- the reply was cut off before the JSON object ended: write fewer, shorter terms",
@@ -236,7 +242,10 @@ def _judge(index: int, reply: Any, task: Task, space: Any, samples: Sequence[tup
         data = json.loads(reply.text, strict=False)  # the grammar lets raw control characters into strings
     except ValueError as err:
         return SketchAttempt(index, reply.text, None, None, False, f"- the reply is not JSON: {err}", "json", **common)
-    fill_scales(data, samples)  # the decoding schema leaves scales to the workbench
+    # The decoding schema leaves scales to the workbench; unusable distance thresholds and repeated
+    # names, the embedded models' most common slips, are settled the same way (recorded in ``filled``).
+    filled: dict[str, Any] = {**fill_scales(data, samples), **fill_thresholds(data, samples), **unique_names(data)}
+    common["filled"] = filled
     schema = task.profile.schema
     try:
         sketch = validate_sketch(data, schema, action_space=space)

@@ -78,7 +78,7 @@ __all__ = ["Sketch", "Transform", "GainTransform", "DistanceTerm", "TargetTerm",
            "FlagTerm", "ActionTerm", "BonusTerm", "StageTerm", "DistanceCondition", "ScalarCondition",
            "AxisCondition", "FlagCondition", "SketchInvalid", "FLAG_UNITS", "MAX_TERMS", "MAX_STAGE_TERMS",
            "WEIGHT_BOUND", "VALUE_BOUND", "SCALE_BOUND", "sketch_schema", "validate_sketch", "compile_sketch",
-           "fill_scales",
+           "fill_scales", "fill_thresholds", "unique_names", "THRESHOLD_QUANTILE",
            "sketch_fields"]
 
 MAX_TERMS = 12
@@ -90,6 +90,7 @@ FLAG_UNITS = frozenset({"0/1", "count"})
 _NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 _FIELD_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
 _MAX_GOAL = 500
+THRESHOLD_QUANTILE = 0.1  # a distance condition's filled threshold: "closer than on 90% of the samples"
 
 ComponentName = Annotated[str, StringConstraints(pattern=_NAME_PATTERN)]
 FieldName = Annotated[str, StringConstraints(pattern=_FIELD_PATTERN)]
@@ -536,6 +537,85 @@ def fill_scales(data: Any, samples: Sequence[tuple[Any, Any]]) -> dict[str, floa
 
     visit(data.get("terms"), "terms")
     return filled
+
+
+def _conditions(terms: Any, prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``("terms[1].when", condition)`` for every condition in a sketch's JSON, stages' inner ones too."""
+    if not isinstance(terms, list):
+        return
+    for i, term in enumerate(terms):
+        if not isinstance(term, dict):
+            continue
+        where = f"{prefix}[{i}]"
+        if isinstance(term.get("when"), dict):
+            yield f"{where}.when", term["when"]
+        if term.get("kind") == "stage":
+            yield from _conditions(term.get("terms"), f"{where}.terms")
+
+
+def fill_thresholds(data: Any, samples: Sequence[tuple[Any, Any]]) -> dict[str, float]:
+    """Set every distance condition's ``below`` that is not a usable threshold (missing, 0 or
+    negative: never true; above the bound) to the :data:`THRESHOLD_QUANTILE` quantile of its
+    distance on ``samples``, two significant digits, in the sketch's JSON, in place. The embedded
+    models write ``below: 0`` for "at the target" more often than anything else that validation
+    rejects; this reads it as "closer than usual". A valid threshold stays the model's choice.
+    Returns ``{"terms[i].when.below": value}`` for what was set."""
+    filled: dict[str, float] = {}
+    if not isinstance(data, dict) or not samples:
+        return filled
+    for where, cond in _conditions(data.get("terms"), "terms"):
+        below = cond.get("below")
+        usable = isinstance(below, (int, float)) and not isinstance(below, bool) and 0 < below <= SCALE_BOUND
+        if cond.get("kind") != "distance" or usable or not isinstance(cond.get("a"), str):
+            continue
+        try:
+            values = np.array([np.linalg.norm(np.asarray(state[cond["a"]], dtype=float)
+                                              - (np.asarray(state[cond["b"]], dtype=float) if cond.get("b") else 0.0))
+                               for state, _ in samples])
+        except (KeyError, AttributeError, IndexError, TypeError, ValueError):
+            continue  # unknown or ill-shaped fields: validation reports them
+        finite = values[np.isfinite(values)]
+        near = float(np.quantile(finite, THRESHOLD_QUANTILE)) if finite.size else 0.0
+        if near <= 1e-9:
+            near = float(np.max(finite)) / 2 if finite.size and np.max(finite) > 1e-9 else 1.0
+        cond["below"] = float(f"{min(near, SCALE_BOUND):.2g}")
+        filled[f"{where}.below"] = cond["below"]
+    return filled
+
+
+def unique_names(data: Any) -> dict[str, str]:
+    """Rename repeated component names (``dist``, ``dist`` -> ``dist``, ``dist_2``) in the sketch's
+    JSON, in place: a name is a label for TensorBoard, and a small model repeats one more often
+    than it means anything by it. Returns ``{"terms[i].name": new name}``."""
+    renamed: dict[str, str] = {}
+    if not isinstance(data, dict):
+        return renamed
+    terms: list[tuple[str, dict[str, Any]]] = []
+
+    def collect(nodes: Any, prefix: str) -> None:
+        if isinstance(nodes, list):
+            for i, term in enumerate(nodes):
+                if isinstance(term, dict):
+                    terms.append((f"{prefix}[{i}]", term))
+                    if term.get("kind") == "stage":
+                        collect(term.get("terms"), f"{prefix}[{i}].terms")
+
+    collect(data.get("terms"), "terms")
+    taken = {t["name"] for _, t in terms if isinstance(t.get("name"), str)}
+    seen: set[str] = set()
+    for where, term in terms:
+        name = term.get("name")
+        if not isinstance(name, str):
+            continue
+        if name in seen:
+            n = 2
+            while f"{name[:28]}_{n}" in taken:
+                n += 1
+            term["name"] = f"{name[:28]}_{n}"
+            taken.add(term["name"])
+            renamed[f"{where}.name"] = term["name"]
+        seen.add(term["name"])
+    return renamed
 
 
 def _require_every_key(node: Any) -> None:

@@ -1,6 +1,6 @@
 """The LLM layer: one client for any OpenAI-compatible chat endpoint, with retries, a JSONL
 transcript, a response cache that replays without a server, and an embedded local server
-(llama.cpp + SmolLM2-135M-Instruct) used when no endpoint is configured.
+(llama.cpp + an embedded small model, Gemma 3 270M by default) used when no endpoint is configured.
 
     from reward_synthesis.llm import LLMClient, LLMConfig
     client = LLMClient(LLMConfig().resolve({"base_url": cli_url}), transcript=run.path / "llm/transcript.jsonl")
@@ -13,7 +13,8 @@ cap; see :mod:`.client`); ``llama_cpp`` is imported only inside the server proce
 from .cache import ResponseCache, default_cache_dir
 from .client import ChatResult, LLMClient, LLMConfig
 from .errors import LLMCacheMiss, LLMError, LLMNotInstalled, LLMRequestError, LLMServerError, LLMUnavailable
-from .server import LOCAL_MODEL, ensure_server, server_status, start_server, stop_server
+from .models import local_model_name
+from .server import ensure_server, server_status, start_server, stop_server
 
 __all__ = [
     "LLMConfig",
@@ -25,7 +26,7 @@ __all__ = [
     "start_server",
     "server_status",
     "stop_server",
-    "LOCAL_MODEL",
+    "local_model_name",
     "LLMError",
     "LLMUnavailable",
     "LLMRequestError",

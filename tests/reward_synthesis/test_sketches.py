@@ -24,8 +24,10 @@ from reward_synthesis.language.sketches import (
     SketchInvalid,
     compile_sketch,
     fill_scales,
+    fill_thresholds,
     sketch_fields,
     sketch_schema,
+    unique_names,
     validate_sketch,
 )
 from reward_synthesis.program import CodeRewardProgram
@@ -625,3 +627,29 @@ def test_the_workbench_fills_scales_from_the_samples_and_the_model_writes_none()
     assert "scale" not in data["terms"][2]["terms"][0]["transform"]  # unknown field: validation says so
     with pytest.raises(SketchInvalid, match="no_such_field"):
         validate_sketch(data, t.schema, action_space=t.space)
+
+
+def test_unusable_distance_thresholds_and_repeated_names_are_settled_and_recorded() -> None:
+    """``below: 0`` (never true) becomes the 10% quantile of its distance on the samples, in a
+    stage's inner terms too; a valid threshold stays; a repeated name gets a suffix; the result
+    validates."""
+    t = live("reacher")
+    data = {"terms": [
+        {"kind": "bonus", "name": "at", "weight": 1.0,
+         "when": {"kind": "distance", "a": "fingertip_pos", "b": "target_pos", "below": 0}},
+        {"kind": "bonus", "name": "at", "weight": 1.0,
+         "when": {"kind": "distance", "a": "fingertip_pos", "b": "target_pos", "below": 0.05}},
+        {"kind": "stage", "name": "at", "weight": 0.0,
+         "when": {"kind": "distance", "a": "fingertip_to_target", "b": None, "below": -1.0},
+         "terms": [{"kind": "bonus", "name": "at_2", "weight": 1.0,
+                    "when": {"kind": "distance", "a": "fingertip_pos", "b": "target_pos", "below": 1e9}}]}]}
+    filled = fill_thresholds(data, t.samples)
+    pair = np.quantile([np.linalg.norm(s.fingertip_pos - s.target_pos) for s, _ in t.samples], 0.1)
+    single = np.quantile([np.linalg.norm(s.fingertip_to_target) for s, _ in t.samples], 0.1)
+    assert filled == {"terms[0].when.below": float(f"{pair:.2g}"), "terms[2].when.below": float(f"{single:.2g}"),
+                      "terms[2].terms[0].when.below": float(f"{pair:.2g}")}
+    assert 0 < filled["terms[0].when.below"] < 0.3 and data["terms"][1]["when"]["below"] == 0.05  # valid: kept
+    assert unique_names(data) == {"terms[1].name": "at_3", "terms[2].name": "at_4"}  # at_2 was taken
+    assert [data["terms"][i]["name"] for i in range(3)] == ["at", "at_3", "at_4"]
+    assert fill_thresholds(data, t.samples) == {} and unique_names(data) == {}  # settled: nothing left
+    validate_sketch(data, t.schema, action_space=t.space)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from llm_helpers import MisbehavingServer, closed_port, forward, send_json
 
-from reward_synthesis.llm import LOCAL_MODEL, LLMCacheMiss, LLMClient, LLMConfig, ResponseCache
+from reward_synthesis.llm import LLMCacheMiss, LLMClient, LLMConfig, ResponseCache, local_model_name
 
 PROMPT = [
     {"role": "system", "content": "You are a terse assistant."},
@@ -39,7 +39,7 @@ def test_chat_result_and_transcript(llm_env: dict, tmp_path: Path) -> None:
     client = LLMClient(LLMConfig(base_url=llm_env["url"], max_tokens=6), transcript=transcript,
                        cache=ResponseCache(tmp_path / "cache"))
     res = client.chat(PROMPT, temperature=0.0)
-    assert client.model == LOCAL_MODEL  # model=None: the one model the server lists
+    assert client.model == local_model_name()  # model=None: the one model the server lists
     # Replies are streamed; llama.cpp reports no usage in a stream: completion tokens are its
     # events (one per token), the prompt's are not known.
     assert res.model and res.prompt_tokens is None
@@ -48,7 +48,7 @@ def test_chat_result_and_transcript(llm_env: dict, tmp_path: Path) -> None:
     assert res.latency_s > 0 and not res.cached and len(res.key) == 64
     (line,) = _lines(transcript)
     assert TRANSCRIPT_FIELDS <= set(line)
-    assert line["endpoint"] == llm_env["url"] and line["model"] == LOCAL_MODEL and line["messages"] == PROMPT
+    assert line["endpoint"] == llm_env["url"] and line["model"] == local_model_name() and line["messages"] == PROMPT
     assert line["params"] == {"temperature": 0.0, "max_tokens": 6, "stop": None, "seed": 0, "response_format": None}
     assert line["text"] == res.text and line["cached"] is False and line["error"] is None
     assert line["prompt_tokens"] == res.prompt_tokens and line["completion_tokens"] == res.completion_tokens
@@ -90,9 +90,9 @@ def test_cache_replays_without_server_and_offline(llm_env: dict, tmp_path: Path)
 
     # A re-run: same requests, the endpoint is down -> answers come from the cache, no network.
     dead = f"http://127.0.0.1:{closed_port()}/v1"
-    rerun = LLMClient(LLMConfig(base_url=dead, model=LOCAL_MODEL, max_tokens=8, max_retries=0), cache=cache)
+    rerun = LLMClient(LLMConfig(base_url=dead, model=local_model_name(), max_tokens=8, max_retries=0), cache=cache)
     assert rerun.chat(PROMPT, seed=5).text == first.text
-    offline = LLMClient(LLMConfig(base_url=dead, model=LOCAL_MODEL, max_tokens=8), cache=cache, offline=True)
+    offline = LLMClient(LLMConfig(base_url=dead, model=local_model_name(), max_tokens=8), cache=cache, offline=True)
     replay = offline.chat(PROMPT, seed=5)
     assert replay.cached and replay.text == first.text
     # The local default (base_url=None) also replays offline without starting anything.
@@ -108,7 +108,7 @@ def test_offline_miss_names_the_request(tmp_path: Path, monkeypatch: pytest.Monk
     with pytest.raises(LLMCacheMiss) as info:
         client.chat([{"role": "system", "content": "sys"}, {"role": "user", "content": long_ask}], seed=3)
     text = str(info.value)
-    assert LOCAL_MODEL in text and info.value.key in text and str(tmp_path / "empty") in text
+    assert local_model_name() in text and info.value.key in text and str(tmp_path / "empty") in text
     assert long_ask[:100] in text and long_ask[:200] not in text  # the first ~120 characters
     (line,) = _lines(transcript)
     assert line["error"].startswith("cache miss") and line["key"] == info.value.key
@@ -128,7 +128,7 @@ def test_local_default_uses_the_running_server(llm_env: dict, tmp_path: Path) ->
     client = LLMClient(LLMConfig(max_tokens=4), cache=ResponseCache(tmp_path))  # base_url=None
     assert client.endpoint == "local"
     res = client.chat(PROMPT)
-    assert client.endpoint == llm_env["url"] and res.text and client.model == LOCAL_MODEL
+    assert client.endpoint == llm_env["url"] and res.text and client.model == local_model_name()
 
 
 def test_flaky_endpoint_recovers_after_retries(llm_env: dict, tmp_path: Path) -> None:
@@ -143,7 +143,7 @@ def test_flaky_endpoint_recovers_after_retries(llm_env: dict, tmp_path: Path) ->
 
     transcript = tmp_path / "t.jsonl"
     with MisbehavingServer(flaky) as srv:
-        client = LLMClient(LLMConfig(base_url=srv.url, model=LOCAL_MODEL, max_tokens=4, backoff_s=0.01),
+        client = LLMClient(LLMConfig(base_url=srv.url, model=local_model_name(), max_tokens=4, backoff_s=0.01),
                            cache=ResponseCache(tmp_path / "c"), transcript=transcript)
         t0 = time.monotonic()
         res = client.chat(PROMPT)

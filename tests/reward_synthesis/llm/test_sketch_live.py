@@ -170,3 +170,37 @@ def _fields_read(node: object) -> set[str]:
         return set()
     named = {v for k, v in node.items() if k in ("a", "b", "field") and isinstance(v, str)}
     return named.union(*map(_fields_read, node.values()))
+
+
+@pytest.mark.slow  # ~1 min: a server of its own for the default model, up to 3 replies
+def test_the_default_embedded_model_writes_an_accepted_on_topic_reacher_sketch(
+        needs_local_llm: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default model (Gemma 3 270M; the session's server is SmolLM2 for speed) on the shipped
+    Reacher goal: measured 6 of 6 fresh replies accepted (benchmarks/sketch_acceptance.py)."""
+    from reward_synthesis.language.sketch_synthesis import synthesize_sketch
+    from reward_synthesis.llm.models import DEFAULT_MODEL, local_model_name
+    from reward_synthesis.llm.server import start_server, stop_server
+    from reward_synthesis.safety.checks import check_inputs
+
+    for name in ("WORKBENCH_LLM_URL", "WORKBENCH_LLM_MODEL", "WORKBENCH_LLM_API_KEY_ENV"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("WORKBENCH_LLM_EMBEDDED", DEFAULT_MODEL)
+    monkeypatch.setenv("WORKBENCH_LLM_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("WORKBENCH_LLM_CACHE", str(tmp_path / "cache"))
+    task = Task.build(load_task(REACHER), reward=BuiltReward(None, "synthesizing"))
+    env = task.make_env()
+    try:
+        samples, preference = check_inputs(env, task.profile)
+    finally:
+        env.close()
+    start_server()
+    try:
+        client = LLMClient(LLMConfig(temperature=0.7, max_tokens=400).resolve(),
+                           transcript=tmp_path / "transcript.jsonl", cache=ResponseCache(tmp_path / "cache"))
+        result = synthesize_sketch(task, task.spec.goal, client, samples, attempts=3, seed=0, preference=preference,
+                                   repairs=0)
+    finally:
+        stop_server()
+    assert client.model == local_model_name() == "gemma-3-270m-q4_k_m"
+    assert result.accepted is not None, [a.reason for a in result.attempts]
+    assert _fields_read(result.sketch) & GOAL_FIELDS["mujoco"], result.sketch
