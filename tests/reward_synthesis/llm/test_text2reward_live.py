@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from reward_synthesis.language.text2reward import synthesize
 from reward_synthesis.llm.sources import make_client
 from reward_synthesis.safety.checks import collect_samples
@@ -73,6 +75,7 @@ def test_offline_without_cache_names_the_missing_request(llm_env: dict, tmp_path
     assert "cache" in proc.stderr.lower()
 
 
+@pytest.mark.slow  # ~45 s; the default suite runs `workbench run` with a sketch (test_text2reward_sketch_live)
 def test_run_with_a_text2reward_task_synthesizes_then_trains_or_reports(llm_env: dict, tmp_path: Path) -> None:
     """One `workbench run`: synthesize with the local model, then train on the accepted program —
     or, when every attempt is rejected (usual for a 135M model), one clear message and exit 2."""
