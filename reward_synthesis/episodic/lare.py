@@ -14,6 +14,8 @@ Pieces, in data-flow order:
 - :func:`verify_encoder` / :func:`synthesize_encoders`: the paper's self-verification — several
   candidates (distinct seeds), each run in the isolated sandbox on real states (contract, shape,
   finiteness, every factor varies), repaired with the exact reason; the verified ones are merged.
+  :func:`synthesize_sketch_encoders` (``mode: sketch``, the default for the embedded model): each
+  candidate is a reward sketch whose terms are the factors, compiled as an encoder and verified alike.
 - :class:`RewardDecoder`: the MLP and the two losses, LaRe's ``(R/T − mean_{t∈S} r̂_t)²`` over
   random subsets S of K steps, and plain RD's ``(R − Σ_t r̂_t)²``.
 - :class:`LatentRewardVec` (vector level, through ``BuiltReward.vec_wrapper``): keeps a replay of
@@ -40,8 +42,8 @@ import numpy as np
 from pydantic import Field, ValidationError
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
+from reward_synthesis.language.sketch_synthesis import SketchModeOptions
 from reward_synthesis.llm.sources import (
-    LLMSourceOptions,
     check_llm_source,
     code_blocks,
     extract_code,
@@ -49,6 +51,7 @@ from reward_synthesis.llm.sources import (
     keep_failed,
     make_client,
     prompt_template,
+    resolve_mode,
     space_bounds,
     task_for,
     with_detail,
@@ -322,6 +325,7 @@ class EncoderAttempt:
     sha256: str | None = None
     latency_s: float = 0.0
     cached: bool = False
+    sketch: dict[str, Any] | None = None  # mode sketch: the reward sketch the encoder was compiled from
 
 
 @dataclass
@@ -392,6 +396,52 @@ def synthesize_encoders(task: Task, goal: str, client: LLMClient, samples: Seque
             conversation = conversation + [
                 {"role": "assistant", "content": reply.text},
                 {"role": "user", "content": prompt_template("lare_repair").format(reason=attempt.reason)}]
+    return result
+
+
+def synthesize_sketch_encoders(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[State, np.ndarray]],
+                               *, candidates: int = 3, attempts: int = 3, seed: int = 0, max_factors: int = 8,
+                               top_fields: int | None = None, on_attempt: Callable[[EncoderAttempt], None] | None = None
+                               ) -> EncoderSynthesis:
+    """Mode sketch: each candidate's encoder is a reward sketch whose terms are the latent factors.
+
+    Every reply is a schema-constrained sketch (:func:`~reward_synthesis.language.sketch_synthesis.
+    synthesize_sketch`, one fresh request each: validated, compiled and pre-flighted as a reward),
+    compiled as an encoder (``compile_sketch(form="encoder")``) and verified like a written one
+    (:func:`verify_encoder`: every factor varies, in budget). Request seeds ``seed + 1000·c + i``.
+    So a small model's encoders no longer depend on free code it cannot write."""
+    from reward_synthesis.language.sketch_synthesis import TOP_FIELDS, synthesize_sketch
+    from reward_synthesis.language.sketches import compile_sketch
+
+    result = EncoderSynthesis(goal=goal, model=str(client.model))
+    env = task.make_env()
+    try:
+        space = env.action_space
+    finally:
+        env.close()
+    for c in range(candidates):
+        for i in range(attempts):
+            request_seed = seed + 1000 * c + i
+            synthesis = synthesize_sketch(task, goal, client, samples, attempts=1, seed=request_seed,
+                                          top_fields=TOP_FIELDS if top_fields is None else top_fields, repairs=0)
+            sketch_attempt = synthesis.attempts[0]
+            common = {"latency_s": sketch_attempt.latency_s, "cached": sketch_attempt.cached,
+                      "sketch": sketch_attempt.sketch}
+            if not sketch_attempt.accepted or sketch_attempt.sketch is None:
+                attempt = EncoderAttempt(c, i, request_seed, sketch_attempt.reply, None, False,
+                                         sketch_attempt.reason or "the sketch was rejected", **common)
+            else:
+                code = compile_sketch(sketch_attempt.sketch, task.profile.schema, action_space=space, form="encoder")
+                report, names = verify_encoder(code, samples, filename=f"encoder_c{c}_a{i}.py",
+                                               max_factors=max_factors)
+                attempt = EncoderAttempt(c, i, request_seed, sketch_attempt.reply, code, report.accepted,
+                                         "" if report.accepted else _reasons(report), names if report.accepted else [],
+                                         report.to_dict(), report.sha256, **common)
+            result.attempts.append(attempt)
+            if on_attempt is not None:
+                on_attempt(attempt)
+            if attempt.accepted:
+                break
     return result
 
 
@@ -626,7 +676,7 @@ def _encoder_paths(encoder: str | list[str] | None) -> list[str]:
 class LaReSource:
     """``reward: {source: lare, ...}`` — LaRe latent rewards (see the module docstring)."""
 
-    class Options(LLMSourceOptions):
+    class Options(SketchModeOptions):  # mode: the LLM writes encoder code, or sketches whose terms are factors
         episodic: bool = True  # withhold the env reward until the episode ends
         factors: Literal["llm", "state"] = "llm"  # state: RD on the raw observation + action
         encoder: str | list[str] | None = None  # hand-written encoder file(s); none: the LLM writes them
@@ -672,10 +722,18 @@ class LaReSource:
         opts = cls.Options.model_validate(spec.reward.options)
         if opts.factors == "state" or _encoder_paths(opts.encoder):
             return cls.build(spec, profile, env)
-        messages = encoder_messages(task_for(spec, profile, "checking"), opts.goal or spec.goal,
-                                    max_factors=opts.max_factors)
-        return check_llm_source("lare", spec, opts.llm, messages, offline=opts.offline, seed=opts.seed,
-                                extra=f", {opts.candidates} encoder candidate{'s' if opts.candidates != 1 else ''}")
+        task = task_for(spec, profile, "checking")
+        goal = opts.goal or spec.goal
+        extra = f", {opts.candidates} encoder candidate{'s' if opts.candidates != 1 else ''}"
+        if resolve_mode(opts.mode, opts.llm) == "sketch":
+            from reward_synthesis.language.sketch_synthesis import SCHEMA_NAME, sketch_request
+
+            request = sketch_request(task, goal, top_fields=opts.top_fields)
+            return check_llm_source("lare", spec, opts.llm, request.messages, offline=opts.offline, seed=opts.seed,
+                                    extra=extra + ", mode sketch", json_schema=request.schema,
+                                    schema_name=SCHEMA_NAME)
+        messages = encoder_messages(task, goal, max_factors=opts.max_factors)
+        return check_llm_source("lare", spec, opts.llm, messages, offline=opts.offline, seed=opts.seed, extra=extra)
 
     @classmethod
     def build(cls, spec: Any, profile: Any, env: gym.Env) -> BuiltReward:
@@ -751,10 +809,17 @@ class LaReSource:
         with tempfile.TemporaryDirectory() as tmp:
             transcript = Path(tmp) / "transcript.jsonl"
             client = make_client(opts.llm, transcript=transcript, offline=opts.offline)
+            mode = resolve_mode(opts.mode, opts.llm)
             try:
-                result = synthesize_encoders(task, goal, client, samples, candidates=opts.candidates,
-                                             attempts=opts.attempts, seed=opts.seed, max_factors=opts.max_factors,
-                                             on_attempt=attempts.append)
+                if mode == "sketch":
+                    result = synthesize_sketch_encoders(task, goal, client, samples, candidates=opts.candidates,
+                                                        attempts=opts.attempts, seed=opts.seed,
+                                                        max_factors=opts.max_factors, top_fields=opts.top_fields,
+                                                        on_attempt=attempts.append)
+                else:
+                    result = synthesize_encoders(task, goal, client, samples, candidates=opts.candidates,
+                                                 attempts=opts.attempts, seed=opts.seed, max_factors=opts.max_factors,
+                                                 on_attempt=attempts.append)
             except (WorkbenchError, KeyboardInterrupt) as err:  # the LLM failed: keep what there is
                 partial = {"goal": goal, "error": failure_text(err), "attempts": [asdict(a) for a in attempts]}
                 kept = keep_failed(spec.name, "lare_failed", {
@@ -766,7 +831,10 @@ class LaReSource:
             files["llm/lare_transcript.jsonl"] = transcript.read_text() if transcript.is_file() else ""
         files["reward/lare_synthesis.json"] = json.dumps(result.to_dict(), indent=2)
         record.update(encoder_source="llm", goal=goal, llm_model=result.model, candidates=opts.candidates,
-                      verified=len(result.verified))
+                      verified=len(result.verified), mode=mode)
+        for a in result.verified:  # mode sketch: the sketch each encoder was compiled from, to read or edit
+            if a.sketch is not None:
+                files[f"reward/encoder_c{a.candidate}.sketch.json"] = json.dumps(a.sketch, indent=2) + "\n"
         if not result.verified:
             from workbench.runs import atomic_write
 

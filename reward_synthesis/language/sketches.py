@@ -953,7 +953,7 @@ class _Emitter:
 
 
 def compile_sketch(sketch: Sketch | Mapping[str, Any] | str, schema: StateSchema, *,
-                   action_space: Any = None) -> str:
+                   action_space: Any = None, form: Literal["reward", "encoder"] = "reward") -> str:
     """The source of a batched reward program (``compute_reward_batch``) equal to the sketch.
 
     The sketch is validated against the task first (:func:`validate_sketch`). The program reads
@@ -961,19 +961,38 @@ def compile_sketch(sketch: Sketch | Mapping[str, Any] | str, schema: StateSchema
     returns the total ``[N]`` and one component ``[N]`` per term (a stage: its inner terms, and
     its entry bonus when its weight is not 0). Comments say which part of the sketch each line
     came from. Run it through the sandbox and ``checks.preflight`` like any program.
+
+    ``form="encoder"``: the same terms as a LaRe encoder, ``encode_factors(state, action)`` on one
+    state, returning ``{component name: float}``: each term one latent factor, which LaRe's decoder
+    weighs itself (the sketch's weights only scale the inputs it normalises).
     """
     parsed = validate_sketch(sketch, schema, action_space=action_space)
     emitter = _Emitter(_Slots(schema, action_space))
     for where, term in ((f"terms[{i}]", t) for i, t in enumerate(parsed.terms)):
         emitter.term(where, term)
     title = parsed.name or "(unnamed)"
+    what = "LaRe encoder" if form == "encoder" else "Reward program"
     header = [
-        f"# Reward program compiled from the reward sketch {title!r} for {_comment(schema.task, 80)}",
+        f"# {what} compiled from the reward sketch {title!r} for {_comment(schema.task, 80)}",
         "# by reward_synthesis.language.sketches.compile_sketch. Edit the sketch and compile again, or edit",
         "# this program like any other (it is checked the same way).",
     ]
     if parsed.goal:
         header.append(f"# Goal: {_comment(parsed.goal)}")
+    names = emitter.components
+    body = list(emitter.lines)
+    if form == "encoder":
+        header += [
+            "# One state: every field is one row; each term is one latent factor (weight * goodness).",
+            "import numpy as np",
+            "",
+            "",
+            "def encode_factors(state, action):",
+        ]
+        body.append("    return {")
+        body += [f"        {name!r}: float(r_{name})," for name in names]
+        body.append("    }")
+        return "\n".join(header + body) + "\n"
     header += [
         "# Batched form: every state field is [N, ...] (one row per env), action is [N, ...]; each row is",
         "# reduced on its own (axis=-1). Each term is weight * goodness; the total is their sum.",
@@ -982,8 +1001,6 @@ def compile_sketch(sketch: Sketch | Mapping[str, Any] | str, schema: StateSchema
         "",
         "def compute_reward_batch(state, action):",
     ]
-    names = emitter.components
-    body = list(emitter.lines)
     body.append("    components = {")
     body += [f"        {name!r}: r_{name}," for name in names]
     body.append("    }")

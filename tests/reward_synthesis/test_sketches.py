@@ -174,6 +174,30 @@ def test_compiled_program_runs_as_a_guarded_code_program_on_one_env() -> None:
     assert total == pytest.approx(sum(components.values()), abs=1e-12)
 
 
+def test_the_encoder_form_gives_each_term_as_one_latent_factor_equal_to_the_program_components() -> None:
+    """compile_sketch(form="encoder") is a LaRe encoder (encode_factors on one state) whose factors
+    are the batched program's components, state by state, and which LaRe's verifier accepts."""
+    from reward_synthesis.episodic.lare import LatentEncoder, verify_encoder
+
+    t = live("reacher")
+    sketch = {"terms": [
+        {"kind": "distance", "name": "reach", "a": "fingertip_pos", "b": "target_pos",
+         "transform": {"kind": "exp", "scale": 0.1}, "weight": 1.0},
+        {"kind": "distance", "name": "spin", "a": "joint_velocities", "transform": {"kind": "tanh", "scale": 5.0},
+         "weight": 0.1},
+        {"kind": "action", "name": "control", "transform": {"kind": "linear", "scale": 1.0}, "weight": 0.1}]}
+    encoder_source = compile_sketch(sketch, t.schema, action_space=t.space, form="encoder")
+    assert "def encode_factors(state, action):" in encoder_source and "compute_reward" not in encoder_source
+    report, names = verify_encoder(encoder_source, t.samples, filename="reacher_encoder.py")
+    assert report.accepted and names == ["reach", "spin", "control"], report.render()
+    program = CodeRewardProgram(compile_sketch(sketch, t.schema, action_space=t.space), name="sketch")
+    encoder = LatentEncoder([("reacher_encoder.py", encoder_source)], [names])
+    for state, action in t.samples[:16]:
+        _, components = call_single(program, state, action, state)
+        assert names == list(components)
+        np.testing.assert_allclose(encoder(state, action), [components[n] for n in names], rtol=1e-6, atol=1e-9)
+
+
 def test_wrong_sign_term_fails_the_preference_check_on_reacher() -> None:
     t = live("reacher")
     wrong = {"name": "wrong_sign", "terms": [

@@ -74,3 +74,34 @@ def test_source_without_an_encoder_asks_the_llm_and_keeps_every_verdict(llm_env:
     assert synthesis["verified"] >= 1 and len(synthesis["attempts"]) == 2
     assert built.resolved["encoder"] == [f"reward/encoder_{k}.py" for k in range(synthesis["verified"])]
     assert built.record["encoder_source"] == "llm"
+
+
+def test_sketch_mode_encoders_are_sketches_whose_terms_are_the_factors(llm_env: dict, tmp_path: Path) -> None:
+    """Mode sketch: each reply is a schema-constrained sketch; an accepted one becomes an encoder
+    whose factors are its terms, verified like a written encoder and loadable by LaRe."""
+    from reward_synthesis.episodic.lare import LatentEncoder, synthesize_sketch_encoders
+    from reward_synthesis.language.sketch_synthesis import SCHEMA_NAME
+
+    task = Task.build(load_task(HOPPER_LARE), reward=BuiltReward(None, "synthesizing"))
+    env = task.make_env()
+    samples = collect_samples(env, task.profile.schema, n=64, seed=0)
+    env.close()
+    transcript = tmp_path / "transcript.jsonl"
+    client = make_client({"temperature": 0.7, "max_tokens": 400}, transcript=transcript)
+    result = synthesize_sketch_encoders(task, task.spec.goal, client, samples, candidates=1, attempts=3, seed=0)
+
+    lines = [json.loads(line) for line in transcript.read_text().splitlines()]
+    assert len(lines) == len(result.attempts) >= 1
+    assert all(line["constraint"]["schema_name"] == SCHEMA_NAME for line in lines)  # every reply: a sketch
+    assert [a.seed for a in result.attempts] == list(range(len(result.attempts)))  # fresh requests
+    for a in result.attempts:
+        assert a.accepted == (a.reason == "")
+        if a.accepted:
+            names = [t["name"] for t in a.sketch["terms"] if t["kind"] != "stage"]
+            assert a.factors and set(a.factors) <= set(names) | {n for t in a.sketch["terms"] if t["kind"] == "stage"
+                                                                 for n in [t["name"]] + [u["name"] for u in t["terms"]]}
+            assert a.code.startswith("# LaRe encoder compiled from the reward sketch")
+            encoder = LatentEncoder([("encoder.py", a.code)], [a.factors])
+            assert encoder(*samples[0]).shape == (len(a.factors),)
+    if not result.verified:
+        pytest.xfail(f"no sketch encoder verified in 3 replies: {[a.reason.splitlines()[0] for a in result.attempts]}")
