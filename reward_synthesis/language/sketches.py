@@ -87,6 +87,10 @@ WEIGHT_BOUND = 10.0
 VALUE_BOUND = 1e4  # targets, thresholds
 SCALE_BOUND = 1e4
 FLAG_UNITS = frozenset({"0/1", "count"})
+# Fields whose norm never changes (a direction, an orientation): neither a position nor a size, so
+# never a distance. Measured: Gemma 3 270M wrote |car_to_ball_dir| (always 1) for "touch the ball"
+# in 6 of 6 replies, each rejected as constant.
+UNIT_NORM_UNITS = ("unit vector", "quaternion")
 _NAME_PATTERN = r"^[a-z][a-z0-9_]{0,31}$"
 _FIELD_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
 _MAX_GOAL = 500
@@ -288,8 +292,8 @@ class _Slots:
         self.vectors = [f.name for f in usable if len(f.shape) == 1 and f.shape[0] >= 1]
         self.flags = [f.name for f in usable if f.shape == () and f.unit in FLAG_UNITS]
         groups: dict[tuple[tuple[int, ...], str], list[str]] = {}
-        for f in usable:  # a 0/1 or count field is a flag, not a position: no distance of it
-            if f.unit not in FLAG_UNITS:
+        for f in usable:  # a flag or a direction is not a position: no distance of it
+            if f.unit not in FLAG_UNITS and not (f.unit or "").startswith(UNIT_NORM_UNITS):
                 groups.setdefault((f.shape, f.unit), []).append(f.name)
         self.distance_groups = list(groups.values())
         lengths: dict[int, list[str]] = {}
@@ -723,7 +727,8 @@ class _TaskCheck:
 
     def pair(self, where: str, kind: str, a: str, b: str | None) -> None:
         usable = [n for g in self.slots.distance_groups for n in g]
-        need = "a distance needs a scalar or 1-D vector field that is not a 0/1 or count flag (use a flag term)"
+        need = ("a distance needs a scalar or 1-D vector field that is not a 0/1 or count flag (use a flag term) "
+                "nor a direction or orientation (its size never changes)")
         if not self.shaped(where, "a", kind, a, usable, need):
             return
         if b is None:

@@ -677,3 +677,17 @@ def test_unusable_distance_thresholds_and_repeated_names_are_settled_and_recorde
     assert [data["terms"][i]["name"] for i in range(3)] == ["at", "at_3", "at_4"]
     assert fill_thresholds(data, t.samples) == {} and unique_names(data) == {}  # settled: nothing left
     validate_sketch(data, t.schema, action_space=t.space)
+
+
+def test_directions_are_never_distances() -> None:
+    """A unit vector's norm is always 1 (|nearest_tree_dir| says nothing): the grammar offers no
+    distance of it and validation names why; it stays available as an axis."""
+    t = live("collect_wood")
+    fields = sketch_fields(t.schema)
+    distance_fields = {n for key, group in fields.items() if key.startswith("distance_") for n in group}
+    assert "nearest_tree_dir" not in distance_fields and "nearest_tree_dist" in distance_fields
+    assert "nearest_tree_dir" in fields["vector"]
+    bad = {"terms": [{"kind": "distance", "name": "tree", "a": "nearest_tree_dir", "weight": 1.0,
+                      "transform": {"kind": "linear", "scale": 1.0}}]}
+    with pytest.raises(SketchInvalid, match="nor a direction or orientation"):
+        validate_sketch(bad, t.schema, action_space=t.space)
