@@ -193,7 +193,8 @@ LEARNERS = Registry(
     "learner",
     {"ppo": "policies.sb3:PPOLearner", "sac": "policies.sb3:SACLearner",
      "ns": "policies.qd:NoveltySearchLearner", "map_elites": "policies.qd:MapElitesLearner",
-     "cma_me": "policies.qd:CMAMELearner", "random_search": "policies.qd:RandomSearchLearner"},
+     "cma_me": "policies.qd:CMAMELearner", "random_search": "policies.qd:RandomSearchLearner",
+     "serene": "policies.qd:SereneLearner"},
     group="rl_workbench.learners", key="learner.name", contract=("validate_spec", "fit", "load_checkpoint"),
 )
 # The classes a saved policy directory's policy.json may name (``workbench eval`` loads them).
