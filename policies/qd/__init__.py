@@ -1,6 +1,7 @@
 """Quality-diversity explorers for sparse rewards (issue 16), on pyribs archives.
 
-Learners (``learner.name``): ``ns`` (novelty search, ribs ProximityArchive, k-NN novelty), and the
+Learners (``learner.name``): ``ns`` (novelty search, ribs ProximityArchive, k-NN novelty), ``serene``
+(SERENE: novelty search plus reward emitters under a meta-scheduler, :mod:`policies.qd.serene`), and the
 baselines ``map_elites`` (ribs GridArchive + Gaussian/IsoLine emitter + Scheduler), ``cma_me``
 (ribs EvolutionStrategyEmitters) and ``random_search``. A genome is the flat parameter vector of a
 small numpy MLP (:class:`MLPController`); the trained policy is the best genome (:class:`MLPPolicy`).
@@ -16,6 +17,7 @@ from policies.qd.learners import (
     RandomSearchLearner,
     novelty,
 )
+from policies.qd.serene import SereneLearner
 
 __all__ = ["MLPController", "MLPPolicy", "QDLearner", "NoveltySearchLearner", "MapElitesLearner", "CMAMELearner",
-           "RandomSearchLearner", "novelty"]
+           "RandomSearchLearner", "SereneLearner", "novelty"]

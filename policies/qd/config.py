@@ -57,6 +57,17 @@ class QDHyperparams(BaseModel):
     line_sigma: float = Field(0.2, ge=0, le=100)
     emitters: int = Field(2, ge=1, le=64)
     workers: int = Field(1, ge=1, le=256)
+    # serene
+    chunk_evaluations: int = Field(320, ge=2, le=10_000_000,
+                                   description="serene: evaluations per chunk of the meta-scheduler")
+    exploration_fraction: float = Field(0.5, gt=0, le=1, description="serene: a chunk's share for exploration")
+    emitter_type: Literal["elitist", "cma"] = "elitist"
+    emitter_population: int = Field(10, ge=2, le=100_000, description="serene: genomes per emitter generation")
+    bootstrap_generations: int = Field(5, ge=1, le=10_000, description="serene: generations of a new emitter "
+                                       "before its improvement counts (and of each later turn)")
+    stagnation_generations: int = Field(5, ge=1, le=100_000, description="serene: generations without a better "
+                                        "best reward before an emitter stops")
+    max_candidates: int = Field(10, ge=1, le=100_000, description="serene: emitter candidates kept (most novel)")
 
     @model_validator(mode="after")
     def _checks(self) -> QDHyperparams:
@@ -68,6 +79,18 @@ class QDHyperparams(BaseModel):
             raise ValueError("each descriptor bound [low, high] needs low < high")
         return self
 
+    def check_serene(self) -> tuple[str, str] | None:
+        """(key, problem) when the serene keys do not fit together, else None."""
+        smallest = max(self.population, self.emitter_population)
+        if self.chunk_evaluations < smallest:
+            return ("chunk_evaluations", f"chunk_evaluations ({self.chunk_evaluations}) must hold at least one "
+                    f"generation: population ({self.population}) and emitter_population ({self.emitter_population})")
+        if self.exploration_fraction * self.chunk_evaluations < self.population:
+            return ("exploration_fraction", f"exploration_fraction x chunk_evaluations "
+                    f"({self.exploration_fraction:g} x {self.chunk_evaluations}) is less than one exploration "
+                    f"generation (population {self.population})")
+        return None
+
 
 # Keys each learner reads (others are refused: a key that does nothing is a mistake).
 _COMMON = {"outcome_grid", "population", "hidden", "init_sigma", "workers"}
@@ -76,9 +99,12 @@ KEYS: dict[str, set[str]] = {
     "map_elites": _COMMON | {"descriptor", "descriptor_bounds", "descriptor_cells", "sigma", "emitter", "line_sigma"},
     "cma_me": _COMMON | {"descriptor", "descriptor_bounds", "descriptor_cells", "sigma", "emitters"},
     "random_search": _COMMON,
+    "serene": _COMMON | {"descriptor", "sigma", "k", "novelty_threshold", "parents", "chunk_evaluations",
+                         "exploration_fraction", "emitter_type", "emitter_population", "bootstrap_generations",
+                         "stagnation_generations", "max_candidates"},
 }
 _NEEDS = {"ns": ("descriptor",), "map_elites": ("descriptor", "descriptor_bounds"),
-          "cma_me": ("descriptor", "descriptor_bounds"), "random_search": ()}
+          "cma_me": ("descriptor", "descriptor_bounds"), "random_search": (), "serene": ("descriptor",)}
 _EXAMPLE = {"descriptor": "descriptor: [x, y]", "descriptor_bounds": "descriptor_bounds: [[-1, 1], [-1, 1]]"}
 
 
@@ -107,6 +133,11 @@ def parse_hyperparams(learner: str, spec: TaskSpec, *, file: str, check_fields: 
         if not getattr(hp, needed):
             raise TaskError(f"{learner} needs {needed}", file=file, key=_key(needed),
                             hint=f"add it under learner.hyperparams, e.g. {_EXAMPLE[needed]}")
+    if learner == "serene" and (problem := hp.check_serene()) is not None:
+        where, msg = problem
+        raise TaskError(msg, file=file, key=_key(where),
+                        hint="raise chunk_evaluations (e.g. 10 x population), or lower population / "
+                             "emitter_population")
     episode = spec.sim.max_episode_steps
     if episode is not None and spec.training.total_steps < hp.population * episode:
         raise TaskError(f"total_steps {spec.training.total_steps} is less than one generation "

@@ -44,7 +44,8 @@ def require_ribs() -> Any:
         import ribs.emitters
         import ribs.schedulers
     except ImportError:
-        raise MissingDependency("the QD learners (ns, map_elites, cma_me, random_search)", "qd", "ribs") from None
+        raise MissingDependency("the QD learners (ns, serene, map_elites, cma_me, random_search)", "qd",
+                                "ribs") from None
     return ribs
 
 
@@ -62,6 +63,7 @@ class QDState:
     steps: int = 0
     evaluations: int = 0
     last_generation_steps: int = 0
+    last_generation_episodes: int = 0
     algo: dict[str, Any] = field(default_factory=dict)  # the learner's ribs objects, parents, rng
     coverage: Any = None  # ribs GridArchive over the outcome grid (None: the task has none)
     areas: dict[str, dict[str, Any]] = field(default_factory=dict)  # reward area -> best found there
@@ -94,6 +96,19 @@ class QDLearner:
 
     def archives(self, algo: dict[str, Any]) -> dict[str, Any]:
         """The learner's ribs archives, by file stem, for the run's outputs."""
+        return {}
+
+    def next_batch_size(self, algo: dict[str, Any], hp: QDHyperparams) -> int | None:
+        """How many genomes the next ``ask`` gives, without asking (None: as many as the last
+        generation). The loop uses it to keep a generation of another size within the budget."""
+        return None
+
+    def generation_info(self, algo: dict[str, Any]) -> dict[str, Any]:
+        """Extra keys for the generation's row of the history (qd.json)."""
+        return {}
+
+    def summary(self, algo: dict[str, Any]) -> dict[str, Any]:
+        """Extra keys for qd.json."""
         return {}
 
     # ------------------------------------------------------------------ the loop
@@ -135,12 +150,13 @@ class QDLearner:
         next_eval = (state.steps // hooks.eval_every + 1) * hooks.eval_every if hooks.eval_every else 0
         try:
             while state.steps < budget and (state.generation == 0
-                                            or state.steps + state.last_generation_steps <= budget):
+                                            or state.steps + self._next_steps(state, hp) <= budget):
                 started = time.perf_counter()
                 genomes = np.asarray(self.ask(state.algo, hp), dtype=np.float64)
                 outcomes = evaluator.evaluate(genomes, state.evaluations)
                 self.tell(state.algo, hp, genomes, outcomes)
                 self._record(state, genomes, outcomes)
+                state.history[-1].update(self.generation_info(state.algo))
                 state.seconds += time.perf_counter() - started
                 saved_step = self._checkpoint(run, state, controller)
                 if hooks.on_steps is not None:
@@ -159,6 +175,14 @@ class QDLearner:
                             key="training.total_steps", hint="raise training.total_steps")
         write_outputs(run, spec, self, state, controller, reward_areas, hp)
         return self._best_policy(state, controller)
+
+    def _next_steps(self, state: QDState, hp: QDHyperparams) -> int:
+        """The env steps the next generation is expected to take: the last one's, scaled to the
+        next batch size where the learner knows it (steps per episode as in the last generation)."""
+        size = self.next_batch_size(state.algo, hp)
+        if size is None or not state.last_generation_episodes:
+            return state.last_generation_steps
+        return int(np.ceil(state.last_generation_steps * size / state.last_generation_episodes))
 
     @staticmethod
     def _record(state: QDState, genomes: np.ndarray, outcomes: list[Outcome]) -> None:
@@ -181,6 +205,7 @@ class QDLearner:
         state.evaluations += len(outcomes)
         state.steps += steps
         state.last_generation_steps = steps
+        state.last_generation_episodes = len(outcomes)
         state.generation += 1
         state.history.append({
             "generation": state.generation, "steps": state.steps, "evaluations": state.evaluations,
@@ -235,6 +260,12 @@ class NoveltySearchLearner(QDLearner):
         return algo["offspring"]
 
     def tell(self, algo: dict[str, Any], hp: QDHyperparams, genomes: np.ndarray, outcomes: list[Outcome]) -> None:
+        self.ns_step(algo, hp, genomes, outcomes)
+
+    @staticmethod
+    def ns_step(algo: dict[str, Any], hp: QDHyperparams, genomes: np.ndarray, outcomes: list[Outcome]) -> np.ndarray:
+        """One novelty-search generation told: novelty of each outcome against the archive (before
+        they join it), the archive updated, the next offspring bred; returns the novelty scores."""
         archive, rng = algo["archive"], algo["rng"]
         measures = np.stack([o.descriptor for o in outcomes])
         scores = novelty(archive, measures)
@@ -244,6 +275,7 @@ class NoveltySearchLearner(QDLearner):
         picks = rng.integers(0, len(parents), hp.population)
         algo["offspring"] = parents[picks] + rng.normal(0.0, hp.sigma, (hp.population, genomes.shape[1]))
         algo["last_novelty"] = scores
+        return scores
 
     def archives(self, algo: dict[str, Any]) -> dict[str, Any]:
         return {"novelty_archive": algo["archive"]}
