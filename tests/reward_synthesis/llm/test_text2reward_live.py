@@ -52,6 +52,7 @@ def _synth(out: Path, env: dict, *extra: str) -> subprocess.CompletedProcess[str
         capture_output=True, text=True, timeout=900, env=env)
 
 
+@pytest.mark.slow  # ~40-60 s; offline replay of a synthesis is also tested in test_sketch_live (default suite)
 def test_synth_cli_reports_and_replays_offline(llm_env: dict, tmp_path: Path) -> None:
     env = dict(os.environ)
     first = _synth(tmp_path / "a", env)
