@@ -54,6 +54,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/candidate_scaling.py
 	$(BIN)/python benchmarks/clip_batching.py
 	$(BIN)/python benchmarks/sim_overhead.py
+	$(BIN)/python benchmarks/sketch_acceptance.py --replies 6
 	$(BIN)/python benchmarks/fidelity.py --steps 300000  # words vs expert rewards on 8 tasks: hours on 2 cores
 
 clean:
