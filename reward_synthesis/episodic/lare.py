@@ -727,8 +727,10 @@ class LaReSource:
         extra = f", {opts.candidates} encoder candidate{'s' if opts.candidates != 1 else ''}"
         if resolve_mode(opts.mode, opts.llm) == "sketch":
             from reward_synthesis.language.sketch_synthesis import SCHEMA_NAME, sketch_request
+            from reward_synthesis.safety.checks import SAMPLES_SEED, collect_samples
 
-            request = sketch_request(task, goal, top_fields=opts.top_fields)
+            samples = collect_samples(env, profile.schema, n=opts.samples, seed=SAMPLES_SEED)  # as the run's
+            request = sketch_request(task, goal, top_fields=opts.top_fields, samples=samples)
             return check_llm_source("lare", spec, opts.llm, request.messages, offline=opts.offline, seed=opts.seed,
                                     extra=extra + ", mode sketch", json_schema=request.schema,
                                     schema_name=SCHEMA_NAME)

@@ -564,7 +564,10 @@ class AutoMCSource:
         extra = (f", {opts.rounds} round{'s' if opts.rounds != 1 else ''}"
                  + (", initial program given" if initial else ""))
         if resolve_mode(opts.mode, opts.llm) == "sketch":
-            request = sketch_request(task, goal, top_fields=opts.top_fields)  # the first design's request
+            from reward_synthesis.safety.checks import SAMPLES_SEED, collect_samples
+
+            samples = collect_samples(env, profile.schema, n=opts.samples, seed=SAMPLES_SEED)  # as the run's
+            request = sketch_request(task, goal, top_fields=opts.top_fields, samples=samples)  # first design
             return check_llm_source("auto_mc", spec, opts.llm, request.messages, offline=opts.offline,
                                     seed=opts.seed, extra=extra + ", mode sketch", json_schema=request.schema,
                                     schema_name=SCHEMA_NAME)

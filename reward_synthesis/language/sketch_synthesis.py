@@ -174,13 +174,17 @@ class SketchRequest:
     action_space: Any
 
 
-def sketch_request(task: Task, goal: str, *, top_fields: int | None = TOP_FIELDS) -> SketchRequest:
+def sketch_request(task: Task, goal: str, *, top_fields: int | None = TOP_FIELDS,
+                   samples: Sequence[tuple[State, np.ndarray]] | None = None) -> SketchRequest:
+    """``samples``: the pre-flight samples; the decoding schema then offers nothing constant on them
+    (a term of it could only be rejected as constant). ``workbench validate`` passes the same
+    (seeded) samples as the run, so the offline lookup finds the run's request."""
     space, action = _action_space(task)
     ranking = rank_fields(task.profile.schema, goal)
     offered = offered_schema(task.profile.schema, ranking, top_fields)
     return SketchRequest(build_sketch_messages(task, goal, action=action, fields=offered),
-                         sketch_schema(offered, action_space=space, every_key=True, scales=False), ranking,
-                         offered, space)
+                         sketch_schema(offered, action_space=space, every_key=True, scales=False, samples=samples),
+                         ranking, offered, space)
 
 
 def _bullets(problems: Sequence[str]) -> str:
@@ -202,7 +206,7 @@ def synthesize_sketch(task: Task, goal: str, client: LLMClient, samples: Sequenc
     in a row before the next attempt starts over from the prompt (with its own seed); measured on
     SmolLM2-135M, a repair of a rejected sketch was almost never accepted, a fresh sample often was.
     """
-    request = sketch_request(task, goal, top_fields=top_fields)
+    request = sketch_request(task, goal, top_fields=top_fields, samples=samples)
     space, schema = request.action_space, request.schema
     conversation = list(messages if messages is not None else request.messages)
     result = result if result is not None else SketchSynthesis(goal=goal)

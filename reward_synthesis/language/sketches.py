@@ -284,7 +284,7 @@ def _walk(terms: Sequence[Any], prefix: str = "terms") -> Iterator[tuple[str, An
 class _Slots:
     """The task's fields sorted by what a term may do with them."""
 
-    def __init__(self, schema: StateSchema, action_space: Any):
+    def __init__(self, schema: StateSchema, action_space: Any, samples: Sequence[tuple[Any, Any]] | None = None):
         self.schema = schema
         self.by_name: dict[str, StateField] = {f.name: f for f in schema.fields}
         usable = [f for f in schema.fields if len(f.shape) <= 1]
@@ -304,12 +304,56 @@ class _Slots:
         # A field whose name relates two things (``fingertip_to_target``, ``car_to_ball_dist``) is
         # already their difference or distance: a distance takes it alone (b null), never paired.
         self.relative = frozenset(f.name for f in usable if "_to_" in f.name)
+        self.constant_norms: frozenset[str] = frozenset()
+        self.constant_pairs: frozenset[frozenset[str]] = frozenset()
+        if samples:
+            self._drop_constant(samples)
+
+    def _drop_constant(self, samples: Sequence[tuple[Any, Any]]) -> None:
+        """Leave out what is constant on ``samples``: scalar and vector fields that never change
+        (targets, gains and conditions on them), distances that never change (``|push_pos -
+        cube_pos|`` is a fixed offset; ``|goal_pos|`` a fixed point). Flags stay: a bonus on a flag
+        random actions never raise (success) is still the goal."""
+        def values(name: str) -> np.ndarray | None:
+            try:
+                return np.array([np.asarray(state[name], dtype=float) for state, _ in samples])
+            except (KeyError, AttributeError, TypeError, ValueError):
+                return None
+
+        cache = {n: values(n) for g in self.distance_groups for n in g}
+        cache.update({n: values(n) for n in [*self.scalars, *self.vectors] if n not in cache})
+
+        def constant(x: np.ndarray | None) -> bool:
+            if x is None or x.size == 0 or not np.all(np.isfinite(x)):
+                return False
+            return bool(np.all(np.ptp(x, axis=0) <= 1e-9 * max(1.0, float(np.max(np.abs(x))))))
+
+        def norm(x: np.ndarray) -> np.ndarray:
+            return np.abs(x) if x.ndim == 1 else np.linalg.norm(x, axis=-1)
+
+        fixed = {n for n, x in cache.items() if constant(x)}
+        flags = set(self.flags)
+        self.scalars = [n for n in self.scalars if n not in fixed or n in flags]
+        self.vectors = [n for n in self.vectors if n not in fixed]
+        self.vector_lengths = {k: kept for k, v in self.vector_lengths.items()
+                               if (kept := [n for n in v if n not in fixed])}
+        norms, pairs = set(), set()
+        for group in self.distance_groups:
+            for i, a in enumerate(group):
+                xa = cache[a]
+                if xa is not None and constant(norm(xa)):
+                    norms.add(a)
+                for b in group[i + 1:]:
+                    xb = cache[b]
+                    if xa is not None and xb is not None and constant(norm(xa - xb)):
+                        pairs.add(frozenset((a, b)))
+        self.constant_norms, self.constant_pairs = frozenset(norms), frozenset(pairs)
 
     def partners(self, a: str, group: Sequence[str]) -> list[str]:
-        """The fields ``b`` may name beside ``a`` in a distance (null is always allowed)."""
+        """The fields ``b`` may name beside ``a`` in a distance."""
         if a in self.relative:
             return []
-        return [n for n in group if n != a and n not in self.relative]
+        return [n for n in group if n != a and n not in self.relative and frozenset((a, n)) not in self.constant_pairs]
 
     def describe(self, name: str) -> str:
         f = self.by_name[name]
@@ -373,24 +417,33 @@ def _transform_schema(gain: bool) -> dict[str, Any]:
             "required": []}
 
 
-def _pairs(slots: _Slots, group: Sequence[str], make: Any) -> dict[str, Any]:
-    """``make(a_and_b_props)`` for each ``a`` of the group, with ``b`` among its partners or null:
-    one variant per ``a`` (anyOf), so a grammar cannot pair a field with itself or a relative field."""
+def _pairs(slots: _Slots, group: Sequence[str], make: Any) -> dict[str, Any] | None:
+    """``make(a_and_b_props)`` for each ``a`` of the group, with ``b`` among its partners or null
+    (null only when ``|a|`` is not constant): one variant per ``a`` (anyOf), so a grammar cannot pair
+    a field with itself or a relative field. None when no ``a`` has anything left."""
     variants = []
     for a in group:
         partners = slots.partners(a, group)
-        b: dict[str, Any] = ({"anyOf": [_enum(partners), {"type": "null"}], "default": None} if partners
-                             else {"type": "null", "default": None})
+        alone = a not in slots.constant_norms
+        if not partners and not alone:
+            continue
+        null = {"type": "null"}
+        b: dict[str, Any] = ({"anyOf": [_enum(partners), null], "default": None} if partners and alone
+                             else _enum(partners) if partners else {**null, "default": None})
         variants.append(make({"a": {"type": "string", "const": a}, "b": b}))
+    if not variants:
+        return None
     return variants[0] if len(variants) == 1 else {"anyOf": variants}
 
 
 def _condition_defs(slots: _Slots) -> dict[str, dict[str, Any]]:
     defs: dict[str, dict[str, Any]] = {}
     for i, group in enumerate(slots.distance_groups):
-        defs[f"when_distance_{i}"] = _pairs(slots, group, lambda ab: _obj("distance", {
+        pairs = _pairs(slots, group, lambda ab: _obj("distance", {
             **ab, "below": _num(0, SCALE_BOUND, exclusive_min=True)}, ["a", "below"],
             "|a - b| < below (|a| if b is null)"))
+        if pairs is not None:
+            defs[f"when_distance_{i}"] = pairs
     if slots.scalars:
         defs["when_scalar"] = _obj("scalar", {
             "field": _enum(slots.scalars), "op": {"type": "string", "enum": ["above", "below"]},
@@ -416,9 +469,11 @@ def _term_defs(slots: _Slots, conditions: list[str]) -> dict[str, dict[str, Any]
     when = {"anyOf": [{"$ref": f"#/$defs/{c}"} for c in conditions]}
     defs: dict[str, dict[str, Any]] = {}
     for i, group in enumerate(slots.distance_groups):
-        defs[f"distance_{i}"] = _pairs(slots, group, lambda ab: term("distance", {
+        pairs = _pairs(slots, group, lambda ab: term("distance", {
             **ab, "transform": _transform_schema(False)}, ["a"],
             "closeness of a and b (cost |a - b|, or |a| if b is null)"))
+        if pairs is not None:
+            defs[f"distance_{i}"] = pairs
     if slots.scalars:
         defs["target"] = term("target", {"field": _enum(slots.scalars), "target": _num(-VALUE_BOUND, VALUE_BOUND),
                                          "transform": _transform_schema(False)},
@@ -446,7 +501,7 @@ def _term_defs(slots: _Slots, conditions: list[str]) -> dict[str, dict[str, Any]
 
 
 def sketch_schema(schema: StateSchema, *, action_space: Any = None, every_key: bool = False,
-                  scales: bool = True) -> dict[str, Any]:
+                  scales: bool = True, samples: Sequence[tuple[Any, Any]] | None = None) -> dict[str, Any]:
     """The JSON schema (draft 2020-12) of a reward sketch for this task's StateView.
 
     Field names are enums, and each slot lists only the fields that fit it: a distance's ``a``
@@ -459,8 +514,11 @@ def sketch_schema(schema: StateSchema, *, action_space: Any = None, every_key: b
     grammar that lets a small model skip a key lets it skip the one that matters (a distance's
     ``b``, leaving the size of one position). Validation keeps the defaults.
     ``scales=False``: transforms carry no ``scale`` (the workbench sets it, :func:`fill_scales`).
+    ``samples`` (``(state, action)`` pairs): leave out what is constant on them (fields that never
+    change, distances that never change); for decoding, where a term of them could only be rejected
+    as constant. Validation keeps them.
     """
-    out = _sketch_schema(schema, action_space)
+    out = _sketch_schema(schema, action_space, samples)
     if not scales:
         _drop_scales(out)
     if every_key:
@@ -633,8 +691,9 @@ def _require_every_key(node: Any) -> None:
             _require_every_key(value)
 
 
-def _sketch_schema(schema: StateSchema, action_space: Any) -> dict[str, Any]:
-    slots = _Slots(schema, action_space)
+def _sketch_schema(schema: StateSchema, action_space: Any,
+                   samples: Sequence[tuple[Any, Any]] | None = None) -> dict[str, Any]:
+    slots = _Slots(schema, action_space, samples)
     condition_defs = _condition_defs(slots)
     term_defs = _term_defs(slots, list(condition_defs))
     inner = [{"$ref": f"#/$defs/{name}"} for name in term_defs]

@@ -205,7 +205,11 @@ class Text2RewardSource:
         goal = opts.goal or spec.goal
         task = task_for(spec, profile, "checking")
         if resolve_mode(opts.mode, opts.llm) == "sketch":
-            return cls._check_sketch(spec, opts, task, goal)
+            from reward_synthesis.safety.checks import SAMPLES_SEED, collect_samples
+
+            # The run's pre-flight samples (seeded): the decoding schema leaves out what is constant on them.
+            samples = collect_samples(env, profile.schema, n=opts.samples, seed=SAMPLES_SEED)
+            return cls._check_sketch(spec, opts, task, goal, samples)
         examples = cls._examples(opts, goal)
         messages = build_messages(task, goal, examples=examples)
         shots = f", {len(examples)} few-shot example{'s' if len(examples) != 1 else ''}" if opts.few_shot else ""
@@ -213,12 +217,12 @@ class Text2RewardSource:
                                 extra=shots)
 
     @classmethod
-    def _check_sketch(cls, spec: Any, opts: Any, task: Task, goal: str) -> BuiltReward:
+    def _check_sketch(cls, spec: Any, opts: Any, task: Task, goal: str, samples: Any) -> BuiltReward:
         from reward_synthesis.language.sketch_synthesis import SCHEMA_NAME, sketch_request
 
         # The schema and the prompt come from the task's StateView, action space and field ranking:
         # a broken one fails here, and offline the exact first request is looked up in the cache.
-        request = sketch_request(task, goal, top_fields=opts.top_fields)
+        request = sketch_request(task, goal, top_fields=opts.top_fields, samples=samples)
         extra = (f", mode sketch, {len(request.offered.fields)} fields offered, "
                  f"schema {len(json.dumps(request.schema)):,} chars")
         return check_llm_source("text2reward", spec, opts.llm, request.messages, offline=opts.offline,

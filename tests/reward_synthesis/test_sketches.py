@@ -691,3 +691,35 @@ def test_directions_are_never_distances() -> None:
                       "transform": {"kind": "linear", "scale": 1.0}}]}
     with pytest.raises(SketchInvalid, match="nor a direction or orientation"):
         validate_sketch(bad, t.schema, action_space=t.space)
+
+
+def _distance_options(schema: dict[str, Any]) -> set[tuple[str, str | None]]:
+    """Every (a, b) a distance term or condition of the schema allows (b None: |a|)."""
+    out: set[tuple[str, str | None]] = set()
+    for node in _walk_schema(schema):
+        props = node.get("properties") or {}
+        if (props.get("kind") or {}).get("const") != "distance" or "const" not in (props.get("a") or {}):
+            continue
+        a, b = props["a"]["const"], props["b"]
+        for option in b.get("anyOf", [b]):
+            out |= {(a, None)} if option.get("type") == "null" else {(a, n) for n in option["enum"]}
+    return out
+
+
+def test_the_decoding_schema_offers_nothing_constant_on_the_samples() -> None:
+    """With the pre-flight samples, the decoding schema leaves out fields and distances that never
+    change on them (a term of them could only be rejected as constant); validation keeps them."""
+    t = live("planar_push")
+    moves = {n: float(np.max(np.ptp([np.asarray(s[n], dtype=float) for s, _ in t.samples], axis=0)))
+             for n in ("puck_vel", "fingertip_pos", "goal_pos")}
+    assert moves["puck_vel"] == 0 and moves["fingertip_pos"] > 0  # random actions never move the puck here
+    full = _distance_options(sketch_schema(t.schema, action_space=t.space))
+    pruned = _distance_options(sketch_schema(t.schema, action_space=t.space, samples=t.samples))
+    assert ("puck_vel", None) in full and ("puck_vel", None) not in pruned
+    assert pruned and pruned < full
+    for a, b in pruned:  # everything offered varies on the samples
+        d = [np.linalg.norm(np.asarray(s[a], dtype=float) - (np.asarray(s[b], dtype=float) if b else 0.0))
+             for s, _ in t.samples]
+        assert np.ptp(d) > 0, (a, b)
+    validate_sketch({"terms": [{"kind": "distance", "name": "still", "a": "puck_vel", "weight": 1.0,
+                                "transform": {"kind": "linear", "scale": 1.0}}]}, t.schema, action_space=t.space)
