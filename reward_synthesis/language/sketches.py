@@ -569,50 +569,37 @@ def fill_scales(data: Any, samples: Sequence[tuple[Any, Any]]) -> dict[str, floa
             return abs(float(np.asarray(state[term["field"]], dtype=float)[int(term["axis"])]))
         return abs(float(state[term["field"]]))  # scalar
 
-    def visit(terms: Any, prefix: str) -> None:
-        if not isinstance(terms, list):
-            return
-        for i, term in enumerate(terms):
-            if not isinstance(term, dict):
-                continue
-            where = f"{prefix}[{i}]"
-            if term.get("kind") == "stage":
-                visit(term.get("terms"), f"{where}.terms")
-                continue
-            if term.get("kind") not in _COST_KINDS + _GAIN_KINDS:
-                continue
-            transform = term.setdefault("transform", {})
-            if not isinstance(transform, dict) or "scale" in transform:
-                continue
-            try:
-                values = np.array([quantity(term, state, action) for state, action in samples])
-            except (KeyError, AttributeError, IndexError, TypeError, ValueError):
-                term["transform"] = transform or {}
-                continue
-            finite = values[np.isfinite(values)]
-            typical = float(np.median(finite)) if finite.size else 0.0
-            if typical <= 1e-9:
-                typical = float(np.max(finite)) if finite.size and np.max(finite) > 1e-9 else 1.0
-            scale = float(f"{min(typical, SCALE_BOUND):.2g}")
-            transform["scale"] = scale
-            filled[f"{where}.transform.scale"] = scale
-
-    visit(data.get("terms"), "terms")
+    for where, term in _json_terms(data.get("terms")):
+        if term.get("kind") not in _COST_KINDS + _GAIN_KINDS:
+            continue
+        transform = term.setdefault("transform", {})
+        if not isinstance(transform, dict) or "scale" in transform:
+            continue
+        try:
+            values = np.array([quantity(term, state, action) for state, action in samples])
+        except (KeyError, AttributeError, IndexError, TypeError, ValueError):
+            term["transform"] = transform or {}
+            continue
+        finite = values[np.isfinite(values)]
+        typical = float(np.median(finite)) if finite.size else 0.0
+        if typical <= 1e-9:
+            typical = float(np.max(finite)) if finite.size and np.max(finite) > 1e-9 else 1.0
+        scale = float(f"{min(typical, SCALE_BOUND):.2g}")
+        transform["scale"] = scale
+        filled[f"{where}.transform.scale"] = scale
     return filled
 
 
-def _conditions(terms: Any, prefix: str) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``("terms[1].when", condition)`` for every condition in a sketch's JSON, stages' inner ones too."""
+def _json_terms(terms: Any, prefix: str = "terms") -> Iterator[tuple[str, dict[str, Any]]]:
+    """``("terms[2].terms[0]", term)`` for every term object in a sketch's JSON (not validated yet),
+    stages' inner terms after their stage."""
     if not isinstance(terms, list):
         return
     for i, term in enumerate(terms):
-        if not isinstance(term, dict):
-            continue
-        where = f"{prefix}[{i}]"
-        if isinstance(term.get("when"), dict):
-            yield f"{where}.when", term["when"]
-        if term.get("kind") == "stage":
-            yield from _conditions(term.get("terms"), f"{where}.terms")
+        if isinstance(term, dict):
+            yield f"{prefix}[{i}]", term
+            if term.get("kind") == "stage":
+                yield from _json_terms(term.get("terms"), f"{prefix}[{i}].terms")
 
 
 def fill_thresholds(data: Any, samples: Sequence[tuple[Any, Any]]) -> dict[str, float]:
@@ -625,7 +612,11 @@ def fill_thresholds(data: Any, samples: Sequence[tuple[Any, Any]]) -> dict[str, 
     filled: dict[str, float] = {}
     if not isinstance(data, dict) or not samples:
         return filled
-    for where, cond in _conditions(data.get("terms"), "terms"):
+    for where, term in _json_terms(data.get("terms")):
+        cond = term.get("when")
+        if not isinstance(cond, dict):
+            continue
+        where = f"{where}.when"
         below = cond.get("below")
         usable = isinstance(below, (int, float)) and not isinstance(below, bool) and 0 < below <= SCALE_BOUND
         if cond.get("kind") != "distance" or usable or not isinstance(cond.get("a"), str):
@@ -652,17 +643,7 @@ def unique_names(data: Any) -> dict[str, str]:
     renamed: dict[str, str] = {}
     if not isinstance(data, dict):
         return renamed
-    terms: list[tuple[str, dict[str, Any]]] = []
-
-    def collect(nodes: Any, prefix: str) -> None:
-        if isinstance(nodes, list):
-            for i, term in enumerate(nodes):
-                if isinstance(term, dict):
-                    terms.append((f"{prefix}[{i}]", term))
-                    if term.get("kind") == "stage":
-                        collect(term.get("terms"), f"{prefix}[{i}].terms")
-
-    collect(data.get("terms"), "terms")
+    terms = list(_json_terms(data.get("terms")))
     taken = {t["name"] for _, t in terms if isinstance(t.get("name"), str)}
     seen: set[str] = set()
     for where, term in terms:

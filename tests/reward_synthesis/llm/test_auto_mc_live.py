@@ -25,7 +25,8 @@ REPO = Path(__file__).resolve().parents[3]
 REACHER = REPO / "tasks" / "mujoco" / "reacher.yaml"
 
 
-def test_designer_critic_and_analyzer_round_trip(llm_env: dict, tmp_path: Path) -> None:
+def _tiny_reacher() -> tuple[Task, list]:
+    """Reacher with 25-step episodes and a tiny PPO (proxy training in seconds), and 32 samples."""
     task = Task.build(load_task(REACHER, ["sim.max_episode_steps=25", "training.n_envs=1",
                                           "learner.hyperparams.n_steps=128", "learner.hyperparams.batch_size=64",
                                           "learner.hyperparams.n_epochs=1"]),
@@ -33,6 +34,11 @@ def test_designer_critic_and_analyzer_round_trip(llm_env: dict, tmp_path: Path) 
     env = task.make_env()
     samples = collect_samples(env, task.profile.schema, n=32, seed=0)
     env.close()
+    return task, samples
+
+
+def test_designer_critic_and_analyzer_round_trip(llm_env: dict, tmp_path: Path) -> None:
+    task, samples = _tiny_reacher()
     transcript = tmp_path / "transcript.jsonl"
     client = make_client({"temperature": 0.2, "max_tokens": 160}, transcript=transcript)
     initial = (REPO / "tasks" / "mujoco" / "rewards" / "reacher_precise.py").read_text()
@@ -78,13 +84,7 @@ def test_sketch_mode_designs_sketches_the_critic_reads_their_programs_and_memory
     why it was rejected) in the sketch prompt. Acceptance itself is measured, not promised."""
     from reward_synthesis.language.sketch_synthesis import SCHEMA_NAME, sketch_request
 
-    task = Task.build(load_task(REACHER, ["sim.max_episode_steps=25", "training.n_envs=1",
-                                          "learner.hyperparams.n_steps=128", "learner.hyperparams.batch_size=64",
-                                          "learner.hyperparams.n_epochs=1"]),
-                      reward=BuiltReward(None, "designing"))
-    env = task.make_env()
-    samples = collect_samples(env, task.profile.schema, n=32, seed=0)
-    env.close()
+    task, samples = _tiny_reacher()
     transcript = tmp_path / "transcript.jsonl"
     client = make_client({"temperature": 0.7, "max_tokens": 400}, transcript=transcript)
     out = tmp_path / "auto_mc"
