@@ -240,10 +240,13 @@ class SereneLearner(NoveltySearchLearner):
     def init_algo(self, hp: QDHyperparams, dim: int, descriptor_dim: int, rng: np.random.Generator) -> dict[str, Any]:
         ribs = require_ribs()
         algo = super().init_algo(hp, dim, descriptor_dim, rng)
+        # the rewarding archive's seed comes from a child seed sequence, not from ``rng``: until the
+        # first reward, serene's exploration draws exactly what ns does with the same seed
+        child = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
         algo["rewarding"] = ribs.archives.ProximityArchive(
             solution_dim=dim, measure_dim=descriptor_dim, k_neighbors=1,
             novelty_threshold=max(hp.novelty_threshold, 1e-9), local_competition=True,
-            seed=int(rng.integers(0, 2**31 - 1)))
+            seed=int(child.integers(0, 2**31 - 1)))
         algo.update({"population": np.zeros((0, dim)), "candidates": [], "pool": [], "current": None,
                      "left": 0, "turn": 0, "next_id": 0, "chunk": _new_chunk(0), "chunks": [],
                      "stopped_emitters": [], "asked": None, "evaluations": 0,
