@@ -202,6 +202,7 @@ def _wait_for_step(root: Path, step: int, proc: subprocess.Popen, timeout: float
     raise AssertionError("no checkpoint in time")
 
 
+@pytest.mark.slow  # ~15-20 s; the default suite kills and resumes ns (test_qd), the loop serene extends
 def test_sigkill_then_resume_continues_the_whole_serene_state(tmp_path: Path) -> None:
     from workbench.pipeline import train_and_evaluate
 

@@ -63,6 +63,7 @@ def test_run_with_mode_sketch_synthesizes_a_sketch_then_trains(llm_env: dict, tm
     assert "offline: the first request is cached (replays)" in check.stdout and "mode sketch" in check.stdout
 
 
+@pytest.mark.slow  # ~30-50 s; the default suite synthesizes a sketch inside `workbench run` (above)
 def test_reward_synth_mode_sketch_writes_the_sketch_and_the_program(llm_env: dict, tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.run(
