@@ -43,7 +43,7 @@ __all__ = ["app", "main", "reward_app", "llm_app"]
 # ============================================================================= workbench llm
 
 llm_app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                      help="The local LLM server (llama.cpp + SmolLM2-135M-Instruct on 127.0.0.1).")
+                      help="The local LLM server (llama.cpp + an embedded model, Gemma 3 270M by default).")
 
 
 @llm_app.command()
