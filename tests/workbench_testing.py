@@ -1,7 +1,11 @@
-"""Constants the test modules share (importable because tests/ is on sys.path via its conftest)."""
+"""Constants and helpers the test modules share (importable because tests/ is on sys.path via its conftest)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,3 +58,30 @@ def load_shipped(path: Path, tmp: Path):
     if source in PIXEL_SOURCES:
         return load_task(path, [*TEST_CLIP, "reward.calibration_steps=16"])
     return load_task(path)
+
+
+def set_args(overrides: list[str]) -> list[str]:
+    """``["a=1", "b=2"]`` -> ``["--set", "a=1", "--set", "b=2"]`` for the CLI."""
+    return [arg for item in overrides for arg in ("--set", item)]
+
+
+def cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    """``workbench ARGS`` in a fresh process, from the repository root."""
+    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
+
+
+def wait_for_checkpoint(root: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> Path:
+    """The run directory under ``root`` once its ``checkpoints/latest.json`` reaches ``step`` (the
+    run in ``proc`` must still be going)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "run exited early"
+        for latest in root.glob("*/checkpoints/latest.json"):
+            try:
+                if json.loads(latest.read_text())["step"] >= step:
+                    return latest.parent.parent
+            except (json.JSONDecodeError, KeyError):
+                pass
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint in time")

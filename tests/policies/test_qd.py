@@ -8,7 +8,6 @@ import pickle
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -17,13 +16,14 @@ from typer.testing import CliRunner
 
 ribs = pytest.importorskip("ribs", reason="the QD learners need the qd extra: pip install 'rl-workbench[qd]'")
 
+from workbench_testing import REPO, cli, set_args, wait_for_checkpoint  # noqa: E402
+
 from policies.qd import MLPPolicy, novelty  # noqa: E402
 from workbench.cli import app  # noqa: E402
 from workbench.errors import TaskError  # noqa: E402
 from workbench.learner import load_policy  # noqa: E402
 from workbench.spec import load_task  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
 MAZE = REPO / "tasks" / "qd" / "maze_ns.yaml"
 EPISODE = 50
 POP = 8
@@ -32,13 +32,6 @@ TINY = [f"sim.max_episode_steps={EPISODE}", f"learner.hyperparams.population={PO
         "evaluation.video=false"]
 
 
-def _sets(overrides: list[str]) -> list[str]:
-    return [arg for item in overrides for arg in ("--set", item)]
-
-
-def wb(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
 
 
 def _only_run(root: Path) -> Path:
@@ -48,8 +41,8 @@ def _only_run(root: Path) -> Path:
 
 def test_ns_run_end_to_end_then_eval(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    proc = wb("run", str(MAZE), "--runs-dir", str(runs), "--quiet",
-              *_sets([*TINY, f"training.total_steps={3 * GEN + GEN // 2}"]))
+    proc = cli("run", str(MAZE), "--runs-dir", str(runs), "--quiet",
+               *set_args([*TINY, f"training.total_steps={3 * GEN + GEN // 2}"]))
     assert proc.returncode == 0, proc.stderr
     run = _only_run(runs)
     qd = json.loads((run / "qd.json").read_text())
@@ -79,29 +72,15 @@ def test_ns_run_end_to_end_then_eval(tmp_path: Path) -> None:
     assert json.loads((run / "eval.json").read_text())["episodes"] == 2
 
 
-def _wait_for_generation(root: Path, generations: int, proc: subprocess.Popen, timeout: float = 120) -> Path:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "run exited early"
-        for latest in root.glob("*/checkpoints/latest.json"):
-            try:
-                if json.loads(latest.read_text())["step"] >= generations * GEN:
-                    return latest.parent.parent
-            except (json.JSONDecodeError, KeyError):
-                pass
-        time.sleep(0.1)
-    raise AssertionError("no checkpoint in time")
-
-
 def test_sigkill_then_resume_continues_from_the_checkpointed_generation(tmp_path: Path) -> None:
     from workbench.pipeline import train_and_evaluate
 
     runs = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", str(MAZE), "--runs-dir", str(runs),
-                             "--quiet", *_sets([*TINY, "training.total_steps=1e6"])],
+                             "--quiet", *set_args([*TINY, "training.total_steps=1e6"])],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
-        run = _wait_for_generation(runs, 2, proc)
+        run = wait_for_checkpoint(runs, 2 * GEN, proc)
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -112,7 +91,7 @@ def test_sigkill_then_resume_continues_from_the_checkpointed_generation(tmp_path
     # Finish two generations later (a small edit of the resolved task keeps the test short).
     resolved = (run / "task.yaml").read_text().replace("total_steps: 1000000", f"total_steps: {step + 2 * GEN}")
     (run / "task.yaml").write_text(resolved)
-    proc2 = wb("run", "--resume", str(run), "--quiet")
+    proc2 = cli("run", "--resume", str(run), "--quiet")
     assert proc2.returncode == 0, proc2.stderr
     info = json.loads((run / "run.json").read_text())
     assert info["resumed_from"] == step and info["status"] == "finished"
@@ -149,7 +128,7 @@ def test_two_workers_give_the_same_archive_as_one(tmp_path: Path) -> None:
 
 def test_unknown_descriptor_field_is_one_clear_error_exit_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["run", str(MAZE), "--runs-dir", str(tmp_path / "runs"), "--quiet",
-                                      *_sets([*TINY, "learner.hyperparams.descriptor=[x, z]"])])
+                                      *set_args([*TINY, "learner.hyperparams.descriptor=[x, z]"])])
     out = result.output
     assert result.exit_code == 2, out
     assert "Traceback" not in out and isinstance(result.exception, SystemExit)

@@ -13,7 +13,6 @@ import pickle
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,8 @@ import pytest
 from typer.testing import CliRunner
 
 ribs = pytest.importorskip("ribs", reason="the QD learners need the qd extra: pip install 'rl-workbench[qd]'")
+
+from workbench_testing import REPO, cli, set_args, wait_for_checkpoint  # noqa: E402
 
 from policies.qd import MLPPolicy, SereneLearner  # noqa: E402
 from policies.qd.config import QDHyperparams  # noqa: E402
@@ -37,7 +38,6 @@ from workbench.errors import TaskError  # noqa: E402
 from workbench.learner import load_policy  # noqa: E402
 from workbench.spec import load_task  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
 TASK = REPO / "tasks" / "qd" / "maze_serene.yaml"
 EPISODE = 200
 POP = 8
@@ -49,18 +49,12 @@ TINY = [f"learner.hyperparams.population={POP}", "learner.hyperparams.sigma=0.3"
         "evaluation.video=false"]
 
 
-def _sets(overrides: list[str]) -> list[str]:
-    return [arg for item in overrides for arg in ("--set", item)]
-
-
-def wb(*args: str, timeout: int = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workbench.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)
 
 
 def test_serene_run_through_the_cli_writes_chunk_stats_and_an_emitter_then_eval(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
-    proc = wb("run", str(TASK), "--runs-dir", str(runs), "--quiet", *_sets([*TINY, f"training.total_steps={20 * GEN}"]))
+    proc = cli("run", str(TASK), "--runs-dir", str(runs), "--quiet",
+               *set_args([*TINY, f"training.total_steps={20 * GEN}"]))
     assert proc.returncode == 0, proc.stderr
     (run,) = [p for p in runs.iterdir() if p.is_dir()]
     qd = json.loads((run / "qd.json").read_text())
@@ -188,30 +182,16 @@ def test_a_stopped_emitter_leaves_its_best_in_the_rewarding_archive() -> None:
     assert summary["emitters_stopped"] == 1 and summary["chunks"][0]["emitters_born"] == 1
 
 
-def _wait_for_step(root: Path, step: int, proc: subprocess.Popen, timeout: float = 120) -> Path:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "run exited early"
-        for latest in root.glob("*/checkpoints/latest.json"):
-            try:
-                if json.loads(latest.read_text())["step"] >= step:
-                    return latest.parent.parent
-            except (json.JSONDecodeError, KeyError):
-                pass
-        time.sleep(0.05)
-    raise AssertionError("no checkpoint in time")
-
-
 @pytest.mark.slow  # ~15-20 s; the default suite kills and resumes ns (test_qd), the loop serene extends
 def test_sigkill_then_resume_continues_the_whole_serene_state(tmp_path: Path) -> None:
     from workbench.pipeline import train_and_evaluate
 
     runs = tmp_path / "runs"
     proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", str(TASK), "--runs-dir", str(runs),
-                             "--quiet", *_sets([*TINY, "training.total_steps=1e6"])],
+                             "--quiet", *set_args([*TINY, "training.total_steps=1e6"])],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
-        run = _wait_for_step(runs, 8 * GEN, proc)  # past the first reward (evaluation 25), exploiting it
+        run = wait_for_checkpoint(runs, 8 * GEN, proc)  # past the first reward (evaluation 25), exploiting it
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -220,7 +200,7 @@ def test_sigkill_then_resume_continues_the_whole_serene_state(tmp_path: Path) ->
     total = step + 6 * GEN
     resolved = (run / "task.yaml").read_text().replace("total_steps: 1000000", f"total_steps: {total}")
     (run / "task.yaml").write_text(resolved)
-    proc2 = wb("run", "--resume", str(run), "--quiet")
+    proc2 = cli("run", "--resume", str(run), "--quiet")
     assert proc2.returncode == 0, proc2.stderr
     info = json.loads((run / "run.json").read_text())
     assert info["resumed_from"] == step and info["status"] == "finished"
@@ -241,7 +221,7 @@ def test_sigkill_then_resume_continues_the_whole_serene_state(tmp_path: Path) ->
 
 def test_bad_serene_hyperparams_exit_2_through_the_cli(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["run", str(TASK), "--runs-dir", str(tmp_path / "runs"), "--quiet",
-                                      *_sets([*TINY, "learner.hyperparams.emitter_type=pso"])])
+                                      *set_args([*TINY, "learner.hyperparams.emitter_type=pso"])])
     assert result.exit_code == 2, result.output
     assert "Traceback" not in result.output and "learner.hyperparams.emitter_type" in result.output
     assert "maze_serene.yaml" in result.output
