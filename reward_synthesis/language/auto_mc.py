@@ -84,7 +84,7 @@ if TYPE_CHECKING:
 
 __all__ = ["trajectory_stats", "stats_text", "Verdict", "parse_verdict",
            "designer_messages", "sketch_designer_messages", "critic_messages", "analyzer_messages", "RoundRecord",
-           "AutoMCResult",           "auto_mc_search", "AutoMCSource"]
+           "AutoMCResult", "auto_mc_search", "AutoMCSource"]
 
 
 
