@@ -1,7 +1,8 @@
 """QD evaluation throughput: episodes/s with W rollout workers vs 1 (policies/qd/rollout.py), and
-optionally a small coverage comparison of ns, serene (elitist and CMA-ES emitters), map_elites,
-cma_me and random_search at equal evaluations on the maze (tasks/qd/maze_ns.yaml; serene:
-tasks/qd/maze_serene.yaml).
+optionally a coverage comparison of ns, taxons, serene (elitist and CMA-ES emitters), stax,
+map_elites, cma_me and random_search at equal evaluations on the maze (tasks/qd/maze_ns.yaml; the
+others' own maze_<learner>.yaml where there is one), and of stable-baselines3 PPO at the same
+env-step budget.
 
 Throughput: the same population of genomes (the maze task, 200-step episodes) is evaluated by an
 :class:`Evaluator` with 1 worker (in this process) and with W worker processes (each builds its env
@@ -12,7 +13,10 @@ machine the ratio says as much about the other load as about the pool.
 Coverage (``--coverage``): each learner runs through ``workbench.pipeline.train_and_evaluate`` at the
 same budget (so the same number of episodes) and seeds; the table shows coverage of the 20 x 20
 ground-truth grid, reward areas found, evaluations to the first reward and the mean over seeds of
-the best reward per area found (SERENE's emitters exist to raise it). Last line:
+the best reward per area found (SERENE's emitters exist to raise it). PPO (``ppo``) trains on the
+same maze task's envs (4 of them, SB3 defaults) for the same env steps; its coverage is that of the
+final positions of all its training episodes on the same grid, its areas those its training
+episodes ended in (the same count a QD learner gets: every episode it ran). Last line:
 ``ratio=<W-worker episodes/s / 1-worker episodes/s>``.
 
     .venv/bin/python benchmarks/qd_throughput.py [--workers 2] [--episodes 64] [--trials 3]
@@ -36,7 +40,8 @@ from workbench.task import Task
 
 REPO = Path(__file__).resolve().parent.parent
 MAZE = REPO / "tasks" / "qd" / "maze_ns.yaml"
-SERENE = REPO / "tasks" / "qd" / "maze_serene.yaml"
+OWN_TASK = {"serene": "maze_serene.yaml", "serene_cma": "maze_serene.yaml", "taxons": "maze_taxons.yaml",
+            "stax": "maze_stax.yaml"}
 
 
 def throughput(workers: int, episodes: int, trials: int) -> tuple[float, float]:
@@ -65,7 +70,9 @@ def coverage_table(steps: int, seeds: list[int], only: list[str] | None = None) 
 
     learners = {
         "ns": [],
+        "taxons": [],
         "serene": [],
+        "stax": [],
         "serene_cma": ["learner.hyperparams.emitter_type=cma"],
         "map_elites": ["learner.hyperparams={descriptor: [x, y], descriptor_bounds: [[-1, 1], [-1, 1]], "
                        "population: 32, outcome_grid: {fields: [x, y], low: [-1, -1], high: [1, 1], "
@@ -81,22 +88,26 @@ def coverage_table(steps: int, seeds: list[int], only: list[str] | None = None) 
     print(f"{'learner':<14}{'coverage':>18}{'areas found':>16}{'evals to 1st reward':>28}"
           f"{'best reward/area':>20}")
     with tempfile.TemporaryDirectory() as tmp:
-        for name, overrides in learners.items():
+        for name, overrides in [*learners.items(), ("ppo", [])]:
             if only and name not in only:
                 continue
             cov, areas, first, best = [], [], [], []
-            task, learner = (SERENE, "serene") if name.startswith("serene") else (MAZE, name)
+            task = REPO / "tasks" / "qd" / OWN_TASK.get(name, "maze_ns.yaml")
+            learner = "serene" if name == "serene_cma" else name
             for seed in seeds:
-                spec = load_task(task, [f"learner.name={learner}", *overrides, f"training.total_steps={steps}",
-                                        f"training.seed={seed}", "evaluation.episodes=1", "evaluation.video=false"])
-                result = train_and_evaluate(spec, Path(tmp) / name)
-                qd = json.loads((result.run.path / "qd.json").read_text())
+                if name == "ppo":
+                    qd = ppo_outcomes(steps, seed)
+                else:
+                    spec = load_task(task, [f"learner.name={learner}", *overrides, f"training.total_steps={steps}",
+                                            f"training.seed={seed}", "evaluation.episodes=1", "evaluation.video=false"])
+                    result = train_and_evaluate(spec, Path(tmp) / name)
+                    qd = json.loads((result.run.path / "qd.json").read_text())
                 cov.append(qd["coverage"])
                 areas.append(qd["n_reward_areas_found"])
                 first.append(qd["evaluations_to_first_reward"])
                 best.extend(qd["best_reward_per_area"].values())
-                if learner == "serene":
-                    s = qd["serene"]
+                if learner in ("serene", "stax"):
+                    s = qd[learner]
                     print(f"  {name} seed {seed}: exploration {s['exploration_evaluations']}, exploitation "
                           f"{s['exploitation_evaluations']} evaluations, emitters born {s['emitters_born']}, "
                           f"stopped {s['emitters_stopped']}, novel offspring {s['novel_from_emitters']}, "
@@ -104,6 +115,39 @@ def coverage_table(steps: int, seeds: list[int], only: list[str] | None = None) 
             firsts = ", ".join("-" if f is None else str(f) for f in first)
             print(f"{name:<14}{np.mean(cov):>11.3f} ± {np.std(cov):.3f}{np.mean(areas):>12.2f} / 3"
                   f"{firsts:>28}{(np.mean(best) if best else float('nan')):>20.3f}", flush=True)
+
+
+def ppo_outcomes(steps: int, seed: int, n_envs: int = 4) -> dict:
+    """SB3 PPO on the maze for ``steps`` env steps; the qd.json keys the table reads, from the
+    final positions and reward areas of every training episode."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    task = Task.build(load_task(MAZE, [f"training.seed={seed}"]))
+    cells = np.zeros((20, 20), dtype=bool)
+    record: dict = {"episodes": 0, "first": None, "best": {}}
+
+    class Outcomes(BaseCallback):
+        def _on_step(self) -> bool:
+            for done, info, reward in zip(self.locals["dones"], self.locals["infos"], self.locals["rewards"]):
+                if not done:
+                    continue
+                record["episodes"] += 1
+                x, y = np.asarray(info["terminal_observation"])[:2]
+                cells[min(19, max(0, int((x + 1) / 0.1))), min(19, max(0, int((y + 1) / 0.1)))] = True
+                area = info.get("reward_area")
+                if area is not None and reward > 0:
+                    record["first"] = record["first"] or record["episodes"]
+                    record["best"][area] = max(record["best"].get(area, 0.0), float(reward))
+            return True
+
+    venv = task.wrap_vec(DummyVecEnv(task.env_fns(n_envs)))
+    PPO("MlpPolicy", venv, seed=seed, verbose=0, device="cpu").learn(steps, callback=Outcomes())
+    venv.close()
+    return {"coverage": float(cells.mean()), "n_reward_areas_found": len(record["best"]),
+            "evaluations_to_first_reward": record["first"], "best_reward_per_area": record["best"],
+            "reward_areas_found": sorted(record["best"])}
 
 
 def main() -> None:

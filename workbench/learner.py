@@ -81,6 +81,9 @@ class TrainingStopped(Exception):
 
 
 class Learner(Protocol):
+    """``fit`` gets env factories: each builds one wrapped training env when called with no
+    argument, or a rendering one with ``render_mode="rgb_array"`` (for learners that read frames)."""
+
     name: str
 
     @classmethod

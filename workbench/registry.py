@@ -194,7 +194,8 @@ LEARNERS = Registry(
     {"ppo": "policies.sb3:PPOLearner", "sac": "policies.sb3:SACLearner",
      "ns": "policies.qd:NoveltySearchLearner", "map_elites": "policies.qd:MapElitesLearner",
      "cma_me": "policies.qd:CMAMELearner", "random_search": "policies.qd:RandomSearchLearner",
-     "serene": "policies.qd:SereneLearner"},
+     "serene": "policies.qd:SereneLearner", "taxons": "policies.qd:TaxonsLearner",
+     "stax": "policies.qd:StaxLearner"},
     group="rl_workbench.learners", key="learner.name", contract=("validate_spec", "fit", "load_checkpoint"),
 )
 # The classes a saved policy directory's policy.json may name (``workbench eval`` loads them).

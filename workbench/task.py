@@ -103,9 +103,14 @@ class Task:
             env = FrameRewardWrapper(env, self.reward.frame_reward)
         return env
 
-    def env_fns(self, n: int) -> list[Callable[[], gym.Env]]:
-        """Constructors of the training envs; pair them with :meth:`wrap_vec`."""
-        return [lambda: self.make_env(batched=True) for _ in range(n)]
+    def env_fns(self, n: int) -> list[Callable[..., gym.Env]]:
+        """Constructors of the training envs; pair them with :meth:`wrap_vec`. Each takes an
+        optional ``render_mode`` (a learner that learns from pixels, e.g. TAXONS, asks for
+        ``"rgb_array"``); called with no argument it builds the env as it trains everywhere else."""
+        def make(render_mode: str | None = None) -> gym.Env:
+            return self.make_env(batched=True, render_mode=render_mode)
+
+        return [make for _ in range(n)]
 
     def wrap_vec(self, venv: VecEnv) -> VecEnv:
         """What a learner applies to the vector of ``env_fns``: a batched reward program (one

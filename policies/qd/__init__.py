@@ -1,7 +1,9 @@
 """Quality-diversity explorers for sparse rewards (issue 16), on pyribs archives.
 
 Learners (``learner.name``): ``ns`` (novelty search, ribs ProximityArchive, k-NN novelty), ``serene``
-(SERENE: novelty search plus reward emitters under a meta-scheduler, :mod:`policies.qd.serene`), and the
+(SERENE: novelty search plus reward emitters under a meta-scheduler, :mod:`policies.qd.serene`), ``taxons``
+and ``stax`` (novelty search / SERENE in a behaviour space an autoencoder learns from the episode's frames,
+:mod:`policies.qd.taxons`, :mod:`policies.qd.behaviour`), and the
 baselines ``map_elites`` (ribs GridArchive + Gaussian/IsoLine emitter + Scheduler), ``cma_me``
 (ribs EvolutionStrategyEmitters) and ``random_search``. A genome is the flat parameter vector of a
 small numpy MLP (:class:`MLPController`); the trained policy is the best genome (:class:`MLPPolicy`).
@@ -18,6 +20,7 @@ from policies.qd.learners import (
     novelty,
 )
 from policies.qd.serene import SereneLearner
+from policies.qd.taxons import StaxLearner, TaxonsLearner
 
 __all__ = ["MLPController", "MLPPolicy", "QDLearner", "NoveltySearchLearner", "MapElitesLearner", "CMAMELearner",
-           "RandomSearchLearner", "SereneLearner", "novelty"]
+           "RandomSearchLearner", "SereneLearner", "TaxonsLearner", "StaxLearner", "novelty"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import difflib
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from policies.qd.rollout import parse_field
 from workbench.errors import TaskError
@@ -15,7 +15,7 @@ from workbench.registry import SIMS
 if TYPE_CHECKING:
     from workbench.spec import TaskSpec
 
-__all__ = ["OutcomeGrid", "QDHyperparams", "KEYS", "parse_hyperparams"]
+__all__ = ["OutcomeGrid", "QDHyperparams", "KEYS", "LEARNED_SPACE", "parse_hyperparams"]
 
 
 class OutcomeGrid(BaseModel):
@@ -68,6 +68,23 @@ class QDHyperparams(BaseModel):
     stagnation_generations: int = Field(5, ge=1, le=100_000, description="serene: generations without a better "
                                         "best reward before an emitter stops")
     max_candidates: int = Field(10, ge=1, le=100_000, description="serene: emitter candidates kept (most novel)")
+    # taxons / stax: the behaviour space learned from frames (policies/qd/behaviour.py)
+    frames: int | None = Field(None, ge=1, le=16, description="frames per episode the autoencoder reads "
+                               "(taxons: 1, the final frame; stax: 4)")
+    frame_size: int = Field(64, ge=16, le=256, description="frames are resized to frame_size x frame_size")
+    latent_dim: int = Field(10, ge=1, le=256, description="the learned descriptor's length")
+    ae_epochs: int = Field(20, ge=1, le=10_000, description="most epochs of one autoencoder training")
+    ae_patience: int | None = Field(None, ge=0, le=10_000, description="epochs without a better held-out "
+                                    "loss before a training stops (0: never; taxons 0, stax 3)")
+    ae_batch_size: int = Field(64, ge=1, le=100_000)
+    ae_lr: float = Field(1e-3, gt=0, le=1)
+    ae_max_samples: int = Field(2000, ge=10, le=10_000_000, description="most frames one training reads")
+    retrain_every: int = Field(10, ge=1, le=1_000_000, description="generations between autoencoder trainings "
+                               "(the first is after generation 1)")
+    retrain_growth: float | None = Field(None, ge=1, le=100, description="factor on the interval after each "
+                                         "training (taxons 1: fixed; stax 1.5: growing)")
+    surprise_probability: float = Field(0.5, ge=0, le=1, description="taxons: chance that a generation's "
+                                        "parents are the most surprising rather than the most novel")
 
     @model_validator(mode="after")
     def _checks(self) -> QDHyperparams:
@@ -78,6 +95,13 @@ class QDHyperparams(BaseModel):
         if self.descriptor_bounds is not None and any(lo >= hi for lo, hi in self.descriptor_bounds):
             raise ValueError("each descriptor bound [low, high] needs low < high")
         return self
+
+    @field_validator("frame_size")
+    @classmethod
+    def _multiple_of_8(cls, value: int) -> int:
+        if value % 8:
+            raise ValueError("frame_size must be a multiple of 8 (three stride-2 convolutions): e.g. 64")
+        return value
 
     def check_serene(self) -> tuple[str, str] | None:
         """(key, problem) when the serene keys do not fit together, else None."""
@@ -103,8 +127,14 @@ KEYS: dict[str, set[str]] = {
                          "exploration_fraction", "emitter_type", "emitter_population", "bootstrap_generations",
                          "stagnation_generations", "max_candidates"},
 }
+_LEARNED = {"frames", "frame_size", "latent_dim", "ae_epochs", "ae_patience", "ae_batch_size", "ae_lr",
+            "ae_max_samples", "retrain_every", "retrain_growth"}
+KEYS["taxons"] = (KEYS["ns"] - {"descriptor"}) | _LEARNED | {"surprise_probability"}
+KEYS["stax"] = (KEYS["serene"] - {"descriptor"}) | _LEARNED
+LEARNED_SPACE = ("taxons", "stax")  # learners whose descriptor is learned from frames
 _NEEDS = {"ns": ("descriptor",), "map_elites": ("descriptor", "descriptor_bounds"),
-          "cma_me": ("descriptor", "descriptor_bounds"), "random_search": (), "serene": ("descriptor",)}
+          "cma_me": ("descriptor", "descriptor_bounds"), "random_search": (), "serene": ("descriptor",),
+          "taxons": (), "stax": ()}
 _EXAMPLE = {"descriptor": "descriptor: [x, y]", "descriptor_bounds": "descriptor_bounds: [[-1, 1], [-1, 1]]"}
 
 
@@ -133,7 +163,10 @@ def parse_hyperparams(learner: str, spec: TaskSpec, *, file: str, check_fields: 
         if not getattr(hp, needed):
             raise TaskError(f"{learner} needs {needed}", file=file, key=_key(needed),
                             hint=f"add it under learner.hyperparams, e.g. {_EXAMPLE[needed]}")
-    if learner == "serene" and (problem := hp.check_serene()) is not None:
+    if learner in LEARNED_SPACE and spec.sim.max_episode_steps is None:
+        raise TaskError(f"{learner} takes its frames at fixed points of the episode and needs its length",
+                        file=file, key="sim.max_episode_steps", hint="set sim.max_episode_steps, e.g. 200")
+    if learner in ("serene", "stax") and (problem := hp.check_serene()) is not None:
         where, msg = problem
         raise TaskError(msg, file=file, key=_key(where),
                         hint="raise chunk_evaluations (e.g. 10 x population), or lower population / "

@@ -23,7 +23,7 @@ import numpy as np
 
 from policies.qd.config import QDHyperparams, parse_hyperparams
 from policies.qd.genome import MLPController, MLPPolicy
-from policies.qd.rollout import Evaluator, Outcome, read_fields
+from policies.qd.rollout import Evaluator, FrameSpec, Outcome, read_fields
 from workbench.errors import MissingDependency, TaskError, WorkbenchError
 from workbench.learner import FitHooks, TrainingInterrupted, TrainingStopped
 from workbench.runs import atomic_path
@@ -33,9 +33,16 @@ if TYPE_CHECKING:
     from workbench.spec import TaskSpec
 
 __all__ = ["QDLearner", "NoveltySearchLearner", "MapElitesLearner", "CMAMELearner", "RandomSearchLearner",
-           "QDState", "novelty", "require_ribs"]
+           "QDState", "novelty", "require_ribs", "EVALUATION_FIELD", "evaluations"]
 
 STATE_FILE = "qd_state.pkl"
+# every ProximityArchive of the QD learners stores each member's evaluation index (0-based), which
+# names the episode it came from (and its frames, for a learned behaviour space)
+EVALUATION_FIELD = {"evaluation": ((), np.int64)}
+
+
+def evaluations(outcomes: Sequence[Outcome]) -> np.ndarray:
+    return np.array([o.index for o in outcomes], dtype=np.int64)
 
 
 def require_ribs() -> Any:
@@ -44,7 +51,7 @@ def require_ribs() -> Any:
         import ribs.emitters
         import ribs.schedulers
     except ImportError:
-        raise MissingDependency("the QD learners (ns, serene, map_elites, cma_me, random_search)", "qd",
+        raise MissingDependency("the QD learners (ns, taxons, serene, stax, map_elites, cma_me, random_search)", "qd",
                                 "ribs") from None
     return ribs
 
@@ -98,6 +105,22 @@ class QDLearner:
         """The learner's ribs archives, by file stem, for the run's outputs."""
         return {}
 
+    def descriptor_dim(self, hp: QDHyperparams, probe: gym.Env) -> int:
+        """The length of the descriptor (the named StateView fields' values, here)."""
+        return len(read_fields(probe, hp.descriptor))
+
+    def frame_spec(self, hp: QDHyperparams, spec: TaskSpec) -> FrameSpec | None:
+        """The frames each outcome carries (None: none; learners of a pixel descriptor say which)."""
+        return None
+
+    def attach(self, algo: dict[str, Any], run: Run, hp: QDHyperparams) -> None:
+        """Called once the state is made or loaded, before the first generation: a learner opens
+        what it keeps outside the pickled state (e.g. a frame store in the run directory)."""
+
+    def write_files(self, algo: dict[str, Any], out: Path) -> dict[str, Any]:
+        """Extra files of the learner in the run's ``qd/`` directory; returns keys for qd.json."""
+        return {}
+
     def next_batch_size(self, algo: dict[str, Any], hp: QDHyperparams) -> int | None:
         """How many genomes the next ``ask`` gives, without asking (None: as many as the last
         generation). The loop uses it to keep a generation of another size within the budget."""
@@ -128,7 +151,7 @@ class QDLearner:
             controller = MLPController.for_spaces(probe.observation_space, probe.action_space, tuple(hp.hidden))
             reward_areas = list(getattr(probe.unwrapped, "reward_areas", []) or [])
             probe.reset(seed=0)
-            descriptor_dim = len(read_fields(probe, hp.descriptor))
+            descriptor_dim = self.descriptor_dim(hp, probe)
         finally:
             probe.close()
         checkpoint = run.latest_checkpoint() if resume else None
@@ -143,9 +166,10 @@ class QDLearner:
                 g = hp.outcome_grid
                 state.coverage = ribs.archives.GridArchive(solution_dim=controller.n_params, dims=g.cells,
                                                            ranges=list(zip(g.low, g.high)))
+        self.attach(state.algo, run, hp)
         evaluator = Evaluator(env_fn, controller, descriptor=hp.descriptor,
                               outcome=hp.outcome_grid.fields if hp.outcome_grid else [], seed=spec.training.seed,
-                              workers=hp.workers)
+                              workers=hp.workers, frames=self.frame_spec(hp, spec))
         saved_step = checkpoint[0] if checkpoint else 0
         next_eval = (state.steps // hooks.eval_every + 1) * hooks.eval_every if hooks.eval_every else 0
         try:
@@ -251,10 +275,16 @@ class NoveltySearchLearner(QDLearner):
     name = "ns"
 
     def init_algo(self, hp: QDHyperparams, dim: int, descriptor_dim: int, rng: np.random.Generator) -> dict[str, Any]:
-        ribs = require_ribs()
-        archive = ribs.archives.ProximityArchive(solution_dim=dim, measure_dim=descriptor_dim, k_neighbors=hp.k,
-                                                 novelty_threshold=hp.novelty_threshold, seed=_seed(rng))
+        archive = self.novelty_archive(hp, dim, descriptor_dim, rng)
         return {"archive": archive, "rng": rng, "offspring": _initial(rng, hp, dim)}
+
+    @staticmethod
+    def novelty_archive(hp: QDHyperparams, dim: int, descriptor_dim: int, rng: np.random.Generator) -> Any:
+        """The ribs ProximityArchive of novelty search; each member records its evaluation index."""
+        ribs = require_ribs()
+        return ribs.archives.ProximityArchive(solution_dim=dim, measure_dim=descriptor_dim, k_neighbors=hp.k,
+                                              novelty_threshold=hp.novelty_threshold, seed=_seed(rng),
+                                              extra_fields=EVALUATION_FIELD)
 
     def ask(self, algo: dict[str, Any], hp: QDHyperparams) -> np.ndarray:
         return algo["offspring"]
@@ -262,15 +292,21 @@ class NoveltySearchLearner(QDLearner):
     def tell(self, algo: dict[str, Any], hp: QDHyperparams, genomes: np.ndarray, outcomes: list[Outcome]) -> None:
         self.ns_step(algo, hp, genomes, outcomes)
 
-    @staticmethod
-    def ns_step(algo: dict[str, Any], hp: QDHyperparams, genomes: np.ndarray, outcomes: list[Outcome]) -> np.ndarray:
+    def selection_scores(self, algo: dict[str, Any], novelty_scores: np.ndarray) -> np.ndarray:
+        """What parents are chosen by (the most of it): novelty here."""
+        return novelty_scores
+
+    def ns_step(self, algo: dict[str, Any], hp: QDHyperparams, genomes: np.ndarray,
+                outcomes: list[Outcome]) -> np.ndarray:
         """One novelty-search generation told: novelty of each outcome against the archive (before
-        they join it), the archive updated, the next offspring bred; returns the novelty scores."""
+        they join it), the archive updated, the next offspring bred from the parents of the highest
+        :meth:`selection_scores`; returns the novelty scores."""
         archive, rng = algo["archive"], algo["rng"]
         measures = np.stack([o.descriptor for o in outcomes])
         scores = novelty(archive, measures)
-        archive.add(genomes, measures=measures, objective=np.array([o.ret for o in outcomes]))
-        order = np.argsort(-scores, kind="stable")
+        archive.add(genomes, measures=measures, objective=np.array([o.ret for o in outcomes]),
+                    evaluation=evaluations(outcomes))
+        order = np.argsort(-self.selection_scores(algo, scores), kind="stable")
         parents = genomes[order[:hp.parents or max(1, hp.population // 4)]]
         picks = rng.integers(0, len(parents), hp.population)
         algo["offspring"] = parents[picks] + rng.normal(0.0, hp.sigma, (hp.population, genomes.shape[1]))

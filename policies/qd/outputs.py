@@ -76,6 +76,7 @@ def write_outputs(run: Run, spec: TaskSpec, learner: Any, state: Any, controller
     summary = qd_summary(state, reward_areas, spec.training.total_steps)
     summary["learner"] = learner.name
     summary.update(learner.summary(state.algo))
+    summary.update(learner.write_files(state.algo, out))
     summary["archives"] = {stem: {"file": f"qd/{stem}.pkl", "size": len(a)} for stem, a in archives.items()}
     if state.coverage is not None and hp.outcome_grid is not None:
         plot_coverage(state.coverage, hp, reward_areas, run.path / COVERAGE_PNG,

@@ -5,6 +5,11 @@ An evaluation is identified by its index in the run (0, 1, 2, ...): its episode 
 derived from (training seed, index) only, so the outcome of a genome does not depend on which
 worker ran it, and W workers give exactly what 1 gives. The genome list of a generation is split
 into W contiguous chunks, one per worker; the results come back in genome order.
+
+A learner that learns its descriptor from pixels (TAXONS, STAX) asks for ``frames``: the env is
+built with ``render_mode="rgb_array"`` and each outcome carries K frames of the episode, resized to
+``frame_size`` squared, taken at the ends of K equal parts of the ``horizon`` (the last one the final
+frame; an episode that ends early repeats its final frame).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from policies.qd.genome import MLPController
 from workbench.errors import WorkbenchError
 from workbench.wrappers import TaskWrapper
 
-__all__ = ["Outcome", "Evaluator", "episode_seed", "read_fields", "parse_field"]
+__all__ = ["Outcome", "Evaluator", "FrameSpec", "episode_seed", "read_fields", "parse_field", "frame_steps"]
 
 
 @dataclass
@@ -35,6 +40,32 @@ class Outcome:
     ret: float  # the episode's return under the task's reward
     length: int
     area: str | None  # the reward area of the last step's info["reward_area"], if the env names one
+    frames: np.ndarray | None = None  # (K, size, size, 3) uint8 when the evaluator records frames
+    index: int = -1  # the evaluation's index in the run (0-based): archives record it per member
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    """Which frames an outcome carries: ``count`` frames of ``size`` x ``size`` pixels over an
+    episode of ``horizon`` steps."""
+
+    count: int
+    size: int
+    horizon: int
+
+
+def frame_steps(count: int, horizon: int) -> list[int]:
+    """The step counts after which the frames are taken: the ends of ``count`` equal parts."""
+    return [max(1, round(horizon * (i + 1) / count)) for i in range(count)]
+
+
+def _resize(frame: np.ndarray, size: int) -> np.ndarray:
+    frame = np.asarray(frame, dtype=np.uint8)
+    if frame.shape[:2] == (size, size):
+        return frame[..., :3]
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(frame[..., :3]).resize((size, size), Image.BILINEAR), dtype=np.uint8)
 
 
 def episode_seed(seed: int, index: int) -> int:
@@ -77,10 +108,12 @@ def read_fields(env: gym.Env, items: Sequence[str]) -> np.ndarray:
 class _Runner:
     """One env and the episode loop (what a worker process holds)."""
 
-    def __init__(self, env_fn: Callable[[], gym.Env], controller: MLPController, descriptor: Sequence[str],
-                 outcome: Sequence[str], seed: int):
-        self.env = env_fn()
+    def __init__(self, env_fn: Callable[..., gym.Env], controller: MLPController, descriptor: Sequence[str],
+                 outcome: Sequence[str], seed: int, frames: FrameSpec | None = None):
+        self.env = env_fn(render_mode="rgb_array") if frames is not None else env_fn()
         self.controller, self.descriptor, self.outcome, self.seed = controller, list(descriptor), list(outcome), seed
+        self.frames = frames
+        self._at = frame_steps(frames.count, frames.horizon) if frames is not None else []
 
     def run(self, genomes: np.ndarray, indices: Sequence[int]) -> list[Outcome]:
         out = []
@@ -88,15 +121,26 @@ class _Runner:
             layers = self.controller.layers(genome)
             obs, _ = self.env.reset(seed=episode_seed(self.seed, index))
             ret, length, done, info = 0.0, 0, False, {}
+            shots: list[np.ndarray] = []
             while not done:
                 obs, reward, terminated, truncated, info = self.env.step(self.controller.act(layers, obs))
                 ret += float(reward)
                 length += 1
                 done = terminated or truncated
+                if self.frames is not None and (length in self._at or done) and len(shots) < self.frames.count:
+                    shots.extend([self._frame()] * (self.frames.count - len(shots) if done else 1))
             area = info.get("reward_area")
             out.append(Outcome(read_fields(self.env, self.descriptor), read_fields(self.env, self.outcome), ret,
-                               length, str(area) if area is not None else None))
+                               length, str(area) if area is not None else None,
+                               np.stack(shots) if self.frames is not None else None, int(index)))
         return out
+
+    def _frame(self) -> np.ndarray:
+        assert self.frames is not None
+        frame = self.env.render()
+        if frame is None:
+            raise WorkbenchError("the env rendered no frame (render_mode rgb_array): this learner reads frames")
+        return _resize(np.asarray(frame), self.frames.size)
 
     def close(self) -> None:
         self.env.close()
@@ -137,17 +181,17 @@ def _worker(conn: Any, payload: bytes) -> None:
 class Evaluator:
     """Evaluates genomes as full episodes with ``workers`` processes (1: in this process)."""
 
-    def __init__(self, env_fn: Callable[[], gym.Env], controller: MLPController, *, descriptor: Sequence[str],
-                 outcome: Sequence[str], seed: int, workers: int = 1):
+    def __init__(self, env_fn: Callable[..., gym.Env], controller: MLPController, *, descriptor: Sequence[str],
+                 outcome: Sequence[str], seed: int, workers: int = 1, frames: FrameSpec | None = None):
         self.workers = int(workers)
         self._local: _Runner | None = None
         self._procs: list[tuple[Any, Any]] = []
         if self.workers <= 1:
-            self._local = _Runner(env_fn, controller, descriptor, outcome, seed)
+            self._local = _Runner(env_fn, controller, descriptor, outcome, seed, frames)
             return
         import cloudpickle
 
-        payload = cloudpickle.dumps((env_fn, controller, list(descriptor), list(outcome), seed))
+        payload = cloudpickle.dumps((env_fn, controller, list(descriptor), list(outcome), seed, frames))
         ctx = mp.get_context("forkserver")
         try:
             for _ in range(self.workers):

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from policies.qd.learners import NoveltySearchLearner, novelty, require_ribs
+from policies.qd.learners import EVALUATION_FIELD, NoveltySearchLearner, evaluations, novelty, require_ribs
 
 if TYPE_CHECKING:
     from policies.qd.config import QDHyperparams
@@ -94,7 +94,8 @@ class Emitter:
     kind = "emitter"
 
     def __init__(self, parent: np.ndarray, *, parent_reward: float, descriptor: np.ndarray, sigma0: float,
-                 population: int, stagnation: int, seed: int, ident: int = 0, born_evaluation: int = 0):
+                 population: int, stagnation: int, seed: int, ident: int = 0, born_evaluation: int = 0,
+                 parent_evaluation: int = -1):
         if sigma0 <= 0 or not np.isfinite(sigma0):
             raise ValueError(f"sigma0 must be a positive number, got {sigma0}")
         self.ident = ident
@@ -115,6 +116,9 @@ class Emitter:
         self.turn_improvements: list[float] = []
         self.born_evaluation = born_evaluation
         self.forced_stop = False
+        # evaluation indices (0-based) of the parent's and the best agent's episodes (-1: unknown)
+        self.parent_evaluation = int(parent_evaluation)
+        self.best_evaluation = int(parent_evaluation)
 
     @property
     def stopped(self) -> bool:
@@ -130,8 +134,10 @@ class Emitter:
     def _update(self, genomes: np.ndarray, rewards: np.ndarray) -> None:
         raise NotImplementedError
 
-    def tell(self, genomes: np.ndarray, rewards: np.ndarray, descriptors: np.ndarray) -> float:
-        """Record a generation; returns its improvement (offspring mean - reference before it)."""
+    def tell(self, genomes: np.ndarray, rewards: np.ndarray, descriptors: np.ndarray,
+             indices: np.ndarray | None = None) -> float:
+        """Record a generation (``indices``: the evaluations' indices); returns its improvement
+        (offspring mean - reference before it)."""
         genomes = np.asarray(genomes, dtype=np.float64)
         rewards = np.asarray(rewards, dtype=np.float64)
         gain = float(rewards.mean() - self._reference())
@@ -141,6 +147,7 @@ class Emitter:
             self.best_reward = float(rewards[best])
             self.best_genome = genomes[best].copy()
             self.best_descriptor = np.asarray(descriptors[best], dtype=np.float64).copy()
+            self.best_evaluation = int(indices[best]) if indices is not None else -1
             self.stale = 0
         else:
             self.stale += 1
@@ -246,7 +253,7 @@ class SereneLearner(NoveltySearchLearner):
         algo["rewarding"] = ribs.archives.ProximityArchive(
             solution_dim=dim, measure_dim=descriptor_dim, k_neighbors=1,
             novelty_threshold=max(hp.novelty_threshold, 1e-9), local_competition=True,
-            seed=int(child.integers(0, 2**31 - 1)))
+            seed=int(child.integers(0, 2**31 - 1)), extra_fields=EVALUATION_FIELD)
         algo.update({"population": np.zeros((0, dim)), "candidates": [], "pool": [], "current": None,
                      "left": 0, "turn": 0, "next_id": 0, "chunk": _new_chunk(0), "chunks": [],
                      "stopped_emitters": [], "asked": None, "evaluations": 0,
@@ -328,7 +335,8 @@ class SereneLearner(NoveltySearchLearner):
         emitter = EMITTERS[hp.emitter_type](
             cand["genome"], parent_reward=cand["reward"], descriptor=cand["descriptor"], sigma0=sigma0,
             population=hp.emitter_population, stagnation=hp.stagnation_generations,
-            seed=int(algo["rng"].integers(0, 2**31 - 1)), ident=algo["next_id"], born_evaluation=algo["evaluations"])
+            seed=int(algo["rng"].integers(0, 2**31 - 1)), ident=algo["next_id"], born_evaluation=algo["evaluations"],
+            parent_evaluation=cand["evaluation"])
         algo["next_id"] += 1
         algo["chunk"]["emitters_born"] += 1
         algo["totals"]["emitters_born"] += 1
@@ -342,7 +350,8 @@ class SereneLearner(NoveltySearchLearner):
             algo["population"] = np.asarray(genomes, dtype=np.float64).copy()
             for i in np.flatnonzero(rewards > 0):
                 algo["candidates"].append({"genome": genomes[i].copy(), "reward": float(rewards[i]),
-                                           "descriptor": outcomes[i].descriptor.copy(), "novelty": float(scores[i])})
+                                           "descriptor": outcomes[i].descriptor.copy(), "novelty": float(scores[i]),
+                                           "evaluation": outcomes[i].index})
                 algo["chunk"]["candidates_found"] += 1
                 algo["totals"]["candidates_found"] += 1
             if len(algo["candidates"]) > hp.max_candidates:
@@ -354,10 +363,11 @@ class SereneLearner(NoveltySearchLearner):
         emitter: Emitter = algo["current"]
         algo["last_emitter"] = emitter.ident
         measures = np.stack([o.descriptor for o in outcomes])
-        emitter.tell(genomes, rewards, measures)
+        ids = evaluations(outcomes)
+        emitter.tell(genomes, rewards, measures, ids)
         archive = algo["archive"]
         before = len(archive)
-        archive.add(genomes, measures=measures, objective=rewards)  # only the novel enough join
+        archive.add(genomes, measures=measures, objective=rewards, evaluation=ids)  # only the novel enough join
         novel = len(archive) - before
         algo["chunk"]["novel_from_emitters"] += novel
         algo["totals"]["novel_from_emitters"] += novel
@@ -378,7 +388,7 @@ class SereneLearner(NoveltySearchLearner):
     def _to_rewarding(archive: Any, emitter: Emitter) -> None:
         if emitter.best_reward > 0:
             archive.add(emitter.best_genome[None, :], measures=emitter.best_descriptor[None, :],
-                        objective=np.array([emitter.best_reward]))
+                        objective=np.array([emitter.best_reward]), evaluation=np.array([emitter.best_evaluation]))
 
     def _retire(self, algo: dict[str, Any], emitter: Emitter) -> None:
         self._to_rewarding(algo["rewarding"], emitter)
