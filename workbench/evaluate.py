@@ -19,7 +19,7 @@ import numpy as np
 from workbench.runs import atomic_path, write_json
 
 __all__ = ["EpisodeResult", "EvalResult", "evaluate", "EVAL_SEED_OFFSET", "Episode", "run_episode", "policy_actor",
-           "reference_actor", "Trajectory", "record_trajectories", "END_CAUSE_KEY"]
+           "reference_actor", "Trajectory", "record_trajectories", "END_CAUSE_KEY", "write_video"]
 
 # Evaluation episodes are seeded apart from training seeds so they are held-out starts.
 EVAL_SEED_OFFSET = 1_000_000
@@ -157,7 +157,7 @@ def evaluate(policy: Any, task: Any, *, episodes: int, deterministic: bool = Tru
             rows.append(EpisodeResult(i, ep.seed, sums.ret, sums.env_ret, ep.length, ep.success, sums.components))
             if filming:
                 assert video_dir is not None
-                videos.append(str(_write_video(video_dir / f"episode_{i:03d}.mp4", ep.frames,
+                videos.append(str(write_video(video_dir / f"episode_{i:03d}.mp4", ep.frames,
                                                fps or env.metadata.get("render_fps", 30))))
             if progress is not None:
                 progress(i + 1)
@@ -247,7 +247,8 @@ def _component_stats(rows: list[EpisodeResult]) -> dict[str, dict[str, float]]:
     return stats
 
 
-def _write_video(path: Path, frames: list[np.ndarray], fps: int) -> Path:
+def write_video(path: Path, frames: list[np.ndarray], fps: int) -> Path:
+    """``frames`` as an H.264 mp4 at ``path`` (written beside and renamed)."""
     import imageio.v2 as imageio
 
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -69,14 +69,15 @@ class MLPController:
         return out
 
     def act(self, layers: list[tuple[np.ndarray, np.ndarray]], obs: Any) -> np.ndarray:
-        """The action for one observation, or a batch of them (leading axis)."""
+        """The action for one observation, or a batch of them (leading axis), as float32: the
+        search's rollouts and the saved policy give the env the very same numbers."""
         x = np.asarray(obs, dtype=np.float64)
         single = x.ndim <= 1
         h = x.reshape(1, -1) if single else x.reshape(x.shape[0], -1)
         for w, b in layers:
             h = np.tanh(h @ w + b)
         low, high = np.asarray(self.low), np.asarray(self.high)
-        action = low + (h + 1.0) * 0.5 * (high - low)
+        action = (low + (h + 1.0) * 0.5 * (high - low)).astype(np.float32)
         return action[0] if single else action
 
     def to_dict(self) -> dict[str, Any]:
@@ -99,7 +100,7 @@ class MLPPolicy:
 
     def predict(self, observation: Any, state: Any = None, episode_start: Any = None,
                 deterministic: bool = False) -> tuple[np.ndarray, Any]:
-        return self.controller.act(self._layers, observation).astype(np.float32), state
+        return self.controller.act(self._layers, observation), state
 
     def save(self, directory: Path) -> None:
         directory = Path(directory)

@@ -197,7 +197,7 @@ class QDLearner:
         if state.generation == 0:
             raise TaskError(f"the budget of {budget} steps ran out before the first generation", file=spec.source_path,
                             key="training.total_steps", hint="raise training.total_steps")
-        write_outputs(run, spec, self, state, controller, reward_areas, hp)
+        write_outputs(run, spec, self, state, controller, reward_areas, hp, env_fn)
         return self._best_policy(state, controller)
 
     def _next_steps(self, state: QDState, hp: QDHyperparams) -> int:

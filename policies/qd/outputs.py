@@ -7,12 +7,15 @@
     qd/<name>.pkl           the ribs archives (pickles of the ribs objects: pickle.load gives them back)
     qd/<name>.npz           the same archives' data (solution, objective, measures) as plain arrays
     qd/areas/<area>/        the best genome of each reward area found, a policy directory
-                            (``workbench.learner.load_policy`` loads it)
+                            (``workbench.learner.load_policy`` loads it), and ``episode.mp4``: the
+                            very episode that found it, replayed (when ``evaluation.video`` is on)
 """
 
 from __future__ import annotations
 
 import pickle
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,10 +30,34 @@ if TYPE_CHECKING:
 
 # (``learner`` is a policies.qd.learners.QDLearner and ``state`` its QDState; not imported here, which
 # would be an import cycle.)
-__all__ = ["write_outputs", "qd_summary", "QD_FILE", "COVERAGE_PNG"]
+__all__ = ["write_outputs", "qd_summary", "replay_video", "QD_FILE", "COVERAGE_PNG", "AREA_VIDEO"]
 
 QD_FILE = "qd.json"
 COVERAGE_PNG = "coverage.png"
+AREA_VIDEO = "episode.mp4"
+
+
+def replay_video(env_fn: Callable[..., Any], policy: MLPPolicy, seed: int, index: int, path: Path) -> dict[str, Any]:
+    """Replay evaluation ``index`` of the run (its genome, its episode seed) with frames, into an
+    mp4 at ``path``; returns the replayed return and reward area (they equal the search's: the
+    episode depends on the genome and seed only, and the policy acts as the rollouts did)."""
+    from policies.qd.rollout import episode_seed
+    from workbench.evaluate import policy_actor, run_episode, write_video
+
+    env = env_fn(render_mode="rgb_array")
+    try:
+        total = [0.0]
+
+        def on_step(action: Any, reward: Any, info: dict[str, Any]) -> None:
+            total[0] += float(reward)
+
+        episode = run_episode(env, policy_actor(policy, deterministic=True), seed=episode_seed(seed, index),
+                              render=True, on_step=on_step)
+        write_video(path, episode.frames, env.metadata.get("render_fps", 30))
+    finally:
+        env.close()
+    area = episode.info.get("reward_area")
+    return {"replayed_return": total[0], "replayed_area": None if area is None else str(area)}
 
 
 def qd_summary(state: Any, reward_areas: list[dict[str, Any]], budget: int) -> dict[str, Any]:
@@ -60,7 +87,8 @@ def _archive_arrays(archive: Any) -> dict[str, np.ndarray]:
 
 
 def write_outputs(run: Run, spec: TaskSpec, learner: Any, state: Any, controller: MLPController,
-                  reward_areas: list[dict[str, Any]], hp: QDHyperparams) -> dict[str, Any]:
+                  reward_areas: list[dict[str, Any]], hp: QDHyperparams,
+                  env_fn: Callable[..., Any] | None = None) -> dict[str, Any]:
     out = run.subdir("qd")
     archives = dict(learner.archives(state.algo))
     if state.coverage is not None:
@@ -70,10 +98,17 @@ def write_outputs(run: Run, spec: TaskSpec, learner: Any, state: Any, controller
             pickle.dump(archive, fh, protocol=pickle.HIGHEST_PROTOCOL)
         with atomic_path(out / f"{stem}.npz") as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **_archive_arrays(archive))
+    replays = {}
     for name, area in state.areas.items():
-        MLPPolicy(controller, area["genome"], {"area": name, "reward": area["best_reward"],
-                                               "evaluation": area["evaluation"]}).save(out / "areas" / name)
+        policy = MLPPolicy(controller, area["genome"], {"area": name, "reward": area["best_reward"],
+                                                        "evaluation": area["evaluation"]})
+        policy.save(out / "areas" / name)
+        if env_fn is not None and spec.evaluation.video:
+            replays[name] = replay_video(env_fn, policy, spec.training.seed, area["evaluation"] - 1,
+                                         out / "areas" / name / AREA_VIDEO)
     summary = qd_summary(state, reward_areas, spec.training.total_steps)
+    if replays:
+        summary["area_videos"] = {n: {"file": f"qd/areas/{n}/{AREA_VIDEO}", **r} for n, r in replays.items()}
     summary["learner"] = learner.name
     summary.update(learner.summary(state.algo))
     summary.update(learner.write_files(state.algo, out))

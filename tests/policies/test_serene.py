@@ -45,7 +45,7 @@ GEN = EPISODE * POP  # env steps per exploration generation
 TINY = [f"learner.hyperparams.population={POP}", "learner.hyperparams.sigma=0.3",
         "learner.hyperparams.chunk_evaluations=40",
         "learner.hyperparams.emitter_population=4", "learner.hyperparams.bootstrap_generations=2",
-        "learner.hyperparams.stagnation_generations=2", "training.seed=2", "evaluation.episodes=2",
+        "learner.hyperparams.stagnation_generations=2", "training.seed=6", "evaluation.episodes=2",
         "evaluation.video=false"]
 
 
@@ -54,11 +54,17 @@ TINY = [f"learner.hyperparams.population={POP}", "learner.hyperparams.sigma=0.3"
 def test_serene_run_through_the_cli_writes_chunk_stats_and_an_emitter_then_eval(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     proc = cli("run", str(TASK), "--runs-dir", str(runs), "--quiet",
-               *set_args([*TINY, f"training.total_steps={20 * GEN}"]))
+               *set_args([*TINY, f"training.total_steps={20 * GEN}", "evaluation.video=true",
+                          "evaluation.video_episodes=0"]))
     assert proc.returncode == 0, proc.stderr
     (run,) = [p for p in runs.iterdir() if p.is_dir()]
     qd = json.loads((run / "qd.json").read_text())
     assert qd["learner"] == "serene" and qd["steps"] <= 20 * GEN
+    # each area's best agent: its very episode replayed to video, with the return the search saw
+    assert sorted(qd["area_videos"]) == sorted(qd["reward_areas_found"])
+    for area, video in qd["area_videos"].items():
+        assert (run / video["file"]).read_bytes()[4:8] == b"ftyp"  # an mp4
+        assert video["replayed_area"] == area and video["replayed_return"] == qd["best_reward_per_area"][area]
     assert qd["evaluations_to_first_reward"] is not None and qd["n_reward_areas_found"] >= 1
     s = qd["serene"]
     # the chunks account for every evaluation, split between exploration and exploitation
