@@ -299,7 +299,8 @@ class LearnedSpaceMixin:
         algo["space"] = LearnedSpace(self._shape(hp), settings, seed=int(rng.integers(0, 2**31 - 1)))
         algo["schedule"] = RetrainSchedule(hp.retrain_every,
                                            self.default_growth if hp.retrain_growth is None else hp.retrain_growth)
-        algo.update(frames_stored=0, generations_told=0, last_ids=np.zeros(0, dtype=np.int64), trained=False)
+        algo.update(frames_stored=0, generations_told=0, last_ids=np.zeros(0, dtype=np.int64), trained=False,
+                    ground_truth=[])
 
     def attach(self, algo: dict[str, Any], run: Run, hp: QDHyperparams) -> None:
         self._store = FrameStore(run.subdir("qd") / FRAMES_FILE, self._shape(hp))
@@ -317,6 +318,7 @@ class LearnedSpaceMixin:
             raise RuntimeError(f"frame rows out of step: evaluation {ids[0]}, {algo['frames_stored']} rows stored")
         self.store.append(frames)
         algo["frames_stored"] += len(frames)
+        algo["ground_truth"].extend(np.asarray(o.outcome, dtype=np.float32) for o in outcomes)
         descriptors, surprise = algo["space"].encode(frames)
         for o, d in zip(outcomes, descriptors):
             o.descriptor = d
@@ -362,9 +364,25 @@ class LearnedSpaceMixin:
     def learned_info(self, algo: dict[str, Any]) -> dict[str, Any]:
         return {"ae_trained": bool(algo["trained"])}
 
-    def learned_summary(self, algo: dict[str, Any], hp_shape: tuple[int, ...] | None = None) -> dict[str, Any]:
+    def outcome_r2(self, algo: dict[str, Any]) -> float | None:
+        """How much of the ground-truth outcome (the outcome grid's fields, evaluation only) the
+        learned descriptors of the novelty archive's members explain: R² of a least-squares affine
+        map from descriptor to outcome (1: the outcome is a linear read-out; 0: none of it)."""
+        truth = algo["ground_truth"]
+        archive = algo[self.learned_archives[0]]
+        if not truth or not len(truth[0]) or len(archive) < 3:
+            return None
+        ids = np.asarray(archive.data("evaluation"), dtype=np.int64)
+        x = np.column_stack([np.asarray(archive.data("measures")), np.ones(len(ids))])
+        y = np.stack([truth[i] for i in ids]).astype(np.float64)
+        coef, *_ = np.linalg.lstsq(x, y, rcond=None)
+        total = ((y - y.mean(axis=0)) ** 2).sum()
+        return None if total == 0 else round(float(1.0 - ((y - x @ coef) ** 2).sum() / total), 4)
+
+    def learned_summary(self, algo: dict[str, Any]) -> dict[str, Any]:
         space: LearnedSpace = algo["space"]
-        return {"autoencoder": {"frames": space.frame_shape[0], "frame_size": space.frame_shape[1],
+        return {"autoencoder": {"outcome_r2": self.outcome_r2(algo), "frames": space.frame_shape[0],
+                                "frame_size": space.frame_shape[1],
                                 "latent_dim": space.settings.latent_dim, "trainings": space.trainings,
                                 "next_training_generation": algo["schedule"].next_generation,
                                 "frames_stored": algo["frames_stored"], "file": f"qd/{AUTOENCODER_FILE}"}}
