@@ -50,6 +50,9 @@ class FitHooks:
     # Applied to the vector of training envs before anything else (Task.wrap_vec: batched frame
     # rewards). When set, episode statistics are taken after it (VecMonitor), not per env.
     wrap_vec: Callable[[Any], Any] | None = None
+    # True when the reward exists only after wrap_vec (Task.reward_needs_vec): a learner that
+    # steps the envs one by one, outside a vector env, must refuse the task rather than train on 0s
+    reward_needs_vec: bool = False
 
 
 @runtime_checkable

@@ -245,7 +245,8 @@ def _train_and_evaluate_unmarked(task: Task, run: Run, *, resume: bool, quiet: b
                     "mean_env_return": result.mean_env_return}
 
         hooks = FitHooks(on_steps=on_steps, on_eval=on_eval, eval_every=spec.training.eval_every,
-                         checkpoint_every=spec.training.checkpoint_every, wrap_vec=task.wrap_vec)
+                         checkpoint_every=spec.training.checkpoint_every, wrap_vec=task.wrap_vec,
+                         reward_needs_vec=task.reward_needs_vec)
         started = time.perf_counter()
         try:
             policy = learner.fit(spec, task.env_fns(spec.training.n_envs), spec.training.total_steps, run,

@@ -77,6 +77,12 @@ class Task:
         return self.reward.frame_reward is not None
 
     @property
+    def reward_needs_vec(self) -> bool:
+        """The training reward is complete only after :meth:`wrap_vec` (frames scored across the
+        vector, a learned reward decoder): a learner that steps single envs cannot train on it."""
+        return self.reward.frame_reward is not None or self.reward.vec_wrapper is not None
+
+    @property
     def program_batched(self) -> bool:
         """:meth:`wrap_vec` takes a batched reward program over from the training envs (one call
         per vector step). Not when the reward also wraps each env (``env_wrapper``), which may

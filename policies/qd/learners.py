@@ -141,6 +141,11 @@ class QDLearner:
 
         ribs = require_ribs()
         hp = parse_hyperparams(self.name, spec, file=spec.source_path or "<task>", check_fields=False)
+        if hooks.reward_needs_vec:  # the rollouts step single envs: a vector-only reward would read 0
+            raise TaskError(f"{self.name} rolls out single envs, and the reward {spec.reward.source!r} is scored "
+                            "across a vector of envs (frames or a learned decoder)", file=spec.source_path,
+                            key="reward.source", hint="use a state-based reward (env, code, sketch, text2reward) "
+                            "with the QD learners, or ppo / sac with this reward")
         env_fn = env_fns[0]
         probe = env_fn()
         try:

@@ -209,3 +209,19 @@ def test_baselines_run_on_ribs(tmp_path: Path, learner: str, overrides: list[str
         assert type(archive).__name__ == kind and 0 < len(archive) <= 2 * POP
     else:
         assert set(qd["archives"]) == {"coverage_archive"}
+
+
+def test_a_reward_scored_only_across_a_vector_of_envs_is_refused_not_read_as_zeros(tmp_path: Path) -> None:
+    from policies.qd import NoveltySearchLearner
+    from workbench.learner import FitHooks
+    from workbench.runs import Run
+    from workbench.task import Task
+
+    assert Task.build(load_task(REPO / "tasks" / "mujoco" / "hopper_lare.yaml")).reward_needs_vec  # a decoder
+    maze = Task.build(load_task(MAZE, TINY))
+    assert not maze.reward_needs_vec
+    run = Run.create(tmp_path / "runs", task="t", learner="ns", seed=0, resolved=maze.spec.resolved_dict(),
+                     source_path=None)
+    with pytest.raises(TaskError, match="scored across a vector") as info:
+        NoveltySearchLearner().fit(maze.spec, maze.env_fns(1), 10 * GEN, run, hooks=FitHooks(reward_needs_vec=True))
+    assert info.value.key == "reward.source"
