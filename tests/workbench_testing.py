@@ -85,3 +85,17 @@ def wait_for_checkpoint(root: Path, step: int, proc: subprocess.Popen, timeout: 
                 pass
         time.sleep(0.05)
     raise AssertionError("no checkpoint in time")
+
+
+def kill_after_checkpoint(run_args: list[str], root: Path, step: int, timeout: float = 120) -> Path:
+    """Start ``workbench run RUN_ARGS --runs-dir ROOT --quiet`` in a fresh process, SIGKILL it once
+    its checkpoint reaches ``step``, and return its run directory (a run killed mid-training)."""
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", *run_args, "--runs-dir", str(root),
+                             "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        return wait_for_checkpoint(root, step, proc, timeout)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()

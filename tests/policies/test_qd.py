@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +13,7 @@ from typer.testing import CliRunner
 
 ribs = pytest.importorskip("ribs", reason="the QD learners need the qd extra: pip install 'rl-workbench[qd]'")
 
-from workbench_testing import REPO, cli, set_args, wait_for_checkpoint  # noqa: E402
+from workbench_testing import REPO, cli, kill_after_checkpoint, set_args  # noqa: E402
 
 from policies.qd import MLPPolicy, novelty  # noqa: E402
 from workbench.cli import app  # noqa: E402
@@ -75,15 +72,8 @@ def test_ns_run_end_to_end_then_eval(tmp_path: Path) -> None:
 def test_sigkill_then_resume_continues_from_the_checkpointed_generation(tmp_path: Path) -> None:
     from workbench.pipeline import train_and_evaluate
 
-    runs = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", str(MAZE), "--runs-dir", str(runs),
-                             "--quiet", *set_args([*TINY, "training.total_steps=1e6"])],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    try:
-        run = wait_for_checkpoint(runs, 2 * GEN, proc)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    run = kill_after_checkpoint([str(MAZE), *set_args([*TINY, "training.total_steps=1e6"])], tmp_path / "runs",
+                                2 * GEN)
     step = json.loads((run / "checkpoints" / "latest.json").read_text())["step"]
     done = step // GEN
     assert step == done * GEN and done >= 2

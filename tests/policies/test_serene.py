@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +18,7 @@ from typer.testing import CliRunner
 
 ribs = pytest.importorskip("ribs", reason="the QD learners need the qd extra: pip install 'rl-workbench[qd]'")
 
-from workbench_testing import REPO, cli, set_args, wait_for_checkpoint  # noqa: E402
+from workbench_testing import REPO, cli, kill_after_checkpoint, set_args  # noqa: E402
 
 from policies.qd import MLPPolicy, SereneLearner  # noqa: E402
 from policies.qd.config import QDHyperparams  # noqa: E402
@@ -192,15 +189,9 @@ def test_a_stopped_emitter_leaves_its_best_in_the_rewarding_archive() -> None:
 def test_sigkill_then_resume_continues_the_whole_serene_state(tmp_path: Path) -> None:
     from workbench.pipeline import train_and_evaluate
 
-    runs = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", str(TASK), "--runs-dir", str(runs),
-                             "--quiet", *set_args([*TINY, "training.total_steps=1e6"])],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    try:
-        run = wait_for_checkpoint(runs, 8 * GEN, proc)  # past the first reward (evaluation 25), exploiting it
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    # past the first reward (evaluation 25), exploiting it
+    run = kill_after_checkpoint([str(TASK), *set_args([*TINY, "training.total_steps=1e6"])], tmp_path / "runs",
+                                8 * GEN)
     step = json.loads((run / "checkpoints" / "latest.json").read_text())["step"]
     assert not (run / "qd.json").exists()  # killed mid-run
     total = step + 6 * GEN

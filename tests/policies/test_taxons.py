@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +14,7 @@ import pytest
 ribs = pytest.importorskip("ribs", reason="the QD learners need the qd extra: pip install 'rl-workbench[qd]'")
 torch = pytest.importorskip("torch")
 
-from workbench_testing import REPO, cli, set_args, wait_for_checkpoint  # noqa: E402
+from workbench_testing import REPO, cli, kill_after_checkpoint, set_args  # noqa: E402
 
 from policies.qd import MLPController  # noqa: E402
 from policies.qd.behaviour import AESettings, FrameStore, LearnedSpace, RetrainSchedule  # noqa: E402
@@ -163,15 +160,8 @@ def test_taxons_run_trains_reembeds_and_replays_through_eval(tmp_path: Path) -> 
 def test_stax_sigkill_then_resume_continues_the_learned_space_exactly(tmp_path: Path) -> None:
     from workbench.pipeline import train_and_evaluate
 
-    runs = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", str(STAX), "--runs-dir", str(runs),
-                             "--quiet", *set_args([*STAX_TINY, "training.total_steps=1e6"])],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    try:
-        run = wait_for_checkpoint(runs, 3 * GEN, proc)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    run = kill_after_checkpoint([str(STAX), *set_args([*STAX_TINY, "training.total_steps=1e6"])], tmp_path / "runs",
+                                3 * GEN)
     step = json.loads((run / "checkpoints" / "latest.json").read_text())["step"]
     total = step + 4 * GEN
     resolved = (run / "task.yaml").read_text().replace("total_steps: 1000000", f"total_steps: {total}")

@@ -12,6 +12,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from workbench_testing import kill_after_checkpoint, wait_for_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
 REACHER = REPO / "tasks" / "mujoco" / "reacher.yaml"
@@ -124,35 +125,13 @@ def test_code_reward_run_records_program_and_components(tmp_path: Path) -> None:
     assert {"reward/distance", "reward/control", "reward/precision", "reward/env"} <= tags, tags
 
 
-def _wait_for_checkpoint(run_root: Path, min_step: int, proc: subprocess.Popen, timeout: float = 240) -> Path:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "run exited early"
-        for latest in run_root.glob("*/checkpoints/latest.json"):
-            try:
-                if json.loads(latest.read_text())["step"] >= min_step:
-                    return latest.parent.parent
-            except (json.JSONDecodeError, KeyError):
-                pass
-        time.sleep(0.2)
-    raise AssertionError("no checkpoint in time")
-
-
 def _long_tiny_task(tiny_task: Path) -> list[str]:
     return [str(tiny_task), "--set", "training.total_steps=200000", "--set", "training.checkpoint_every=1024",
             "--set", "learner.hyperparams.n_steps=256"]
 
 
 def test_sigkill_then_resume_continues_step_count(tiny_task: Path, tmp_path: Path) -> None:
-    runs = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", *_long_tiny_task(tiny_task),
-                             "--runs-dir", str(runs), "--quiet"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    try:
-        run = _wait_for_checkpoint(runs, 2048, proc)
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+    run = kill_after_checkpoint(_long_tiny_task(tiny_task), tmp_path / "runs", 2048, timeout=240)
     step = json.loads((run / "checkpoints" / "latest.json").read_text())["step"]
     assert step >= 2048
     # Finish quickly: the resumed run keeps its config, so shorten it the way a user would not —
@@ -191,7 +170,7 @@ def test_ctrl_c_saves_checkpoint_and_exits_cleanly(tiny_task: Path, tmp_path: Pa
     proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "run", *_long_tiny_task(tiny_task),
                              "--runs-dir", str(runs), "--quiet"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
-    run = _wait_for_checkpoint(runs, 1024, proc)
+    run = wait_for_checkpoint(runs, 1024, proc, timeout=240)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
