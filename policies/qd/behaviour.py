@@ -38,10 +38,11 @@ if TYPE_CHECKING:
     from workbench.spec import TaskSpec
 
 __all__ = ["FrameStore", "LearnedSpace", "AESettings", "RetrainSchedule", "LearnedSpaceMixin", "FRAMES_FILE",
-           "AUTOENCODER_FILE"]
+           "AUTOENCODER_FILE", "RECONSTRUCTIONS_PNG", "plot_reconstructions"]
 
 FRAMES_FILE = "frames.u8"
 AUTOENCODER_FILE = "autoencoder.pt"
+RECONSTRUCTIONS_PNG = "reconstructions.png"  # in the run directory, beside coverage.png
 
 
 def _torch() -> Any:
@@ -197,6 +198,16 @@ class LearnedSpace:
         if not zs:
             return np.zeros((0, self.settings.latent_dim)), np.zeros(0)
         return (np.concatenate(zs) - self.mean) / self.scale, np.concatenate(errs)
+
+    def reconstruct(self, frames: np.ndarray) -> np.ndarray:
+        """The autoencoder's reconstruction of ``frames`` (B, K, S, S, 3), as uint8 frames."""
+        torch = _torch()
+        self.model.eval()
+        with torch.no_grad():
+            recon = self.model(self._tensor(frames))[1]
+        b, k, s = frames.shape[0], frames.shape[1], frames.shape[2]
+        out = recon.reshape(b, k, 3, s, s).permute(0, 1, 3, 4, 2).mul(255.0).round().clamp(0, 255)
+        return out.to(torch.uint8).numpy()
 
     def train(self, frames: np.ndarray, rng: np.random.Generator, *, generation: int) -> dict[str, Any]:
         """Fit the autoencoder to ``frames`` (at most ``max_samples`` of them, drawn with ``rng``),
@@ -389,4 +400,39 @@ class LearnedSpaceMixin:
 
     def write_files(self, algo: dict[str, Any], out: Path) -> dict[str, Any]:
         algo["space"].save(out / AUTOENCODER_FILE)
-        return {}
+        archive = algo[self.learned_archives[0]]
+        if not len(archive):
+            return {}
+        ids = np.asarray(archive.data("evaluation"), dtype=np.int64)
+        picks = np.sort(ids[np.linspace(0, len(ids) - 1, min(8, len(ids))).astype(int)])
+        plot_reconstructions(self.store.read(picks), algo["space"].reconstruct(self.store.read(picks)), picks,
+                             out.parent / RECONSTRUCTIONS_PNG)
+        return {"reconstructions_png": RECONSTRUCTIONS_PNG}
+
+
+def plot_reconstructions(frames: np.ndarray, recon: np.ndarray, ids: np.ndarray, path: Path) -> None:
+    """A PNG: for each agent a column of its K frames, above the autoencoder's reconstruction of them."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from workbench.runs import atomic_path
+
+    n, k = frames.shape[0], frames.shape[1]
+    fig, axes = plt.subplots(2 * k, n, figsize=(1.2 * n, 1.25 * 2 * k), squeeze=False)
+    for col in range(n):
+        for f in range(k):
+            for row, source in ((f, frames), (k + f, recon)):
+                ax = axes[row][col]
+                ax.imshow(source[col, f])
+                ax.set_xticks([])
+                ax.set_yticks([])
+        axes[0][col].set_title(f"eval {ids[col] + 1}", fontsize=6)
+    axes[0][0].set_ylabel("frames", fontsize=7)
+    axes[k][0].set_ylabel("autoencoder", fontsize=7)
+    fig.suptitle("archive members: episode frames (top) and their reconstructions (bottom)", fontsize=7)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)

@@ -154,6 +154,11 @@ def test_taxons_run_trains_reembeds_and_replays_through_eval(tmp_path: Path) -> 
     expected, _ = space.encode(store.read(ids))
     assert np.allclose(archive.data("measures"), expected, atol=1e-5)
     assert isinstance(load_policy(run / "model"), object) and (run / "eval.json").is_file()
+    # the picture of what the autoencoder makes of the archive's frames
+    assert qd["reconstructions_png"] == "reconstructions.png"
+    assert (run / "reconstructions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    recon = space.reconstruct(store.read(ids[:2]))
+    assert recon.shape == (2, 1, 32, 32, 3) and recon.dtype == np.uint8
 
 
 @pytest.mark.slow  # ~30 s; the default suite kills and resumes ns (test_qd) and checks the frame store's truncation
