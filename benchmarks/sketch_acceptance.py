@@ -12,7 +12,12 @@ the default) and, with ``--gguf``, any other GGUF file served the same way (one 
 the same schema grammar):
 
     .venv/bin/python benchmarks/sketch_acceptance.py [--tasks reacher crafter_wood] [--replies 6]
-        [--models smollm2-135m gemma3-270m] [--gguf NAME=PATH[:CHAT_FORMAT]] [--out acceptance.json]
+        [--models smollm2-135m gemma3-270m] [--gguf NAME=PATH[:CHAT_FORMAT]] [--examples 0 2]
+        [--out acceptance.json]
+
+``--examples``: example sketches of other tasks in the prompt, the closest goals (0: the one fixed
+push-the-box example the prompt had before); "2+ terms" counts accepted sketches with at least two
+terms besides the action cost (a single distance term was the embedded model's habit).
 
 ``--gguf``: the chat format is llama_cpp's, for a GGUF without a chat template. The pre-flight uses
 text2reward's default 256 samples. The last line is ``ratio=`` the last model's acceptance over the
@@ -50,16 +55,6 @@ TASKS = {  # name: (shipped task with a goal, the fields its goal is about)
         "ball_touched_ever", "ball_touches"}),
 }
 SAMPLES = 256  # pre-flight samples per task: text2reward's default (reward.samples)
-
-
-def fields_read(node: Any) -> set[str]:
-    """The StateView fields a sketch (JSON) names: every ``a``, ``b`` and ``field``."""
-    if isinstance(node, list):
-        return set().union(*map(fields_read, node)) if node else set()
-    if not isinstance(node, dict):
-        return set()
-    named = {v for k, v in node.items() if k in ("a", "b", "field") and isinstance(v, str)}
-    return named.union(*map(fields_read, node.values()))
 
 
 @contextlib.contextmanager
@@ -103,24 +98,27 @@ def task_inputs(path: str) -> tuple[Any, Any, Any]:
 
 
 def measure(task: Any, samples: Any, preference: Any, goal_fields: set[str], replies: int,
-            cache_dir: Path) -> dict[str, Any]:
+            cache_dir: Path, examples: int) -> dict[str, Any]:
     from reward_synthesis.language.sketch_synthesis import synthesize_sketch
+    from reward_synthesis.language.sketches import named_fields
     from reward_synthesis.llm import LLMClient, LLMConfig, ResponseCache
 
     # As text2reward's defaults, with room for Crafter's long field names.
     client = LLMClient(LLMConfig(temperature=0.7, max_tokens=768).resolve(), cache=ResponseCache(cache_dir))
     accepted = on_topic = settled = 0
+    terms: list[int] = []  # top-level terms per accepted sketch, the action cost not counted
     stops: Counter[str] = Counter()
     latencies = []
     try:
         for seed in range(replies):
             result = synthesize_sketch(task, task.spec.goal, client, samples, attempts=1, seed=seed,
-                                       preference=preference, repairs=0)
+                                       preference=preference, repairs=0, examples=examples)
             attempt = result.attempts[0]
             latencies.append(attempt.latency_s)
             if attempt.accepted:
                 accepted += 1
-                on_topic += bool(fields_read(attempt.sketch) & goal_fields)
+                on_topic += bool(set(named_fields(attempt.sketch)) & goal_fields)
+                terms.append(sum(t.get("kind") != "action" for t in attempt.sketch["terms"]))
                 # accepted only because the workbench settled a threshold or a repeated name
                 settled += any(not key.endswith(".scale") for key in attempt.filled)
             else:
@@ -129,6 +127,7 @@ def measure(task: Any, samples: Any, preference: Any, goal_fields: set[str], rep
     finally:
         client.close()
     return {"replies": replies, "accepted": accepted, "on_topic": on_topic, "settled": settled, "model": client.model,
+            "terms": round(statistics.mean(terms), 2) if terms else None, "multi_term": sum(t >= 2 for t in terms),
             "s_per_reply": round(statistics.mean(latencies), 1) if latencies else None,
             "rejections": dict(stops.most_common())}
 
@@ -141,22 +140,26 @@ def main() -> None:
                         help="embedded models to compare (keys of EMBEDDED_MODELS)")
     parser.add_argument("--gguf", action="append", default=[], metavar="NAME=PATH[:CHAT_FORMAT]",
                         help="another GGUF model to compare with the embedded ones")
+    parser.add_argument("--examples", type=int, nargs="+", default=[2],
+                        help="example sketches in the prompt (0: the one fixed example); several values "
+                             "compare them side by side, each with every model")
     parser.add_argument("--out", type=Path, default=None, help="write the table as JSON here")
     args = parser.parse_args()
 
     from reward_synthesis.llm.models import EMBEDDED_MODELS
 
-    models: list[tuple[str, str | None, str | None, str | None]] = []  # (label, embedded key, gguf, chat format)
+    # (label, embedded key, gguf, chat format, example sketches in the prompt)
+    models: list[tuple[str, str | None, str | None, str | None, int]] = []
     for key in args.models:
         if key not in EMBEDDED_MODELS:
             parser.error(f"--models {key}: one of {', '.join(EMBEDDED_MODELS)}")
-        models.append((key, key, None, None))
+        models.extend((f"{key}/ex{n}", key, None, None, n) for n in args.examples)
     for item in args.gguf:
         name, _, rest = item.partition("=")
         path, _, chat_format = rest.partition(":")
         if not name or not Path(path).is_file():
             parser.error(f"--gguf {item}: write NAME=PATH[:CHAT_FORMAT] with an existing .gguf file")
-        models.append((name, None, path, chat_format or None))
+        models.extend((f"{name}/ex{n}", None, path, chat_format or None, n) for n in args.examples)
     if not models:
         parser.error("no model to measure: give --models or --gguf")
 
@@ -167,15 +170,16 @@ def main() -> None:
             inputs[name] = task_inputs(TASKS[name][0])
         except Exception as err:  # noqa: BLE001 - a simulator extra that is not installed: reported
             print(f"{name}: skipped ({type(err).__name__}: {str(err).splitlines()[0]})")
-    for model, embedded, gguf, chat_format in models:
+    for model, embedded, gguf, chat_format, examples in models:
         with served(embedded, gguf, chat_format), tempfile.TemporaryDirectory() as cache:
             for name, (task, samples, preference) in inputs.items():
                 started = time.perf_counter()
-                row = measure(task, samples, preference, TASKS[name][1], args.replies, Path(cache))
+                row = measure(task, samples, preference, TASKS[name][1], args.replies, Path(cache), examples)
                 row["seconds"] = round(time.perf_counter() - started, 1)
                 table[model][name] = row
-                print(f"{model:>14} {name:>13}: {row['accepted']}/{row['replies']} accepted, "
-                      f"{row['on_topic']} on-topic, {row['settled']} settled, {row['s_per_reply']} s/reply  "
+                print(f"{model:>18} {name:>13}: {row['accepted']}/{row['replies']} accepted, "
+                      f"{row['on_topic']} on-topic, {row['settled']} settled, {row['multi_term']} with 2+ terms "
+                      f"(mean {row['terms']}), {row['s_per_reply']} s/reply  "
                       f"{row['rejections']}", flush=True)
 
     print(f"\n{'task':>13} " + " ".join(f"{m[0]:>26}" for m in models))
@@ -185,12 +189,14 @@ def main() -> None:
             f"{c['accepted']}/{c['replies']} acc {c['on_topic']} on-topic {c['s_per_reply']:>5}s".rjust(26)
             for c in cells))
     totals = {m: (sum(r["accepted"] for r in rows.values()), sum(r["replies"] for r in rows.values()),
-                  sum(r["on_topic"] for r in rows.values())) for m, rows in table.items()}
-    print(f"{'total':>13} " + " ".join(f"{a}/{n} acc {t} on-topic".rjust(26) for a, n, t in totals.values()))
+                  sum(r["on_topic"] for r in rows.values()), sum(r["multi_term"] for r in rows.values()))
+              for m, rows in table.items()}
+    print(f"{'total':>13} " + " ".join(f"{a}/{n} acc {t} on-topic".rjust(26) for a, n, t, _ in totals.values()))
+    print(f"{'2+ terms':>13} " + " ".join(f"{k} of {a} accepted".rjust(26) for a, _, _, k in totals.values()))
     if args.out:
         from workbench.runs import write_json
 
-        write_json(args.out, {"replies_per_task": args.replies, "table": table})
+        write_json(args.out, {"replies_per_task": args.replies, "examples": args.examples, "table": table})
     first = totals[models[0][0]]
     last = totals[models[-1][0]]
     print(f"ratio={(last[0] / last[1]) / (first[0] / first[1]) if first[0] else float('inf') if last[0] else 1.0:.3f}")

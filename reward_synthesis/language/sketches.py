@@ -79,7 +79,7 @@ __all__ = ["Sketch", "Transform", "GainTransform", "DistanceTerm", "TargetTerm",
            "AxisCondition", "FlagCondition", "SketchInvalid", "FLAG_UNITS", "MAX_TERMS", "MAX_STAGE_TERMS",
            "WEIGHT_BOUND", "VALUE_BOUND", "SCALE_BOUND", "sketch_schema", "validate_sketch", "compile_sketch",
            "fill_scales", "fill_thresholds", "unique_names", "THRESHOLD_QUANTILE",
-           "sketch_fields"]
+           "sketch_fields", "named_fields"]
 
 MAX_TERMS = 12
 MAX_STAGE_TERMS = 8
@@ -600,6 +600,25 @@ def _json_terms(terms: Any, prefix: str = "terms") -> Iterator[tuple[str, dict[s
             yield f"{prefix}[{i}]", term
             if term.get("kind") == "stage":
                 yield from _json_terms(term.get("terms"), f"{prefix}[{i}].terms")
+
+
+def named_fields(data: Any) -> list[str]:
+    """The StateView fields a sketch's JSON names (every ``a``, ``b`` and ``field``, conditions
+    included), in order of first appearance."""
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("a", "b", "field") and isinstance(value, str) and value not in found:
+                    found.append(value)
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(data)
+    return found
 
 
 def fill_thresholds(data: Any, samples: Sequence[tuple[Any, Any]]) -> dict[str, float]:

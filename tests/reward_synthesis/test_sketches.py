@@ -723,3 +723,55 @@ def test_the_decoding_schema_offers_nothing_constant_on_the_samples() -> None:
         assert np.ptp(d) > 0, (a, b)
     validate_sketch({"terms": [{"kind": "distance", "name": "still", "a": "puck_vel", "weight": 1.0,
                                 "transform": {"kind": "linear", "scale": 1.0}}]}, t.schema, action_space=t.space)
+
+
+# -- the example sketches the prompt retrieves ------------------------------------------------------
+
+
+def _examples() -> list:
+    from reward_synthesis.language.sketch_synthesis import sketch_examples
+
+    return list(sketch_examples())
+
+
+@pytest.mark.parametrize("example", _examples(), ids=lambda e: e.env_id.replace("/", "_"))
+def test_each_example_sketch_is_an_accepted_sketch_of_its_own_task(example: Any, tmp_path: Any) -> None:
+    """What the prompt shows as an accepted sketch is one: valid for its task, compiled, and
+    through the whole pre-flight (reference-policy preference included)."""
+    from workbench_testing import load_shipped
+
+    spec = load_shipped(REPO / example.task, tmp_path)
+    assert spec.sim.env_id == example.env_id and spec.goal == example.goal
+    sim = spec.sim.name
+    if sim in ("minecraft", "rocket_league"):
+        pytest.importorskip({"minecraft": "crafter", "rocket_league": "rlgym"}[sim])
+    adapter = SIMS.get(sim)()
+    env = adapter.make_env(spec.sim)
+    try:
+        profile = adapter.profile(spec.sim, env)
+        samples, preference = check_inputs(env, profile, n=64)
+        sketch = validate_sketch(example.sketch, profile.schema, action_space=env.action_space)
+        source = compile_sketch(sketch, profile.schema, action_space=env.action_space)
+    finally:
+        env.close()
+    report = preflight(source, samples, program="example.py", preference=preference)
+    assert report.accepted, report.render()
+
+
+def test_the_prompt_shows_the_closest_examples_of_other_environments_never_its_own() -> None:
+    from reward_synthesis.language.sketch_synthesis import build_sketch_messages, similar_examples
+    from workbench.reward import BuiltReward
+    from workbench.task import Task
+
+    pytest.importorskip("sentence_transformers", reason="retrieval needs the llm extra")
+    goal = "Push the puck onto the goal marker."
+    picked = similar_examples(goal, "workbench/PlanarPush-v0", 2)
+    assert len(picked) == 2 and all(e.env_id != "workbench/PlanarPush-v0" for e in picked)
+    assert {e.env_id for e in picked} <= {"Pusher-v5", "PushCube-v1"}  # the other pushing goals
+    assert similar_examples(goal, "Pusher-v5", 1)[0].env_id != "Pusher-v5"
+    assert similar_examples(goal, "x", 0) == []
+    task = Task.build(load_task(REPO / "tasks/mujoco/planar_push.yaml"), reward=BuiltReward(None, "synthesizing"))
+    prompt = build_sketch_messages(task, goal, action="2 torques")[1]["content"]
+    assert all(f'Goal: "{e.goal}"' in prompt for e in picked) and "puck_to_goal_distance\", \"b\"" not in prompt
+    fixed = build_sketch_messages(task, goal, action="2 torques", examples=0)[1]["content"]
+    assert "Push the box onto the pad" in fixed and 'Goal: "' not in fixed
