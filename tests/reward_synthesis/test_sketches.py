@@ -771,7 +771,7 @@ def test_the_prompt_shows_the_closest_examples_of_other_environments_never_its_o
     assert similar_examples(goal, "Pusher-v5", 1)[0].env_id != "Pusher-v5"
     assert similar_examples(goal, "x", 0) == []
     task = Task.build(load_task(REPO / "tasks/mujoco/planar_push.yaml"), reward=BuiltReward(None, "synthesizing"))
-    prompt = build_sketch_messages(task, goal, action="2 torques")[1]["content"]
+    prompt = build_sketch_messages(task, goal, action="2 torques", examples=2)[1]["content"]
     assert all(f'Goal: "{e.goal}"' in prompt for e in picked) and "puck_to_goal_distance\", \"b\"" not in prompt
-    fixed = build_sketch_messages(task, goal, action="2 torques", examples=0)[1]["content"]
+    fixed = build_sketch_messages(task, goal, action="2 torques")[1]["content"]  # the default: one fixed example
     assert "Push the box onto the pad" in fixed and 'Goal: "' not in fixed
