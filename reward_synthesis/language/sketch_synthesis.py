@@ -72,7 +72,7 @@ TOP_FIELDS = 8  # fields offered to the model: every field of most tasks, the go
 # Example sketches in the prompt, of the goals closest to this one (other environments only). 0: the
 # one fixed push-the-box example. Measured on Gemma 3 270M (benchmarks/sketch_acceptance.py, 8 tasks x
 # 6 replies): the fixed example 47/48 accepted, 18 with 2+ terms; 2 retrieved examples 26/48 and 7;
-# 1 retrieved example also below the fixed one. The small model copies an example's terms (often
+# 1 retrieved example 34/48 and 14. The small model copies an example's terms (often
 # only its action cost) instead of its shape, so retrieval is off by default.
 EXAMPLES = 0
 EXAMPLES_FILE = Path(__file__).with_name("sketch_examples.json")
