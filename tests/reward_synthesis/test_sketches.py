@@ -729,12 +729,15 @@ def test_the_decoding_schema_offers_nothing_constant_on_the_samples() -> None:
 
 
 def _examples() -> list:
+    """The examples as test parameters: MuJoCo's in the default suite, the heavier simulators' slow."""
     from reward_synthesis.language.sketch_synthesis import sketch_examples
 
-    return list(sketch_examples())
+    return [pytest.param(e, id=e.env_id.replace("/", "_"),
+                         marks=() if e.task.startswith("tasks/mujoco/") else pytest.mark.slow)
+            for e in sketch_examples()]
 
 
-@pytest.mark.parametrize("example", _examples(), ids=lambda e: e.env_id.replace("/", "_"))
+@pytest.mark.parametrize("example", _examples())
 def test_each_example_sketch_is_an_accepted_sketch_of_its_own_task(example: Any, tmp_path: Any) -> None:
     """What the prompt shows as an accepted sketch is one: valid for its task, compiled, and
     through the whole pre-flight (reference-policy preference included)."""
