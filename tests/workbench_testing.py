@@ -99,3 +99,12 @@ def kill_after_checkpoint(run_args: list[str], root: Path, step: int, timeout: f
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+
+
+def resume_to(run: Path, total: int, *, budget: str = "total_steps: 1000000") -> subprocess.CompletedProcess[str]:
+    """``workbench run --resume RUN`` after setting its resolved task's budget to ``total`` steps (a
+    test's shortcut: a killed long run finishes a few generations later)."""
+    resolved = (run / "task.yaml").read_text()
+    assert budget in resolved, f"{run}/task.yaml has no {budget!r}"
+    (run / "task.yaml").write_text(resolved.replace(budget, f"total_steps: {total}"))
+    return cli("run", "--resume", str(run), "--quiet")

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 ribs = pytest.importorskip("ribs", reason="the QD learners need the qd extra: pip install 'rl-workbench[qd]'")
 
-from workbench_testing import REPO, cli, kill_after_checkpoint, set_args  # noqa: E402
+from workbench_testing import REPO, cli, kill_after_checkpoint, resume_to, set_args  # noqa: E402
 
 from policies.qd import MLPPolicy, novelty  # noqa: E402
 from workbench.cli import app  # noqa: E402
@@ -78,10 +78,7 @@ def test_sigkill_then_resume_continues_from_the_checkpointed_generation(tmp_path
     done = step // GEN
     assert step == done * GEN and done >= 2
     assert not (run / "qd.json").exists()  # killed mid-run
-    # Finish two generations later (a small edit of the resolved task keeps the test short).
-    resolved = (run / "task.yaml").read_text().replace("total_steps: 1000000", f"total_steps: {step + 2 * GEN}")
-    (run / "task.yaml").write_text(resolved)
-    proc2 = cli("run", "--resume", str(run), "--quiet")
+    proc2 = resume_to(run, step + 2 * GEN)  # finish two generations later
     assert proc2.returncode == 0, proc2.stderr
     info = json.loads((run / "run.json").read_text())
     assert info["resumed_from"] == step and info["status"] == "finished"

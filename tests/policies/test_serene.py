@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 ribs = pytest.importorskip("ribs", reason="the QD learners need the qd extra: pip install 'rl-workbench[qd]'")
 
-from workbench_testing import REPO, cli, kill_after_checkpoint, set_args  # noqa: E402
+from workbench_testing import REPO, cli, kill_after_checkpoint, resume_to, set_args  # noqa: E402
 
 from policies.qd import MLPPolicy, SereneLearner  # noqa: E402
 from policies.qd.config import QDHyperparams  # noqa: E402
@@ -195,9 +195,7 @@ def test_sigkill_then_resume_continues_the_whole_serene_state(tmp_path: Path) ->
     step = json.loads((run / "checkpoints" / "latest.json").read_text())["step"]
     assert not (run / "qd.json").exists()  # killed mid-run
     total = step + 6 * GEN
-    resolved = (run / "task.yaml").read_text().replace("total_steps: 1000000", f"total_steps: {total}")
-    (run / "task.yaml").write_text(resolved)
-    proc2 = cli("run", "--resume", str(run), "--quiet")
+    proc2 = resume_to(run, total)
     assert proc2.returncode == 0, proc2.stderr
     info = json.loads((run / "run.json").read_text())
     assert info["resumed_from"] == step and info["status"] == "finished"

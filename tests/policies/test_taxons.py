@@ -14,7 +14,7 @@ import pytest
 ribs = pytest.importorskip("ribs", reason="the QD learners need the qd extra: pip install 'rl-workbench[qd]'")
 torch = pytest.importorskip("torch")
 
-from workbench_testing import REPO, cli, kill_after_checkpoint, set_args  # noqa: E402
+from workbench_testing import REPO, cli, kill_after_checkpoint, resume_to, set_args  # noqa: E402
 
 from policies.qd import MLPController  # noqa: E402
 from policies.qd.behaviour import AESettings, FrameStore, LearnedSpace, RetrainSchedule  # noqa: E402
@@ -169,9 +169,7 @@ def test_stax_sigkill_then_resume_continues_the_learned_space_exactly(tmp_path: 
                                 3 * GEN)
     step = json.loads((run / "checkpoints" / "latest.json").read_text())["step"]
     total = step + 4 * GEN
-    resolved = (run / "task.yaml").read_text().replace("total_steps: 1000000", f"total_steps: {total}")
-    (run / "task.yaml").write_text(resolved)
-    proc2 = cli("run", "--resume", str(run), "--quiet")
+    proc2 = resume_to(run, total)
     assert proc2.returncode == 0, proc2.stderr
     resumed = json.loads((run / "qd.json").read_text())
     whole = train_and_evaluate(load_task(STAX, [*STAX_TINY, f"training.total_steps={total}"]), tmp_path / "whole")
