@@ -301,6 +301,8 @@ def test_shipped_task_validates() -> None:
     assert "lane_offset: np.ndarray" in proc.stdout
 
 
+@pytest.mark.slow  # ~14 s: the env is built and stepped by test_spec/test_gym_env in the default suite, the
+# CLI training path by the MuJoCo runs; kept out of it to hold the default suite well under 15 min
 def test_ppo_smoke_run_through_the_cli(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     proc = _wb("run", str(TASK), "--runs-dir", str(runs), "--quiet",

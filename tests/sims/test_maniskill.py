@@ -335,6 +335,8 @@ def test_shipped_task_also_validates_with_a_text2reward_reward(path: Path) -> No
     assert task.profile.schema.describe() in user["content"] and task.success_doc() in user["content"]
 
 
+@pytest.mark.slow  # ~14 s: the env is built and stepped by test_spec/test_gym_env in the default suite, the
+# CLI training path by the MuJoCo runs; kept out of it to hold the default suite well under 15 min
 def test_ppo_smoke_run_through_the_cli(tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     proc = _wb("run", str(REPO / "tasks/maniskill/push_cube.yaml"), "--runs-dir", str(runs), "--quiet",
