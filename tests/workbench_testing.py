@@ -108,3 +108,11 @@ def resume_to(run: Path, total: int, *, budget: str = "total_steps: 1000000") ->
     assert budget in resolved, f"{run}/task.yaml has no {budget!r}"
     (run / "task.yaml").write_text(resolved.replace(budget, f"total_steps: {total}"))
     return cli("run", "--resume", str(run), "--quiet")
+
+
+def qd_archive(run: Path, stem: str):  # noqa: ANN201 - a ribs archive (ribs is an optional extra)
+    """The ribs archive a QD run wrote as ``qd/<stem>.pkl``."""
+    import pickle
+
+    with open(run / "qd" / f"{stem}.pkl", "rb") as fh:
+        return pickle.load(fh)

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 ribs = pytest.importorskip("ribs", reason="the QD learners need the qd extra: pip install 'rl-workbench[qd]'")
 
-from workbench_testing import REPO, cli, kill_after_checkpoint, resume_to, set_args  # noqa: E402
+from workbench_testing import REPO, cli, kill_after_checkpoint, qd_archive, resume_to, set_args  # noqa: E402
 
 from policies.qd import MLPPolicy, SereneLearner  # noqa: E402
 from policies.qd.config import QDHyperparams  # noqa: E402
@@ -207,10 +207,7 @@ def test_sigkill_then_resume_continues_the_whole_serene_state(tmp_path: Path) ->
     for key in ("steps", "episodes", "generations", "history", "serene", "best_reward", "coverage"):
         assert resumed[key] == uninterrupted[key], key
     for stem in ("novelty_archive", "rewarding_archive"):
-        with open(run / "qd" / f"{stem}.pkl", "rb") as fh:
-            a = pickle.load(fh)
-        with open(whole.run.path / "qd" / f"{stem}.pkl", "rb") as fh:
-            b = pickle.load(fh)
+        a, b = qd_archive(run, stem), qd_archive(whole.run.path, stem)
         assert np.array_equal(a.data("solution"), b.data("solution")), stem
 
 

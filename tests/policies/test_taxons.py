@@ -14,7 +14,7 @@ import pytest
 ribs = pytest.importorskip("ribs", reason="the QD learners need the qd extra: pip install 'rl-workbench[qd]'")
 torch = pytest.importorskip("torch")
 
-from workbench_testing import REPO, cli, kill_after_checkpoint, resume_to, set_args  # noqa: E402
+from workbench_testing import REPO, cli, kill_after_checkpoint, qd_archive, resume_to, set_args  # noqa: E402
 
 from policies.qd import MLPController  # noqa: E402
 from policies.qd.behaviour import AESettings, FrameStore, LearnedSpace, RetrainSchedule  # noqa: E402
@@ -181,10 +181,7 @@ def test_stax_sigkill_then_resume_continues_the_learned_space_exactly(tmp_path: 
     assert ([{k: v for k, v in t.items() if k not in drop} for t in resumed["autoencoder"]["trainings"]]
             == [{k: v for k, v in t.items() if k not in drop} for t in uninterrupted["autoencoder"]["trainings"]])
     for stem in ("novelty_archive", "rewarding_archive"):
-        with open(run / "qd" / f"{stem}.pkl", "rb") as fh:
-            a = pickle.load(fh)
-        with open(whole.run.path / "qd" / f"{stem}.pkl", "rb") as fh:
-            b = pickle.load(fh)
+        a, b = qd_archive(run, stem), qd_archive(whole.run.path, stem)
         assert np.array_equal(a.data("solution"), b.data("solution")), stem
         assert np.allclose(a.data("measures"), b.data("measures"), atol=1e-6), stem
     assert (run / "qd" / "frames.u8").stat().st_size == resumed["episodes"] * 2 * 32 * 32 * 3
