@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # a test that needs an LLM takes the `llm_env` fixture (its own server); any other LLM call fails
 # fast against this closed port.
 os.environ["WORKBENCH_LLM_URL"] = "http://127.0.0.1:9/v1"
+# Offline datasets (Minari) the tests record go to a throwaway root, never the user's ~/.minari
+# (the CLI subprocesses inherit it).
+os.environ["MINARI_DATASETS_PATH"] = tempfile.mkdtemp(prefix="workbench-minari-")
 
 REPO = Path(__file__).resolve().parent.parent
 TASKS = REPO / "tasks"

@@ -45,6 +45,8 @@ def load_shipped(path: Path, tmp: Path):
         ok, why = vulkan_available()
         if not ok:
             pytest.skip(why)
+    if raw.get("learner", {}).get("name") in OFFLINE_LEARNERS:
+        record_tiny_dataset(raw["learner"]["hyperparams"]["dataset"], path)
     source = reward.get("source")
     if source == "perceptual":
         from rich.console import Console
@@ -58,6 +60,27 @@ def load_shipped(path: Path, tmp: Path):
     if source in PIXEL_SOURCES:
         return load_task(path, [*TEST_CLIP, "reward.calibration_steps=16"])
     return load_task(path)
+
+
+OFFLINE_LEARNERS = ("bc", "mopo", "morec")
+
+
+def record_tiny_dataset(name: str, task_file: Path, *, episodes: int = 4, steps: int = 50,
+                        refs: tuple[float, float | None] = (-20.0, 200.0)) -> None:
+    """A small random-policy Minari dataset ``name`` in the env of ``task_file`` (episodes of at most
+    ``steps`` steps), unless the tests' dataset root (conftest) has it: what an offline task reads."""
+    from workbench.datasets import RandomPolicy, list_datasets, record_rollouts
+    from workbench.spec import load_task
+    from workbench.task import Task
+
+    if any(d["id"] == name for d in list_datasets()):
+        return
+    task = Task.build(load_task(task_file, [f"sim.max_episode_steps={steps}", "learner={name: ppo}"]))
+    env = task.make_env()
+    space = env.action_space
+    env.close()
+    record_rollouts(task, RandomPolicy(space, 0), name=name, episodes=episodes, seed=0, deterministic=False,
+                    refs=refs, policy_record={"kind": "random", "describe": "uniform random actions (tests)"})
 
 
 def set_args(overrides: list[str]) -> list[str]:

@@ -1,10 +1,10 @@
 """The ``workbench`` command line: the outer shell over the core and the leaves.
 
-run, eval, validate and list; ``workbench reward ...`` (check, synth with the Eureka search and
-sketch mode, automc, refine, perceptual) with the console views of those loops; ``workbench llm
-...`` (the embedded LLM server). This is the one module of ``workbench/`` that may import the
-leaves (``reward_synthesis``, ``policies``): the reward layer itself prints nothing, its loops report
-through callbacks shown here. User mistakes (:class:`WorkbenchError`) print one message and exit 2
+run, eval, validate and list; ``workbench data ...`` (collect, list, show: Minari datasets);
+``workbench reward ...`` (check, synth with the Eureka search and sketch mode, automc, refine,
+perceptual) with the console views of those loops; ``workbench llm ...`` (the embedded LLM server).
+This is the one module of ``workbench/`` that may import the leaves (``reward_synthesis``,
+``policies``): the reward layer itself prints nothing, its loops report through callbacks shown here. User mistakes (:class:`WorkbenchError`) print one message and exit 2
 without a traceback (:mod:`workbench.cli_errors`); ``--debug`` shows the traceback too.
 """
 
@@ -739,6 +739,78 @@ def validate(
         out.print(task.profile.schema.describe(), markup=False, highlight=False)
     finally:
         env.close()
+
+
+# ----------------------------------------------------------------------------- data
+
+data_app = typer.Typer(no_args_is_help=True, help="Offline datasets (Minari): collect | list | show.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("collect")
+@user_errors
+def data_collect(
+    task_file: Annotated[Path, typer.Argument(help="task YAML whose env the data is recorded in")],
+    policy: Annotated[str, typer.Option(help="random | RUN_DIR (its final model)")],
+    out_name: Annotated[str, typer.Option("--out", help="dataset id, e.g. halfcheetah-medium-v0")],
+    episodes: Annotated[int, typer.Option(min=1, help="episodes to record")] = 100,
+    seed: Annotated[int, typer.Option(min=0, help="episode i resets with seed + i")] = 0,
+    checkpoint: Annotated[bool, typer.Option("--checkpoint", help="the run's latest checkpoint, not its final "
+                                             "model (a medium policy from a run stopped early)")] = False,
+    replay_buffer: Annotated[bool, typer.Option("--replay-buffer", help="the replay buffer of the run's latest "
+                                                "checkpoint instead of new episodes (medium-replay)")] = False,
+    expert: Annotated[Optional[Path], typer.Option(help="run whose final model is the expert reference score "
+                                                   "[the --policy run]")] = None,
+    stochastic: Annotated[bool, typer.Option("--stochastic", help="sample the policy's actions")] = False,
+    reference_episodes: Annotated[int, typer.Option(min=1, help="episodes per reference score")] = 10,
+    force: Annotated[bool, typer.Option("--force", help="replace a dataset of that id")] = False,
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="override: key.path=value")] = None,
+) -> None:
+    """Record a Minari dataset by rolling a policy through a task (or from a run's replay buffer)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from workbench.datasets import collect
+
+    bar = Progress(TextColumn("[bold]collect "), BarColumn(bar_width=20), MofNCompleteColumn(),
+                   TimeRemainingColumn(), console=out)
+    with bar:
+        tid = bar.add_task("collect", total=episodes)
+        summary = collect(task_file, list(set_ or []), policy=policy, out=out_name, episodes=episodes, seed=seed,
+                          checkpoint=checkpoint, replay_buffer=replay_buffer, expert=expert,
+                          deterministic=not stochastic, reference_episodes=reference_episodes, overwrite=force,
+                          progress=lambda n: bar.update(tid, completed=n))
+    _show_dataset(summary)
+
+
+@data_app.command("list")
+@user_errors
+def data_list() -> None:
+    """The local datasets (MINARI_DATASETS_PATH or ~/.minari/datasets)."""
+    from workbench.cli_errors import clean
+    from workbench.datasets import list_datasets
+
+    rows = list_datasets()
+    if not rows:
+        out.print("no local datasets; record one with `workbench data collect TASK.yaml --policy random --out NAME`")
+    for row in rows:
+        out.print(clean(f"{row['id']}  episodes={row['episodes']}  steps={row['steps']}  task={row['task']}  "
+                        f"env={row['env_id']}  policy={row['policy']}"), markup=False, highlight=False)
+
+
+@data_app.command("show")
+@user_errors
+def data_show(name: Annotated[str, typer.Argument(help="dataset id")]) -> None:
+    """One dataset: size, spaces, the task and policy that made it, returns and reference scores."""
+    from workbench.datasets import dataset_summary
+
+    _show_dataset(dataset_summary(name))
+
+
+def _show_dataset(summary: dict[str, Any]) -> None:
+    from workbench.cli_errors import clean
+
+    for key, value in summary.items():
+        out.print(clean(f"{key}: {value}"), markup=False, highlight=False)
 
 
 # ----------------------------------------------------------------------------- list

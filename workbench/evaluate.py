@@ -51,6 +51,10 @@ class EvalResult:
     success_metric: str
     rows: list[EpisodeResult]
     videos: list[str]
+    # D4RL-style: 100 * (env return - random) / (expert - random), when the learner knows those
+    # reference returns (offline learners: from their dataset); None otherwise
+    normalized_score: float | None = None
+    reference_scores: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -69,8 +73,9 @@ class EvalResult:
 
     def summary(self) -> str:
         success = "n/a" if self.success_rate is None else f"{self.success_rate:.2f}"
+        normalized = "" if self.normalized_score is None else f"  normalized_score={self.normalized_score:.1f}"
         return (f"success_rate={success}  mean_return={self.mean_return:.2f} ± {self.std_return:.2f}  "
-                f"env_return={self.mean_env_return:.2f}  episodes={self.episodes}")
+                f"env_return={self.mean_env_return:.2f}{normalized}  episodes={self.episodes}")
 
 
 @dataclass

@@ -95,6 +95,9 @@ class Learner(Protocol):
     def fit(self, spec: TaskSpec, env_fns: Sequence[Callable[[], gym.Env]], budget: int, run: Run, *,
             hooks: FitHooks, resume: bool = False) -> Policy: ...
 
+    # Optional: ``reference_scores(spec) -> (random, expert) | None``, the task's reference returns
+    # (offline learners read them from their dataset); eval.json then has the D4RL-normalised score.
+
     @classmethod
     def load_checkpoint(cls, directory: Path, spec: TaskSpec) -> Policy:
         """The policy saved in one of this learner's checkpoint directories (``workbench eval``

@@ -21,6 +21,7 @@ from rich.progress import Task as BarTask
 from rich.table import Column
 from rich.text import Text
 
+from workbench.datasets import normalized_score
 from workbench.errors import WorkbenchError
 from workbench.evaluate import EvalResult, evaluate
 from workbench.learner import FitHooks, Policy, TrainingInterrupted, TrainingStopped, load_policy
@@ -297,8 +298,19 @@ def _evaluate_into(run: Run, task: Task, policy: Policy, *, episodes: int, video
                           video_dir=run.path / "videos" if video else None,
                           video_episodes=task.spec.evaluation.video_episodes if video else 0,
                           progress=lambda n: bar.update(tid, completed=n))
+    refs = _reference_scores(task.spec)
+    if refs is not None:
+        result.reference_scores = refs
+        result.normalized_score = normalized_score(result.mean_env_return, refs)
     result.write(run.path / "eval.json")
     return result
+
+
+def _reference_scores(spec: TaskSpec) -> tuple[float, float] | None:
+    """(random, expert) returns of the task, from a learner that knows them (its optional
+    ``reference_scores(spec)``: the offline learners read them from their dataset)."""
+    scores = getattr(LEARNERS.get(spec.learner.name), "reference_scores", None)
+    return scores(spec) if scores is not None else None
 
 
 def evaluate_run(run_dir: Path, *, episodes: int | None = None, video: bool | None = None,

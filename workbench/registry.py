@@ -195,7 +195,8 @@ LEARNERS = Registry(
      "ns": "policies.qd:NoveltySearchLearner", "map_elites": "policies.qd:MapElitesLearner",
      "cma_me": "policies.qd:CMAMELearner", "random_search": "policies.qd:RandomSearchLearner",
      "serene": "policies.qd:SereneLearner", "taxons": "policies.qd:TaxonsLearner",
-     "stax": "policies.qd:StaxLearner"},
+     "stax": "policies.qd:StaxLearner", "bc": "policies.offline:BCLearner", "mopo": "policies.offline:MOPOLearner",
+     "morec": "policies.offline:MORECLearner"},
     group="rl_workbench.learners", key="learner.name", contract=("validate_spec", "fit", "load_checkpoint"),
 )
 # The classes a saved policy directory's policy.json may name (``workbench eval`` loads them).
