@@ -4,8 +4,9 @@ run, eval, validate and list; ``workbench data ...`` (collect, list, show: Minar
 ``workbench reward ...`` (check, synth with the Eureka search and sketch mode, automc, refine,
 perceptual) with the console views of those loops; ``workbench llm ...`` (the embedded LLM server).
 This is the one module of ``workbench/`` that may import the leaves (``reward_synthesis``,
-``policies``): the reward layer itself prints nothing, its loops report through callbacks shown here. User mistakes (:class:`WorkbenchError`) print one message and exit 2
-without a traceback (:mod:`workbench.cli_errors`); ``--debug`` shows the traceback too.
+``policies``): the reward layer itself prints nothing, its loops report through callbacks shown
+here. User mistakes (:class:`WorkbenchError`) print one message and exit 2 without a traceback
+(:mod:`workbench.cli_errors`); ``--debug`` shows the traceback too.
 """
 
 from __future__ import annotations
