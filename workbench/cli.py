@@ -773,7 +773,7 @@ def data_collect(
     from workbench.datasets import collect
 
     bar = Progress(TextColumn("[bold]collect "), BarColumn(bar_width=20), MofNCompleteColumn(),
-                   TimeRemainingColumn(), console=out)
+                   TimeRemainingColumn(), console=out, disable=replay_buffer)  # a buffer has no episodes to run
     with bar:
         tid = bar.add_task("collect", total=episodes)
         summary = collect(task_file, list(set_ or []), policy=policy, out=out_name, episodes=episodes, seed=seed,
