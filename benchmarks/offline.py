@@ -12,7 +12,7 @@ in worker processes (``--jobs``). Last line: ``ratio=<MOREC / MOPO mean normalis
 
     .venv/bin/python benchmarks/offline.py [--envs hopper halfcheetah] [--mixes medium-replay]
         [--learners bc mopo morec] [--seeds 0 1 2] [--updates 20000] [--episodes 10] [--jobs 2]
-        [--set key=value ...]
+        [--set key=value ...] [--model-set key=value ...]
 """
 
 from __future__ import annotations
@@ -72,13 +72,16 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=10)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--set", dest="extra", action="append", default=[], help="override for every run")
+    parser.add_argument("--model-set", dest="model_extra", action="append", default=[],
+                        help="override for the model-based runs (mopo, morec) only")
     parser.add_argument("--runs-dir", default=None)
     args = parser.parse_args()
     root = args.runs_dir or tempfile.mkdtemp(prefix="offline-bench-")
     jobs = [(e, m, lr, s) for e in args.envs for m in args.mixes for lr in args.learners for s in args.seeds]
     rows: list[dict[str, Any]] = []
     with ProcessPoolExecutor(args.jobs) as pool:
-        futures = [pool.submit(one, e, m, lr, s, args.updates, args.episodes, args.extra, root) for e, m, lr, s in jobs]
+        futures = [pool.submit(one, e, m, lr, s, args.updates, args.episodes,
+                               args.extra + (args.model_extra if lr != "bc" else []), root) for e, m, lr, s in jobs]
         for future in futures:
             row = future.result()
             rows.append(row)

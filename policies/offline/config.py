@@ -43,7 +43,7 @@ class OfflineHyperparams(BaseModel):
     real_ratio: float = Field(0.05, ge=0, le=1, description="share of each SAC batch from the dataset")
     penalty: float | None = Field(None, ge=0, le=1000, description="uncertainty penalty λ (mopo 1.0, morec 0.1)")
     # morec: the dynamics reward (a discriminator between dataset and model transitions)
-    adversarial_steps: int = Field(2000, ge=1, le=10_000_000, description="discriminator / model update pairs")
+    adversarial_steps: int = Field(1000, ge=1, le=10_000_000, description="discriminator / model update pairs")
     adversarial_weight: float = Field(0.1, ge=0, le=100, description="weight of fooling the discriminator in "
                                       "the model's loss (beside its likelihood)")
     disc_hidden: int = Field(256, ge=8, le=4096)
@@ -52,8 +52,8 @@ class OfflineHyperparams(BaseModel):
     snapshot_every: int = Field(200, ge=1, le=1_000_000, description="adversarial steps between snapshots")
     candidates: int = Field(10, ge=1, le=1000, description="next states drawn per rollout step")
     temperature: float = Field(0.1, gt=0, le=100, description="softmax temperature over candidates' dynamics reward")
-    threshold_quantile: float = Field(0.05, ge=0, lt=1, description="a rollout stops when its transition's "
-                                      "dynamics reward is below this quantile of held-out dataset transitions'")
+    threshold_quantile: float = Field(0.05, ge=0, lt=1, description="a rollout stops when its pick's dynamics "
+                                      "reward is below this quantile of the picks made from held-out dataset states")
 
 
 _COMMON = {"dataset", "batch_size", "sac", "hidden"}

@@ -10,7 +10,8 @@ adversarially (MOREC) and the rollouts that use them.
   ``snapshots`` discriminators, so it does not swing with the latest one.
 - :func:`rollouts`: MOPO's (one elite's sample per step, an uncertainty penalty) or MOREC's filtered
   ones (``candidates`` next states per step, one drawn by a softmax over their dynamics reward; a
-  rollout ends when the drawn transition's dynamics reward falls below the threshold).
+  rollout ends when the drawn transition's dynamics reward falls below the threshold, calibrated
+  on the picks the model makes from held-out dataset states).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from torch import nn
 
 from workbench.datasets import Transitions
 
-__all__ = ["Ensemble", "TerminalModel", "DynamicsReward", "RolloutBatch", "RolloutStats", "rollouts",
-           "fit_ensemble", "fit_terminal", "fit_dynamics_reward"]
+__all__ = ["Ensemble", "TerminalModel", "DynamicsReward", "RolloutBatch", "RolloutStats", "rollouts", "pick",
+           "fit_ensemble", "fit_terminal", "fit_dynamics_reward", "split"]
 
 
 class _Normalizer(nn.Module):
@@ -265,11 +266,18 @@ def fit_terminal(model: TerminalModel, data: Transitions, *, epochs: int = 20, r
 def fit_dynamics_reward(reward: DynamicsReward, model: Ensemble, data: Transitions, *, train: np.ndarray,
                         held: np.ndarray, steps: int, batch_size: int, lr: float, model_lr: float,
                         adversarial_weight: float, snapshots: int, snapshot_every: int, quantile: float,
-                        generator: torch.Generator, rng: np.random.Generator) -> dict[str, Any]:
+                        candidates: int, temperature: float, generator: torch.Generator,
+                        rng: np.random.Generator) -> dict[str, Any]:
     """MOREC's adversarial loop: each step the discriminator learns to tell dataset transitions
     from the ensemble's (reparameterised) samples of the same (state, action), and the ensemble
-    learns to fool it beside its likelihood. Snapshots every ``snapshot_every`` steps; afterwards
-    the threshold is the ``quantile`` of the dynamics reward over held-out dataset transitions."""
+    learns to fool it beside its likelihood. Snapshots every ``snapshot_every`` steps.
+
+    Afterwards the truncation threshold is calibrated on the model itself where it is on firm
+    ground: the ``quantile`` of the dynamics reward of the transitions a rollout step would pick
+    (``candidates`` drawn, one by the softmax) from held-out dataset states and actions. A rollout
+    then stops where its pick is less plausible than nearly all picks made from real states, i.e.
+    where it has drifted off the data. (Calibrating on real transitions instead would stop nearly
+    every rollout at its first step while the discriminator tells model from data easily.)"""
     obs, act, nxt, target = _tensors(data, np.arange(len(data)))
     reward.inputs.fit(np.concatenate([data.observations, data.actions,
                                       data.next_observations - data.observations], -1))
@@ -302,17 +310,24 @@ def fit_dynamics_reward(reward: DynamicsReward, model: Ensemble, data: Transitio
             history.append({"step": step, "disc_loss": float(d_loss.detach()), "disc_accuracy": accuracy})
     with torch.no_grad():
         real_scores = reward(h_obs, h_act, h_nxt)
-        fake, _, _ = model.sample(h_obs, h_act, n=1, generator=generator)
-        fake_scores = reward(h_obs, h_act, fake[0])
-    reward.threshold.fill_(float(torch.quantile(real_scores, quantile)) if quantile > 0 else 0.0)
+        fake, _, _ = model.sample(h_obs, h_act, n=candidates, generator=generator)
+        fake_scores = reward(h_obs, h_act, fake)
+        picked = fake_scores[pick(fake_scores, temperature, generator), torch.arange(len(h_obs))]
+    reward.threshold.fill_(float(torch.quantile(picked, quantile)) if quantile > 0 else 0.0)
     return {"steps": steps, "history": history, "threshold": float(reward.threshold),
             "heldout_dynamics_reward": float(real_scores.mean()),
             "model_dynamics_reward": float(fake_scores.mean()),
+            "picked_dynamics_reward": float(picked.mean()),
             "holdout_log_likelihood_before": before,
             "holdout_log_likelihood_after": model.log_likelihood(h_obs, h_act, h_target)}
 
 
 # ----------------------------------------------------------------------------- rollouts
+
+
+def pick(scores: torch.Tensor, temperature: float, generator: torch.Generator) -> torch.Tensor:
+    """For each column of ``scores`` [candidates, B], a candidate index drawn by softmax(scores / temperature)."""
+    return torch.multinomial(torch.softmax(scores / temperature, dim=0).T, 1, generator=generator).squeeze(-1)
 
 
 @dataclass
@@ -358,7 +373,7 @@ def rollouts(start: np.ndarray, act: Callable[[np.ndarray], np.ndarray], model: 
         keep = torch.ones(len(obs), dtype=torch.bool)
         if dynamics_reward is not None:
             score = dynamics_reward(obs, action, nxt)  # [n, B]
-            choice = torch.multinomial(torch.softmax(score / temperature, dim=0).T, 1, generator=generator).squeeze(-1)
+            choice = pick(score, temperature, generator)
             cols = torch.arange(len(obs))
             nxt, rew, score = nxt[choice, cols], rew[choice, cols], score[choice, cols]
             keep = score >= dynamics_reward.threshold

@@ -390,4 +390,5 @@ class MORECLearner(MOPOLearner):
             self.dynamics_reward, self.dynamics, data, train=train, held=held, steps=hp.adversarial_steps,
             batch_size=hp.model_batch_size, lr=hp.disc_lr, model_lr=hp.model_lr * 0.1,
             adversarial_weight=hp.adversarial_weight, snapshots=hp.snapshots, snapshot_every=hp.snapshot_every,
-            quantile=hp.threshold_quantile, generator=self.generator, rng=rng)}
+            quantile=hp.threshold_quantile, candidates=hp.candidates, temperature=hp.temperature,
+            generator=self.generator, rng=rng)}
