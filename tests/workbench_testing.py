@@ -69,7 +69,7 @@ def record_tiny_dataset(name: str, task_file: Path, *, episodes: int = 4, steps:
                         refs: tuple[float, float | None] = (-20.0, 200.0)) -> None:
     """A small random-policy Minari dataset ``name`` in the env of ``task_file`` (episodes of at most
     ``steps`` steps), unless the tests' dataset root (conftest) has it: what an offline task reads."""
-    from workbench.datasets import RandomPolicy, list_datasets, record_rollouts
+    from workbench.datasets import RandomPolicy, list_datasets, policy_acts, record_rollouts
     from workbench.spec import load_task
     from workbench.task import Task
 
@@ -79,8 +79,8 @@ def record_tiny_dataset(name: str, task_file: Path, *, episodes: int = 4, steps:
     env = task.make_env()
     space = env.action_space
     env.close()
-    record_rollouts(task, RandomPolicy(space, 0), name=name, episodes=episodes, seed=0, deterministic=False,
-                    refs=refs, policy_record={"kind": "random", "describe": "uniform random actions (tests)"})
+    record_rollouts(task, policy_acts(RandomPolicy(space, 0), deterministic=False), name=name, episodes=episodes,
+                    seed=0, refs=refs, policy_record={"kind": "random", "describe": "uniform random actions (tests)"})
 
 
 def set_args(overrides: list[str]) -> list[str]:

@@ -752,7 +752,8 @@ app.add_typer(data_app, name="data")
 @user_errors
 def data_collect(
     task_file: Annotated[Path, typer.Argument(help="task YAML whose env the data is recorded in")],
-    policy: Annotated[str, typer.Option(help="random | RUN_DIR (its final model)")],
+    policy: Annotated[str, typer.Option(help="random | reference (the env's scripted policy) | RUN_DIR (its final "
+                                       "model)")],
     out_name: Annotated[str, typer.Option("--out", help="dataset id, e.g. halfcheetah-medium-v0")],
     episodes: Annotated[int, typer.Option(min=1, help="episodes to record")] = 100,
     seed: Annotated[int, typer.Option(min=0, help="episode i resets with seed + i")] = 0,
@@ -760,8 +761,9 @@ def data_collect(
                                              "model (a medium policy from a run stopped early)")] = False,
     replay_buffer: Annotated[bool, typer.Option("--replay-buffer", help="the replay buffer of the run's latest "
                                                 "checkpoint instead of new episodes (medium-replay)")] = False,
-    expert: Annotated[Optional[Path], typer.Option(help="run whose final model is the expert reference score "
-                                                   "[the --policy run]")] = None,
+    expert: Annotated[Optional[str], typer.Option(help="RUN_DIR (its final model) or reference: the expert "
+                                                  "reference score [the --policy run or reference]")] = None,
+    noise: Annotated[float, typer.Option(min=0.0, help="Gaussian action noise, x the action range's half-width")] = 0.0,
     stochastic: Annotated[bool, typer.Option("--stochastic", help="sample the policy's actions")] = False,
     reference_episodes: Annotated[int, typer.Option(min=1, help="episodes per reference score")] = 10,
     force: Annotated[bool, typer.Option("--force", help="replace a dataset of that id")] = False,
@@ -777,7 +779,7 @@ def data_collect(
     with bar:
         tid = bar.add_task("collect", total=episodes)
         summary = collect(task_file, list(set_ or []), policy=policy, out=out_name, episodes=episodes, seed=seed,
-                          checkpoint=checkpoint, replay_buffer=replay_buffer, expert=expert,
+                          checkpoint=checkpoint, replay_buffer=replay_buffer, expert=expert, noise=noise,
                           deterministic=not stochastic, reference_episodes=reference_episodes, overwrite=force,
                           progress=lambda n: bar.update(tid, completed=n))
     _show_dataset(summary)

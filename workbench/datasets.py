@@ -27,14 +27,15 @@ import gymnasium as gym
 import numpy as np
 
 from workbench.errors import MissingDependency, TaskError, WorkbenchError
-from workbench.evaluate import policy_actor, run_episode
+from workbench.evaluate import EVAL_SEED_OFFSET, policy_actor, reference_actor, run_episode
 
 if TYPE_CHECKING:
     from workbench.task import Task
 
 __all__ = ["Transitions", "require_minari", "check_dataset_id", "open_dataset", "load_transitions", "check_spaces",
            "reference_scores", "normalized_score", "dataset_summary", "list_datasets", "record_rollouts",
-           "record_replay_buffer", "RandomPolicy", "TASK_KEY", "POLICY_KEY"]
+           "record_replay_buffer", "RandomPolicy", "ActFor", "policy_acts", "reference_acts", "noisy",
+           "episode_returns", "collect", "TASK_KEY", "POLICY_KEY"]
 
 TASK_KEY = "workbench_task"  # metadata: the resolved task (JSON) the data was recorded in
 POLICY_KEY = "workbench_policy"  # metadata: what acted (JSON)
@@ -318,15 +319,48 @@ def _create(task: Task, name: str, episodes: list[dict[str, Any]], *, refs: tupl
     return dataset
 
 
-def record_rollouts(task: Task, policy: Any, *, name: str, episodes: int, seed: int, deterministic: bool,
-                    refs: tuple[float, float | None], policy_record: dict[str, Any], overwrite: bool = False,
-                    progress: Callable[[int], None] | None = None) -> Any:
-    """``episodes`` episodes of ``policy`` in ``task``'s env (episode i reset with ``seed + i``)
-    as the Minari dataset ``name``; ``refs`` = (random, expert or None) simulator returns."""
-    _refuse_existing(name, overwrite)
-    env = _Recorder(task.make_env())
-    act = policy_actor(policy, deterministic=deterministic)
-    env_returns: list[float] = []
+# What acts in an episode: given the live env, ``act(obs) -> action`` (a scripted reference reads the env).
+ActFor = Callable[[gym.Env], Callable[[Any], Any]]
+
+
+def policy_acts(policy: Any, *, deterministic: bool) -> ActFor:
+    """An SB3-shaped policy as an :data:`ActFor`."""
+    return lambda env: policy_actor(policy, deterministic=deterministic)
+
+
+def reference_acts(task: Task) -> ActFor:
+    """The adapter's scripted reference policy of ``task`` as an :data:`ActFor`."""
+    reference = task.profile.reference
+    if reference is None:
+        raise WorkbenchError(f"{task.spec.sim.env_id} has no scripted reference policy\n"
+                             "  fix: --policy random or a run directory")
+    return lambda env: reference_actor(env, reference)
+
+
+def noisy(act_for: ActFor, sigma: float, seed: int) -> ActFor:
+    """``act_for`` plus Gaussian noise of ``sigma`` x the action range's half-width, clipped to the box."""
+    def make(env: gym.Env) -> Callable[[Any], Any]:
+        act, space = act_for(env), env.action_space
+        if not isinstance(space, gym.spaces.Box):
+            raise WorkbenchError(f"--noise needs a continuous (Box) action space, not {_describe(space)}\n"
+                                 "  fix: drop --noise")
+        rng = np.random.default_rng(seed)
+        half = (space.high - space.low) / 2.0
+
+        def noisy_act(obs: Any) -> Any:
+            a = np.asarray(act(obs), dtype=np.float64)
+            return np.clip(a + rng.normal(0.0, sigma, a.shape) * half, space.low, space.high).astype(space.dtype)
+        return noisy_act
+    return make
+
+
+def episode_returns(task: Task, act_for: ActFor, *, episodes: int, seed: int, recorder: _Recorder | None = None,
+                    progress: Callable[[int], None] | None = None) -> list[float]:
+    """The simulator's own return of each of ``episodes`` episodes (episode i reset with ``seed + i``),
+    kept by ``recorder`` when one is given (its env is then the one stepped)."""
+    env = recorder if recorder is not None else task.make_env()
+    act = act_for(env)
+    returns: list[float] = []
     try:
         for i in range(episodes):
             total = [0.0]
@@ -335,13 +369,25 @@ def record_rollouts(task: Task, policy: Any, *, name: str, episodes: int, seed: 
                 total[0] += float(info.get("reward/env", reward))
 
             run_episode(env, act, seed=seed + i, on_step=on_step)
-            env.close_episode()
-            env_returns.append(total[0])
+            if recorder is not None:
+                recorder.close_episode()
+            returns.append(total[0])
             if progress is not None:
                 progress(i + 1)
     finally:
         env.close()
-    return _create(task, name, env.episodes, refs=refs, policy_record=policy_record, env_returns=env_returns)
+    return returns
+
+
+def record_rollouts(task: Task, act_for: ActFor, *, name: str, episodes: int, seed: int,
+                    refs: tuple[float, float | None], policy_record: dict[str, Any], overwrite: bool = False,
+                    progress: Callable[[int], None] | None = None) -> Any:
+    """``episodes`` episodes in ``task``'s env, acted by ``act_for`` (episode i reset with ``seed + i``),
+    as the Minari dataset ``name``; ``refs`` = (random, expert or None) simulator returns."""
+    _refuse_existing(name, overwrite)
+    recorder = _Recorder(task.make_env())
+    env_returns = episode_returns(task, act_for, episodes=episodes, seed=seed, recorder=recorder, progress=progress)
+    return _create(task, name, recorder.episodes, refs=refs, policy_record=policy_record, env_returns=env_returns)
 
 
 def record_replay_buffer(task: Task, buffer: Any, *, name: str, refs: tuple[float, float | None],
@@ -398,13 +444,15 @@ def _run_policy(run_dir: Path, *, checkpoint: bool) -> tuple[Any, dict[str, Any]
 
 
 def collect(task_file: Path, overrides: list[str], *, policy: str, out: str, episodes: int, seed: int = 0,
-            checkpoint: bool = False, replay_buffer: bool = False, expert: Path | None = None,
+            checkpoint: bool = False, replay_buffer: bool = False, expert: str | None = None, noise: float = 0.0,
             deterministic: bool = True, reference_episodes: int = 10, overwrite: bool = False,
             progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """``workbench data collect``: record the dataset ``out`` in the task of ``task_file`` and
-    return its summary. ``policy`` is ``random`` or a run directory (its final model; ``checkpoint``:
-    its latest checkpoint; ``replay_buffer``: that checkpoint's SB3 replay buffer instead of new
-    episodes). The expert reference is ``expert`` or, by default, the policy run's final model."""
+    return its summary. ``policy`` is ``random``, ``reference`` (the adapter's scripted policy) or a
+    run directory (its final model; ``checkpoint``: its latest checkpoint; ``replay_buffer``: that
+    checkpoint's SB3 replay buffer instead of new episodes); ``noise`` adds Gaussian action noise.
+    The expert reference score is that of ``expert`` (a run directory or ``reference``), by default
+    of the policy run's final model, or of the scripted reference when that is the policy."""
     from workbench.spec import load_task
     from workbench.task import Task
 
@@ -412,18 +460,17 @@ def collect(task_file: Path, overrides: list[str], *, policy: str, out: str, epi
     check_dataset_id(out, key="--out")
     spec = load_task(task_file, overrides)
     task = Task.build(spec)
-    probe = task.make_env()
-    try:
-        action_space = probe.action_space
-    finally:
-        probe.close()
     run = None
-    if policy == "random":
+    if policy in ("random", "reference"):
         if checkpoint or replay_buffer:
             raise WorkbenchError("--checkpoint and --replay-buffer read a run directory\n"
-                                 "  fix: --policy RUN_DIR, or drop them for random actions")
-        actor: Any = RandomPolicy(action_space, seed)
-        record: dict[str, Any] = {"kind": "random", "describe": "uniform random actions"}
+                                 f"  fix: --policy RUN_DIR, or drop them for {policy} actions")
+        if policy == "random":
+            act_for = _random_acts(seed)
+            record: dict[str, Any] = {"kind": "random", "describe": "uniform random actions"}
+        else:
+            act_for = reference_acts(task)
+            record = {"kind": "reference", "describe": f"the scripted reference policy of {spec.sim.env_id}"}
     else:
         actor, where, run = _run_policy(Path(policy), checkpoint=checkpoint or replay_buffer)
         made_in = run.resolved_task()["sim"]
@@ -431,36 +478,40 @@ def collect(task_file: Path, overrides: list[str], *, policy: str, out: str, epi
             raise WorkbenchError(f"{run.path} trained in {made_in.get('name')}:{made_in.get('env_id')}, not in this "
                                  f"task's {spec.sim.name}:{spec.sim.env_id}\n  fix: pass a run of the same env")
         kind = "replay_buffer" if replay_buffer else "checkpoint" if checkpoint else "final_model"
+        act_for = policy_acts(actor, deterministic=deterministic)
         record = {"kind": kind, "describe": f"{run.resolved_task()['learner']['name']} run {run.name} ({kind}, "
                                             f"step {where['step']})", **where}
-    expert_dir = expert if expert is not None else (run.path if run is not None else None)
-    refs = _reference_returns(task, expert_dir, episodes=reference_episodes, seed=seed)
-    record["reference_expert"] = str(expert_dir) if expert_dir is not None else None
+    if noise:
+        act_for = noisy(act_for, noise, seed)
+        record.update(noise=noise, describe=f"{record['describe']} + Gaussian action noise {noise:g}")
+    expert = expert or (str(run.path) if run is not None else "reference" if policy == "reference" else None)
+    refs = _reference_returns(task, expert, episodes=reference_episodes, seed=seed)
+    record["reference_expert"] = expert
     if replay_buffer:
         assert run is not None
-        buffer = _replay_buffer(run)
-        dataset = record_replay_buffer(task, buffer, name=out, refs=refs, policy_record=record, overwrite=overwrite)
+        record_replay_buffer(task, _replay_buffer(run), name=out, refs=refs, policy_record=record, overwrite=overwrite)
     else:
-        dataset = record_rollouts(task, actor, name=out, episodes=episodes, seed=seed, deterministic=deterministic,
-                                  refs=refs, policy_record=record, overwrite=overwrite, progress=progress)
-    del dataset
+        record_rollouts(task, act_for, name=out, episodes=episodes, seed=seed, refs=refs, policy_record=record,
+                        overwrite=overwrite, progress=progress)
     return dataset_summary(out)
 
 
-def _reference_returns(task: Task, expert: Path | None, *, episodes: int, seed: int) -> tuple[float, float | None]:
-    """(random, expert) mean simulator returns on held-out starts (the evaluation's seeds)."""
-    from workbench.evaluate import evaluate
+def _random_acts(seed: int) -> ActFor:
+    return lambda env: policy_actor(RandomPolicy(env.action_space, seed), deterministic=False)
+
+
+def _reference_returns(task: Task, expert: str | None, *, episodes: int, seed: int) -> tuple[float, float | None]:
+    """(random, expert) mean simulator returns over ``episodes`` held-out starts (the evaluation's
+    seeds); ``expert`` is a run directory (its final model) or ``reference`` (the scripted policy)."""
     from workbench.learner import load_policy
 
-    probe = task.make_env()
-    space = probe.action_space
-    probe.close()
-    low = evaluate(RandomPolicy(space, seed), task, episodes=episodes, deterministic=False, seed=seed).mean_env_return
+    start = seed + EVAL_SEED_OFFSET
+    low = float(np.mean(episode_returns(task, _random_acts(seed), episodes=episodes, seed=start)))
     if expert is None:
         return low, None
-    high = evaluate(load_policy(Path(expert) / "model"), task, episodes=episodes, deterministic=True,
-                    seed=seed).mean_env_return
-    return low, high
+    act_for = reference_acts(task) if expert == "reference" else \
+        policy_acts(load_policy(Path(expert) / "model"), deterministic=True)
+    return low, float(np.mean(episode_returns(task, act_for, episodes=episodes, seed=start)))
 
 
 def _replay_buffer(run: Any) -> Any:

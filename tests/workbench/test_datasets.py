@@ -19,6 +19,7 @@ from workbench.datasets import (  # noqa: E402
     load_transitions,
     normalized_score,
     open_dataset,
+    policy_acts,
     record_rollouts,
     reference_scores,
 )
@@ -38,8 +39,8 @@ def test_a_recorded_dataset_round_trips_through_minari() -> None:
     task = _task(HOPPER)
     env = task.make_env()
     space = env.action_space
-    record_rollouts(task, RandomPolicy(space, 3), name="test/roundtrip-v0", episodes=3, seed=10,
-                    deterministic=False, refs=(-5.0, 50.0),
+    record_rollouts(task, policy_acts(RandomPolicy(space, 3), deterministic=False), name="test/roundtrip-v0",
+                    episodes=3, seed=10, refs=(-5.0, 50.0),
                     policy_record={"kind": "random", "describe": "uniform random actions"})
     data = load_transitions(open_dataset("test/roundtrip-v0"))
     # the same episodes again, outside Minari: same seeds, same actions
@@ -74,8 +75,9 @@ def test_a_recorded_dataset_round_trips_through_minari() -> None:
 def test_a_dataset_of_another_env_is_refused_with_the_key() -> None:
     task = _task(HOPPER)
     env = task.make_env()
-    record_rollouts(task, RandomPolicy(env.action_space, 0), name="test/hopper-for-mismatch-v0", episodes=1, seed=0,
-                    deterministic=False, refs=(0.0, None), policy_record={"kind": "random", "describe": "random"})
+    record_rollouts(task, policy_acts(RandomPolicy(env.action_space, 0), deterministic=False),
+                    name="test/hopper-for-mismatch-v0", episodes=1, seed=0, refs=(0.0, None),
+                    policy_record={"kind": "random", "describe": "random"})
     env.close()
     cheetah = _task(CHEETAH).make_env()
     try:
@@ -116,6 +118,21 @@ def test_cli_collect_list_show_and_refusals(tmp_path: Path) -> None:
     assert missing.returncode == 2 and "no local dataset" in missing.stderr
     no_run = cli(*args[:4], "--policy", str(tmp_path), "--out", "test/x-v0")
     assert no_run.returncode == 2 and "Traceback" not in no_run.stderr
+
+
+def test_the_scripted_reference_with_noise_is_a_medium_policy() -> None:
+    """PlanarPush's scripted pusher: the expert reference score, and with action noise a weaker policy."""
+    planar = REPO / "tasks" / "mujoco" / "planar_push.yaml"
+    done = cli("data", "collect", str(planar), "--policy", "reference", "--noise", "1.5", "--episodes", "3",
+               "--reference-episodes", "2", "--out", "test/pp-noisy-v0")
+    assert done.returncode == 0, done.stderr
+    summary = dataset_summary("test/pp-noisy-v0")
+    assert summary["policy"]["kind"] == "reference" and summary["policy"]["noise"] == 1.5
+    assert summary["policy"]["reference_expert"] == "reference"
+    assert summary["ref_min_score"] < summary["ref_max_score"]  # the pusher beats random actions
+    assert summary["return_mean"] < summary["ref_max_score"]  # the noise costs it
+    hopper = cli("data", "collect", str(HOPPER), "--policy", "reference", "--out", "test/none-v0")
+    assert hopper.returncode == 2 and "no scripted reference policy" in hopper.stderr
 
 
 @pytest.mark.slow
