@@ -56,6 +56,9 @@ bench: install-dev
 	$(BIN)/python benchmarks/sim_overhead.py
 	$(BIN)/python benchmarks/sketch_acceptance.py --replies 6
 	$(BIN)/python benchmarks/fidelity.py --steps 300000  # words vs expert rewards on 8 tasks: hours on 2 cores
+	bash scripts/offline_datasets.sh hopper walker2d planar_push  # the offline datasets: ~45 min on 2 cores
+	$(BIN)/python benchmarks/offline.py --envs hopper walker2d --seeds 0 1 2
+	$(BIN)/python benchmarks/offline.py --envs planar_push --mixes medium --seeds 0 1 2
 
 clean:
 	rm -rf $(VENV) *.egg-info

@@ -46,6 +46,7 @@ def one(env: str, mix: str, learner: str, seed: int, updates: int, episodes: int
     rollouts = record.get("rollouts") or {}
     return {"env": env, "mix": mix, "learner": learner, "seed": seed, "seconds": time.perf_counter() - started,
             "normalized": result.evaluation.normalized_score, "env_return": result.evaluation.mean_env_return,
+            "success": result.evaluation.success_rate,
             "length": rollouts.get("mean_length"), "truncated": rollouts.get("truncated"),
             "dyn_reward": rollouts.get("mean_dynamics_reward"),
             "loglik": (record.get("dynamics") or {}).get("holdout_log_likelihood"),
@@ -88,7 +89,7 @@ def main() -> None:
             print(f"  {row['env']} {row['mix']} {row['learner']} seed {row['seed']}: normalised "
                   f"{_fmt([row['normalized']])} ({row['seconds']:.0f} s)", flush=True)
     print(f"\n{args.updates} updates per run, {args.episodes} evaluation episodes, seeds {args.seeds}; runs in {root}")
-    header = ("env", "dataset", "learner", "normalised score", "env return", "rollout length", "truncated",
+    header = ("env", "dataset", "learner", "normalised score", "env return", "success", "rollout length", "truncated",
               "dynamics reward", "model loglik/dim")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
@@ -101,6 +102,7 @@ def main() -> None:
                 means.setdefault(lr, []).extend(s for s in scores if s is not None)
                 loglik = [r["loglik_after"] if r["loglik_after"] is not None else r["loglik"] for r in group]
                 print(f"| {e} | {m} | {lr} | {_fmt(scores)} | {_fmt([r['env_return'] for r in group], '.0f')} | "
+                      f"{_fmt([r['success'] for r in group], '.2f')} | "
                       f"{_fmt([r['length'] for r in group])} | {_fmt([r['truncated'] for r in group], '.2f')} | "
                       f"{_fmt([r['dyn_reward'] for r in group], '.2f')} | {_fmt(loglik, '.2f')} |")
     mopo, morec = means.get("mopo"), means.get("morec")
