@@ -24,6 +24,7 @@ from workbench.registry import LEARNERS, REWARDS, SIMS, PluginError, Registry, U
 __all__ = [
     "SimSpec", "RewardSpec", "LearnerSpec", "TrainingSpec", "EvaluationSpec", "TaskSpec",
     "load_task", "read_bounded", "parse_overrides", "pydantic_error_to_task_error", "validate_sim_kwargs",
+    "validate_learner_hyperparams",
     "MAX_TASK_BYTES",
 ]
 
@@ -293,6 +294,30 @@ def pydantic_error_to_task_error(err: ValidationError, *, file: str, prefix: str
 
 
 _Options = TypeVar("_Options", bound=BaseModel)
+
+
+def validate_learner_hyperparams(model: type[_Options], raw: Mapping[str, Any], *, learner: str, keys: set[str],
+                                 file: str, hint: str) -> _Options:
+    """A learner's ``learner.hyperparams`` checked against its options ``model``, of which it reads
+    only ``keys`` (a key it does not read is a mistake, said with the closest valid one); a mistake
+    is one TaskError keyed ``learner.hyperparams.<name>``, ``hint`` saying where each key is explained."""
+    import difflib
+
+    valid = sorted(keys)
+    for name in raw:
+        if name not in keys:
+            close = difflib.get_close_matches(str(name), valid, n=1)
+            near = f"did you mean {close[0]!r}? " if close else ""
+            raise TaskError(f"{learner} has no hyperparameter {name!r}", file=file,
+                            key=f"learner.hyperparams.{name}", hint=f"{near}valid: {', '.join(valid)}")
+    try:
+        return model.model_validate(dict(raw))
+    except ValidationError as err:
+        e = err.errors()[0]
+        where = ".".join(str(p) for p in e["loc"]) or next(iter(raw), "")
+        msg = e["msg"].removeprefix("Value error, ")
+        raise TaskError(f"{msg} (got {str(e.get('input'))[:80]})", file=file, key=f"learner.hyperparams.{where}",
+                        hint=hint) from None
 
 
 def validate_sim_kwargs(model: type[_Options], kwargs: Mapping[str, Any]) -> _Options:

@@ -3,12 +3,12 @@ anything runs: a mistake is one TaskError naming the file, the key and the fix (
 
 from __future__ import annotations
 
-import difflib
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from workbench.errors import TaskError
+from workbench.spec import validate_learner_hyperparams
 
 if TYPE_CHECKING:
     from workbench.spec import TaskSpec
@@ -75,25 +75,13 @@ def _key(name: str) -> str:
 
 
 def parse_hyperparams(learner: str, spec: TaskSpec, *, file: str) -> OfflineHyperparams:
-    raw: dict[str, Any] = dict(spec.learner.hyperparams)
-    valid = sorted(KEYS[learner])
-    for name in raw:
-        if name not in KEYS[learner]:
-            close = difflib.get_close_matches(str(name), valid, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise TaskError(f"{learner} has no hyperparameter {name!r}", file=file, key=_key(str(name)),
-                            hint=f"{hint}valid: {', '.join(valid)}")
+    raw = dict(spec.learner.hyperparams)
     if "dataset" not in raw:
         raise TaskError(f"{learner} learns from a dataset and none is named", file=file, key=_key("dataset"),
                         hint="add learner.hyperparams.dataset: ID (`workbench data list` shows the local ones)")
-    try:
-        hp = OfflineHyperparams.model_validate({**DEFAULTS.get(learner, {}), **raw})
-    except ValidationError as err:
-        e = err.errors()[0]
-        where = ".".join(str(p) for p in e["loc"]) or next(iter(raw), "")
-        msg = e["msg"].removeprefix("Value error, ")
-        raise TaskError(f"{msg} (got {str(e.get('input'))[:80]})", file=file, key=_key(where),
-                        hint="see the README section 'Offline RL' for each key") from None
+    hp = validate_learner_hyperparams(OfflineHyperparams, {**DEFAULTS.get(learner, {}), **raw}, learner=learner,
+                                      keys=KEYS[learner], file=file,
+                                      hint="see the README section 'Offline RL' for each key")
     if hp.elites > hp.ensemble:
         raise TaskError(f"elites ({hp.elites}) must be at most ensemble ({hp.ensemble})", file=file,
                         key=_key("elites"), hint="lower elites or raise ensemble")

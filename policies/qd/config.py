@@ -4,13 +4,14 @@ TaskError naming the file, the key and the fix (exit 2)."""
 from __future__ import annotations
 
 import difflib
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from policies.qd.rollout import parse_field
 from workbench.errors import TaskError
 from workbench.registry import SIMS
+from workbench.spec import validate_learner_hyperparams
 
 if TYPE_CHECKING:
     from workbench.spec import TaskSpec
@@ -143,22 +144,9 @@ def _key(name: str) -> str:
 
 
 def parse_hyperparams(learner: str, spec: TaskSpec, *, file: str, check_fields: bool = True) -> QDHyperparams:
-    raw: dict[str, Any] = dict(spec.learner.hyperparams)
-    valid = sorted(KEYS[learner])
-    for name in raw:
-        if name not in KEYS[learner]:
-            close = difflib.get_close_matches(str(name), valid, n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
-            raise TaskError(f"{learner} has no hyperparameter {name!r}", file=file, key=_key(str(name)),
-                            hint=f"{hint}valid: {', '.join(valid)}")
-    try:
-        hp = QDHyperparams.model_validate(raw)
-    except ValidationError as err:
-        e = err.errors()[0]
-        where = ".".join(str(p) for p in e["loc"]) or next(iter(raw), "")
-        msg = e["msg"].removeprefix("Value error, ")
-        raise TaskError(f"{msg} (got {str(e.get('input'))[:80]})", file=file, key=_key(where),
-                        hint="see the README section 'Quality-diversity explorers' for each key") from None
+    hp = validate_learner_hyperparams(QDHyperparams, spec.learner.hyperparams, learner=learner, keys=KEYS[learner],
+                                      file=file, hint="see the README section 'Quality-diversity explorers' for "
+                                                      "each key")
     for needed in _NEEDS[learner]:
         if not getattr(hp, needed):
             raise TaskError(f"{learner} needs {needed}", file=file, key=_key(needed),
