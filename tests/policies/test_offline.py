@@ -87,6 +87,17 @@ def test_the_terminal_model_learns_where_episodes_end() -> None:
     assert not never(torch.ones(4, 3) * 10).any()
 
 
+def _small_model(*, seed: int, epochs: int) -> Ensemble:
+    """A two-member ensemble fit to the linear system (3000 transitions)."""
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    data = _linear_system(3000, rng)
+    model = Ensemble(3, 2, members=2, hidden=32, layers=2, elites=2)
+    train, held = split(len(data), 0.1, rng)
+    fit_ensemble(model, data, train=train, held=held, lr=3e-3, batch_size=128, max_epochs=epochs, patience=3, rng=rng)
+    return model
+
+
 class _SaysRealWhileX0Below(torch.nn.Module):
     """A discriminator with a known answer: 'dataset transition' while the state's x0 < 0.5."""
 
@@ -95,12 +106,7 @@ class _SaysRealWhileX0Below(torch.nn.Module):
 
 
 def test_filtered_rollouts_stop_when_the_dynamics_reward_says_so() -> None:
-    rng = np.random.default_rng(2)
-    torch.manual_seed(2)
-    data = _linear_system(3000, rng)
-    model = Ensemble(3, 2, members=2, hidden=32, layers=2, elites=2)
-    train, held = split(len(data), 0.1, rng)
-    fit_ensemble(model, data, train=train, held=held, lr=3e-3, batch_size=128, max_epochs=20, patience=3, rng=rng)
+    model = _small_model(seed=2, epochs=20)
     reward = DynamicsReward(3, 2, 16)  # identity input normalisation: features = (s, a, s' - s)
     reward.snapshots.append(_SaysRealWhileX0Below())
     reward.threshold.fill_(0.5)
@@ -120,11 +126,7 @@ def test_filtered_rollouts_stop_when_the_dynamics_reward_says_so() -> None:
 
 def test_softmax_picks_the_candidates_the_dynamics_reward_prefers() -> None:
     rng = np.random.default_rng(3)
-    torch.manual_seed(3)
-    data = _linear_system(2000, rng)
-    model = Ensemble(3, 2, members=2, hidden=32, layers=2, elites=2)
-    train, held = split(len(data), 0.1, rng)
-    fit_ensemble(model, data, train=train, held=held, lr=3e-3, batch_size=128, max_epochs=5, patience=3, rng=rng)
+    model = _small_model(seed=3, epochs=5)
     with torch.no_grad():  # make the model noisy, so candidates differ
         model.min_logvar.fill_(0.0)
         model.max_logvar.fill_(0.5)
