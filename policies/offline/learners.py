@@ -156,8 +156,9 @@ class OfflineLearner:
         """Models trained (or loaded from the run) before the policy updates; a record for offline.json."""
         return {}
 
-    def round(self, model: Any, hp: OfflineHyperparams, data: Transitions, rng: np.random.Generator) -> dict:
-        """Called every ``rollout_every`` updates: refill the model buffer; returns the round's stats."""
+    def round(self, model: Any, hp: OfflineHyperparams, data: Transitions, rng: np.random.Generator,
+              buffer: Any) -> dict:
+        """Called every ``rollout_every`` updates: refill the model ``buffer``; returns the round's stats."""
         return {}
 
     def update(self, model: Any, hp: OfflineHyperparams, updates: int) -> None:
@@ -184,7 +185,6 @@ class OfflineLearner:
         try:
             check_spaces(dataset, env, file=file, key=_key("dataset"))
             data = load_transitions(dataset)
-            self.env = env
             rng = np.random.default_rng(np.random.SeedSequence([spec.training.seed, 17]))
             torch.manual_seed(spec.training.seed)
             started = time.perf_counter()
@@ -212,8 +212,6 @@ class OfflineLearner:
                                                                                env.action_space.high)),
                     data.rewards, data.next_observations, data.terminals)
             model.replay_buffer = MixedReplay(real, model_buffer, hp.real_ratio)  # type: ignore[assignment]
-            self.model_buffer_ = model_buffer
-            self.data = data
             step = checkpoint[0] if checkpoint else 0
             saved = step
             next_eval = (step // hooks.eval_every + 1) * hooks.eval_every if hooks.eval_every else 0
@@ -221,7 +219,7 @@ class OfflineLearner:
             try:
                 while step < budget:
                     if model_buffer is not None and step % hp.rollout_every == 0:
-                        rounds.append({"update": step, **self.round(model, hp, data, rng)})
+                        rounds.append({"update": step, **self.round(model, hp, data, rng, model_buffer)})
                     n = min(chunk, budget - step, hp.rollout_every - step % hp.rollout_every)
                     self.update(model, hp, n)
                     step += n
@@ -347,7 +345,8 @@ class MOPOLearner(OfflineLearner):
                  rng: np.random.Generator) -> dict[str, Any]:
         return {}
 
-    def round(self, model: Any, hp: OfflineHyperparams, data: Transitions, rng: np.random.Generator) -> dict:
+    def round(self, model: Any, hp: OfflineHyperparams, data: Transitions, rng: np.random.Generator,
+              buffer: Any) -> dict:
         from policies.offline.dynamics import rollouts
 
         assert hp.rollout_length is not None and hp.penalty is not None
@@ -357,8 +356,8 @@ class MOPOLearner(OfflineLearner):
                                 generator=self.generator, dynamics_reward=self.dynamics_reward,
                                 candidates=hp.candidates, temperature=hp.temperature)
         if len(batch.rewards):
-            space = self.env.action_space
-            _extend(self.model_buffer_, batch.observations,
+            space = model.action_space
+            _extend(buffer, batch.observations,
                     model.policy.scale_action(np.clip(batch.actions, space.low, space.high)), batch.rewards,
                     batch.next_observations, batch.dones)
         out = asdict(stats)
