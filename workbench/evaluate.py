@@ -36,6 +36,7 @@ class EpisodeResult:
     length: int
     success: bool | None
     components: dict[str, float]  # per-episode sum of each info["reward/<name>"] term
+    instruction: str | None = None  # the episode's language instruction (info["instruction"]), if any
 
 
 @dataclass
@@ -55,6 +56,8 @@ class EvalResult:
     # reference returns (offline learners: from their dataset); None otherwise
     normalized_score: float | None = None
     reference_scores: tuple[float, float] | None = None
+    # instruction -> {"episodes", "success_rate"}, for envs whose episodes carry an instruction
+    per_instruction: dict[str, dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -150,7 +153,7 @@ def evaluate(policy: Any, task: Any, *, episodes: int, deterministic: bool = Tru
     same evaluation. The first ``video_episodes`` episodes are rendered to mp4 in ``video_dir``.
     """
     record = video_dir is not None and video_episodes > 0
-    env = task.make_env(render_mode="rgb_array" if record else None)
+    env = task.make_env(render_mode="rgb_array" if record else None, evaluation=True)
     act = policy_actor(policy, deterministic=deterministic)
     rows: list[EpisodeResult] = []
     videos: list[str] = []
@@ -159,7 +162,8 @@ def evaluate(policy: Any, task: Any, *, episodes: int, deterministic: bool = Tru
             sums = _RewardSums()
             filming = record and i < video_episodes
             ep = run_episode(env, act, seed=seed + EVAL_SEED_OFFSET + i, render=filming, on_step=sums)
-            rows.append(EpisodeResult(i, ep.seed, sums.ret, sums.env_ret, ep.length, ep.success, sums.components))
+            rows.append(EpisodeResult(i, ep.seed, sums.ret, sums.env_ret, ep.length, ep.success, sums.components,
+                                      ep.info.get("instruction")))
             if filming:
                 assert video_dir is not None
                 videos.append(str(write_video(video_dir / f"episode_{i:03d}.mp4", ep.frames,
@@ -176,7 +180,21 @@ def evaluate(policy: Any, task: Any, *, episodes: int, deterministic: bool = Tru
         success_rate=float(np.mean(flags)) if flags else None,
         mean_length=float(np.mean([r.length for r in rows])), components=_component_stats(rows),
         deterministic=deterministic,
-        success_metric=task.success_doc(), rows=rows, videos=videos)
+        success_metric=task.success_doc(), rows=rows, videos=videos, per_instruction=_per_instruction(rows))
+
+
+def _per_instruction(rows: list[EpisodeResult]) -> dict[str, dict[str, Any]] | None:
+    groups: dict[str, list[EpisodeResult]] = {}
+    for row in rows:
+        if row.instruction is not None:
+            groups.setdefault(str(row.instruction), []).append(row)
+    if not groups:
+        return None
+    out: dict[str, dict[str, Any]] = {}
+    for text, group in sorted(groups.items()):
+        flags = [r.success for r in group if r.success is not None]
+        out[text] = {"episodes": len(group), "success_rate": float(np.mean(flags)) if flags else None}
+    return out
 
 
 # ----------------------------------------------------------------------------- watching a policy

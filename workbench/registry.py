@@ -196,12 +196,13 @@ LEARNERS = Registry(
      "cma_me": "policies.qd:CMAMELearner", "random_search": "policies.qd:RandomSearchLearner",
      "serene": "policies.qd:SereneLearner", "taxons": "policies.qd:TaxonsLearner",
      "stax": "policies.qd:StaxLearner", "bc": "policies.offline:BCLearner", "mopo": "policies.offline:MOPOLearner",
-     "morec": "policies.offline:MORECLearner"},
+     "morec": "policies.offline:MORECLearner", "vla_bc": "policies.vla:VLABCLearner",
+     "grape": "policies.vla:GRAPELearner", "srpo": "policies.vla:SRPOLearner"},
     group="rl_workbench.learners", key="learner.name", contract=("validate_spec", "fit", "load_checkpoint"),
 )
 # The classes a saved policy directory's policy.json may name (``workbench eval`` loads them).
 POLICIES = Registry(
     "policy class",
-    {"sb3": "policies.sb3:SB3Policy", "tanh_mlp": "policies.qd:MLPPolicy"},
+    {"sb3": "policies.sb3:SB3Policy", "tanh_mlp": "policies.qd:MLPPolicy", "vla": "policies.vla:VLAPolicy"},
     group="rl_workbench.policies", key=None, contract=("predict", "save", "load"),
 )

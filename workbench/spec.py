@@ -100,6 +100,9 @@ class EvaluationSpec(_Strict):
     video: bool = True
     video_episodes: int = Field(2, ge=0)
     success_threshold: float | None = Field(None, description="override the task's success threshold")
+    sim_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="env keyword arguments for evaluation only, over sim.kwargs (e.g. held-out instructions)")
 
 
 class TaskSpec(_Strict):
@@ -367,11 +370,12 @@ def read_bounded(path: Path, *, limit: int, file: str, key: str | None = None, w
     return raw
 
 
-def load_task(path: str | Path, overrides: list[str] | None = None, *, plugins: bool = True) -> TaskSpec:
+def load_task(path: str | Path, overrides: list[str] | None = None, *, plugins: bool = True,
+              learner: bool = True) -> TaskSpec:
     """Read, validate and resolve a task file. Raises :class:`TaskError` on any user mistake.
 
     ``plugins=False`` checks the file and the plug-in names without importing any plug-in
-    (see :func:`validate_task_data`)."""
+    (see :func:`validate_task_data`); ``learner=False`` leaves the learner's own section unchecked."""
     path = Path(path)
     file = str(path)
     raw = read_bounded(path, limit=MAX_TASK_BYTES, file=file)
@@ -390,20 +394,21 @@ def load_task(path: str | Path, overrides: list[str] | None = None, *, plugins: 
     for keypath, value in parse_overrides(overrides or []):
         _apply_override(data, keypath, value, file=file)
     data["source_path"] = str(path.resolve())
-    return validate_task_data(data, file=file, plugins=plugins)
+    return validate_task_data(data, file=file, plugins=plugins, learner=learner)
 
 
 def _plugins(spec: TaskSpec) -> tuple[tuple[Registry, str], ...]:
     return ((SIMS, spec.sim.name), (REWARDS, spec.reward.source), (LEARNERS, spec.learner.name))
 
 
-def validate_task_data(data: dict[str, Any], *, file: str, plugins: bool = True) -> TaskSpec:
+def validate_task_data(data: dict[str, Any], *, file: str, plugins: bool = True, learner: bool = True) -> TaskSpec:
     """Core schema, then the plug-in sections (reward source options, learner hyperparams).
 
     Plug-in names are checked against the registries' name lists first (built-in names and
     installed entry points; nothing is imported). ``plugins=False`` stops there (``workbench list
     tasks``); otherwise each plug-in is imported, checked against its contract, and validates its
-    own section.
+    own section. ``learner=False`` skips the learner's section: ``workbench data collect`` records
+    in a task without training it (its learner may name the very dataset being recorded).
     """
     try:
         spec = TaskSpec.model_validate(data)
@@ -420,6 +425,7 @@ def validate_task_data(data: dict[str, Any], *, file: str, plugins: bool = True)
             plugin = registry.get(name)
         except PluginError as err:
             raise TaskError(err.message, file=file, key=err.key, hint=err.hint) from None
-        if registry is not SIMS:  # a sim adapter checks sim.kwargs when it makes the env
-            plugin.validate_spec(spec, file=file)
+        if registry is SIMS or (registry is LEARNERS and not learner):
+            continue  # a sim adapter checks sim.kwargs when it makes the env
+        plugin.validate_spec(spec, file=file)
     return spec

