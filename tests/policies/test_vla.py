@@ -41,7 +41,7 @@ SMALL = ["learner.hyperparams.channels=8", "learner.hyperparams.keypoints=8", "l
 
 
 def _tiny_config(**kw: object) -> VLAConfig:
-    base: dict = dict(image_size=32, proprio_dim=6, action_low=[-1.0, -1.0], action_high=[1.0, 1.0], bins=16,
+    base: dict = dict(image_size=32, proprio_dim=8, action_low=[-1.0, -1.0], action_high=[1.0, 1.0], bins=16,
                       channels=8, keypoints=4, hidden=32, layers=1)
     return VLAConfig(**{**base, **kw})
 
@@ -101,7 +101,7 @@ def test_demonstrations_round_trip_with_images_and_instructions(demos: str) -> N
     data = load_demos(demos, file="t", key="k")
     assert data.episodes == 6 and len(data) == 6 * 20
     assert data.images.shape == (120, 32, 32, 3) and data.images.dtype == np.uint8
-    assert data.proprio.shape == (120, 6) and data.actions.shape == (120, 2)
+    assert data.proprio.shape == (120, 8) and data.actions.shape == (120, 2)
     assert set(data.texts) <= {t for t, _ in instructions("train")}
     # the same seeded episodes replayed give the same instructions and first actions
     from workbench.sims.planar_push import scripted_push_action
@@ -143,7 +143,7 @@ def test_behaviour_cloning_lowers_the_action_loss_on_recorded_demos(demos: str) 
 
 def _trajectory(rng: np.random.Generator, n: int = 6) -> tuple[torch.Tensor, ...]:
     return (torch.as_tensor(rng.integers(0, 255, (n, 32, 32, 3), dtype=np.uint8)),
-            torch.as_tensor(rng.normal(size=(n, 6)).astype(np.float32)),
+            torch.as_tensor(rng.normal(size=(n, 8)).astype(np.float32)),
             torch.as_tensor(rng.normal(size=(1, 384)).astype(np.float32)),
             torch.as_tensor(rng.integers(0, 16, (n, 2))))
 
@@ -224,7 +224,7 @@ def test_a_checkpoint_directory_builds_the_architecture_from_its_config(tmp_path
     assert json.loads((tmp_path / "ckpt" / "config.json").read_text())["bins"] == 8
     loaded = VLAPolicy.from_pretrained(tmp_path / "ckpt")
     assert len(loaded.net.trunk) == 4 and loaded.net.config.bins == 8
-    obs = {"image": np.zeros((32, 32, 3), np.uint8), "proprio": np.zeros(6, np.float32),
+    obs = {"image": np.zeros((32, 32, 3), np.uint8), "proprio": np.zeros(8, np.float32),
            "instruction": "push the puck to the left"}
     np.testing.assert_array_equal(policy.predict(obs, deterministic=True)[0],
                                   loaded.predict(obs, deterministic=True)[0])

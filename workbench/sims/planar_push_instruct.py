@@ -82,9 +82,9 @@ class PlanarPushInstructEnv(PlanarPushEnv):
     """PlanarPush whose goal is named by an instruction; observations are image, joints and words.
 
     ## Observation space
-    ``Dict(image=Box(0, 255, (image_size, image_size, 3), uint8), proprio=Box(6,), instruction=Text)``:
+    ``Dict(image=Box(0, 255, (image_size, image_size, 3), uint8), proprio=Box(8,), instruction=Text)``:
     the overhead ``workspace`` camera (the arm's reach only) without the goal marker, the arm's (cos,
-    sin) joint angles and joint velocities, and the instruction. Rewards, success and the StateView
+    sin) joint angles, joint velocities and fingertip position (dm), and the instruction. Rewards, success and the StateView
     are PlanarPush's.
     """
 
@@ -103,7 +103,7 @@ class PlanarPushInstructEnv(PlanarPushEnv):
         self._goal_geom = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, "goal")
         self.observation_space = Dict({
             "image": Box(0, 255, (self._image_size, self._image_size, 3), np.uint8),
-            "proprio": Box(-np.inf, np.inf, (6,), np.float32),
+            "proprio": Box(-np.inf, np.inf, (8,), np.float32),
             "instruction": Text(INSTRUCTION_LENGTH, min_length=1, charset=_CHARSET),
         })
 
@@ -151,7 +151,10 @@ class PlanarPushInstructEnv(PlanarPushEnv):
 
     def _get_obs(self) -> Any:  # type: ignore[override]
         theta = self.data.qpos[:2]
-        proprio = np.concatenate([np.cos(theta), np.sin(theta), self.data.qvel[:2]]).astype(np.float32)
+        # the robot's own state, as VLA benchmarks give it (LIBERO: end-effector pose and gripper):
+        # joint angles and velocities and the fingertip's position (dm, like PlanarPush's observation)
+        proprio = np.concatenate([np.cos(theta), np.sin(theta), self.data.qvel[:2],
+                                  10.0 * self.fingertip_xy]).astype(np.float32)
         return {"image": self._camera(), "proprio": proprio, "instruction": self.instruction}
 
     def _camera(self) -> np.ndarray:
