@@ -84,8 +84,8 @@ class PlanarPushInstructEnv(PlanarPushEnv):
     ## Observation space
     ``Dict(image=Box(0, 255, (image_size, image_size, 3), uint8), proprio=Box(8,), instruction=Text)``:
     the overhead ``workspace`` camera (the arm's reach only) without the goal marker, the arm's (cos,
-    sin) joint angles, joint velocities and fingertip position (dm), and the instruction. Rewards, success and the StateView
-    are PlanarPush's.
+    sin) joint angles, joint velocities and fingertip position (dm), and the instruction. Rewards,
+    success and the StateView are PlanarPush's.
     """
 
     def __init__(self, instructions: str = "train", image_size: int = 64, goal_jitter: float = 0.01,
