@@ -32,7 +32,9 @@ class VLAHyperparams(BaseModel):
     # behaviour cloning
     batch_size: int = Field(64, ge=1, le=100_000)
     lr: float = Field(1e-3, gt=0, le=1)
-    label_sigma: float = Field(2.0, ge=0, le=1000, description="std (in bins) of the Gaussian-smoothed "
+    # Measured on the PlanarPush pusher's demonstrations (state input, 6000 updates, 40 episodes): BC
+    # with 256 tokens succeeded 35% at σ = 2 bins, 48% at 6 and 58% at 12 (MSE regression: 70%)
+    label_sigma: float = Field(12.0, ge=0, le=1000, description="std (in bins) of the Gaussian-smoothed "
                                "token targets; 0 is one-hot cross-entropy")
     # off by default: where the instruction's goal is lies in world terms, and a shifted image moves
     # the puck against it (DrQ's shift suits tasks where only relative positions matter)

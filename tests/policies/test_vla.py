@@ -238,7 +238,8 @@ def test_a_checkpoint_directory_builds_the_architecture_from_its_config(tmp_path
 
 
 # ----------------------------------------------------------------------------- the CLI
-@pytest.mark.parametrize("learner", ["vla_bc", "grape", "srpo"])
+@pytest.mark.parametrize("learner", [pytest.param("vla_bc", marks=pytest.mark.slow), "grape",
+                                     pytest.param("srpo", marks=pytest.mark.slow)])  # srpo: resumed below
 def test_each_learner_trains_and_evaluates_per_instruction(learner: str, demos: str, tmp_path: Path) -> None:
     rounds = ["learner.hyperparams.bc_updates=30", "learner.hyperparams.group=3",
               "learner.hyperparams.instructions_per_round=2"]
@@ -267,12 +268,16 @@ def test_each_learner_trains_and_evaluates_per_instruction(learner: str, demos: 
     assert again.returncode == 0, again.stderr
 
 
-def test_a_killed_grape_run_resumes_from_its_checkpoint(demos: str, tmp_path: Path) -> None:
-    run = kill_after_checkpoint([str(VLA_TASKS / "planar_push_grape.yaml"), *set_args([
+def test_a_killed_srpo_run_resumes_from_its_checkpoint(demos: str, tmp_path: Path) -> None:
+    """SRPO's checkpoint carries the most: the network, the optimiser, the frozen encoder and the
+    success memory (min_success 0 keeps every group with a success, so the memory fills)."""
+    run = kill_after_checkpoint([str(VLA_TASKS / "planar_push_srpo.yaml"), *set_args([
         *SMALL, f"learner.hyperparams.dataset={demos}", "learner.hyperparams.bc_updates=20",
-        "learner.hyperparams.group=2", "learner.hyperparams.instructions_per_round=1"])],
-        tmp_path, step=40, timeout=180)
+        "learner.hyperparams.group=2", "learner.hyperparams.instructions_per_round=1",
+        "learner.hyperparams.min_success=0"])], tmp_path, step=40, timeout=180)
     bc_made = (run / "vla" / "bc" / "model.safetensors").stat().st_mtime
+    saved = torch.load(next((run / "checkpoints").glob("step_*")) / "vla_state.pt", weights_only=False)
+    assert set(saved) >= {"optimizer", "encoder", "memory", "rng", "sampler", "record"}
     done = resume_to(run, 200, budget="total_steps: 64000")
     assert done.returncode == 0, done.stderr
     info = json.loads((run / "run.json").read_text())
