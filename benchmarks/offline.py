@@ -26,6 +26,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from _stats import mean_std  # benchmarks/ is the script directory
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -55,12 +57,7 @@ def one(env: str, mix: str, learner: str, seed: int, updates: int, episodes: int
 
 
 def _fmt(values: list[float | None], spec: str = ".1f") -> str:
-    xs = [v for v in values if v is not None]
-    if not xs:
-        return "-"
-    if len(xs) == 1:
-        return format(xs[0], spec)
-    return f"{format(statistics.fmean(xs), spec)} ± {format(statistics.stdev(xs), spec)}"
+    return mean_std(values, spec)
 
 
 def main() -> None:

@@ -24,6 +24,8 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from _stats import mean_std  # benchmarks/ is the script directory
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -59,12 +61,7 @@ def one_seed(seed: int, bc_updates: int, rollout_steps: int, episodes: int, extr
 
 
 def _fmt(values: list[float | None], spec: str = ".2f") -> str:
-    xs = [v for v in values if v is not None]
-    if not xs:
-        return "-"
-    if len(xs) == 1:
-        return format(xs[0], spec)
-    return f"{format(statistics.fmean(xs), spec)} ± {format(statistics.stdev(xs), spec)}"
+    return mean_std(values, spec)
 
 
 def main() -> None:
