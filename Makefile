@@ -59,6 +59,8 @@ bench: install-dev
 	bash scripts/offline_datasets.sh hopper walker2d planar_push  # the offline datasets: ~45 min on 2 cores
 	$(BIN)/python benchmarks/offline.py --envs hopper walker2d --seeds 0 1 2
 	$(BIN)/python benchmarks/offline.py --envs planar_push --mixes medium --seeds 0 1 2
+	$(BIN)/workbench data collect tasks/vla/planar_push_bc.yaml --policy reference --episodes 200 --out planar_push_instruct-demos-v0 --force
+	$(BIN)/python benchmarks/vla.py --seeds 0 1 2  # BC vs BC+GRAPE vs BC+SRPO on held-out instructions: ~1 h per seed here
 
 clean:
 	rm -rf $(VENV) *.egg-info
