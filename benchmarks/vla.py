@@ -3,7 +3,8 @@ cloned policy at equal rollout budgets, scored on the held-out instructions.
 
 Per seed: ``tasks/vla/planar_push_bc.yaml`` trains BC for ``--bc-updates`` updates; ``grape`` and
 ``srpo`` each start from that run (``learner.hyperparams.init``) and spend ``--rollout-steps`` env
-steps of their own rollouts. Every policy is evaluated by ``workbench.pipeline`` on the held-out
+steps of their own rollouts (a finished BC run of the same seed and budget in ``--runs-dir`` is reused).
+Every policy is evaluated by ``workbench.pipeline`` on the held-out
 phrasings (``evaluation.sim_kwargs.instructions: heldout``), ``--episodes`` episodes spread evenly over
 the six goals. Record the demonstrations first (the task file says how). Also printed: BC's
 throughput (samples/s) and the rollout learners' env steps/s, and the device they ran on.
@@ -50,13 +51,26 @@ def train(learner: str, seed: int, budget: int, episodes: int, extra: list[str],
             "rounds": record.get("rounds", []), "batch_size": spec.learner.hyperparams.get("batch_size", 64)}
 
 
+def finished_bc(seed: int, updates: int, root: str) -> dict[str, Any] | None:
+    """A finished BC run of this seed and budget in ``root`` (a rerun of the benchmark keeps it)."""
+    for run in sorted(Path(root).glob(f"planar_push_vla_bc__vla_bc__s{seed}__*")):
+        info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
+        if info.get("status") == "finished" and info.get("steps") == updates and (run / "eval.json").is_file():
+            evaluation = json.loads((run / "eval.json").read_text())
+            return {"learner": "vla_bc", "seed": seed, "seconds": info.get("train_seconds"),
+                    "success": evaluation["success_rate"], "per_instruction": evaluation.get("per_instruction"),
+                    "run": str(run.resolve()), "train_seconds": info.get("train_seconds"),
+                    "steps_per_second": info.get("train_steps_per_second"), "rounds": [], "batch_size": 64}
+    return None
+
+
 def one_seed(seed: int, bc_updates: int, rollout_steps: int, episodes: int, extra: list[str],
              root: str) -> list[dict[str, Any]]:
-    bc = train("vla_bc", seed, bc_updates, episodes, extra, root)
+    bc = finished_bc(seed, bc_updates, root) or train("vla_bc", seed, bc_updates, episodes, extra, root)
     rows = [bc]
-    for learner in ("grape", "srpo"):
+    for learner in ("grape", "srpo"):  # init: an absolute path (a relative one is read from the task's folder)
         rows.append(train(learner, seed, rollout_steps, episodes,
-                          [f"learner.hyperparams.init={bc['run']}", *extra], root))
+                          [f"learner.hyperparams.init={Path(bc['run']).resolve()}", *extra], root))
     return rows
 
 
