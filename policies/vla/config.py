@@ -27,6 +27,8 @@ class VLAHyperparams(BaseModel):
     bins: int = Field(256, ge=2, le=4096, description="action tokens per dimension (OpenVLA: 256)")
     channels: int = Field(32, ge=4, le=512, description="image encoder channels")
     keypoints: int = Field(32, ge=2, le=512, description="spatial-softmax keypoints of the image encoder")
+    feature_stride: int = Field(2, ge=1, le=2, description="stride of the image encoder's second conv: 1 keeps "
+                                "a keypoint map of half the image size instead of a quarter (~2.5x slower)")
     hidden: int = Field(256, ge=8, le=8192, description="trunk width")
     layers: int = Field(2, ge=1, le=16, description="trunk layers")
     # behaviour cloning
@@ -61,7 +63,7 @@ class VLAHyperparams(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: cuda when present, else cpu")
 
 
-_NET = {"bins", "channels", "keypoints", "hidden", "layers", "device"}
+_NET = {"bins", "channels", "keypoints", "feature_stride", "hidden", "layers", "device"}
 _BC = {"dataset", "batch_size", "lr", "label_sigma", "shift"}
 _ROUNDS = {"init", "bc_updates", "group", "instructions_per_round", "temperature", "rl_lr", "epochs"}
 KEYS: dict[str, set[str]] = {

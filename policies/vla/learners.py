@@ -75,6 +75,15 @@ def _autocast(device: torch.device) -> Any:
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
+@torch.no_grad()
+def keypoint_spread(policy: VLAPolicy, demos: Demos, rng: np.random.Generator, n: int = 32) -> float:
+    """How much the image keypoints vary across demonstration frames: a blind encoder (dead units,
+    constant keypoints) shows as 0 long before the success rate says why."""
+    idx = rng.integers(0, len(demos), n)
+    keypoints = policy.net.encode_image(torch.as_tensor(demos.images[idx], device=policy.device))
+    return float(keypoints.std(0).mean())
+
+
 class VLALearner:
     """Behaviour cloning, shared by all three; ``rounds`` learners then learn from rollouts."""
 
@@ -115,7 +124,7 @@ class VLALearner:
         config = VLAConfig(image_size=int(space["image"].shape[0]), proprio_dim=int(space["proprio"].shape[0]),
                            action_low=[float(x) for x in actions.low], action_high=[float(x) for x in actions.high],
                            bins=hp.bins, channels=hp.channels, keypoints=hp.keypoints, hidden=hp.hidden,
-                           layers=hp.layers)
+                           layers=hp.layers, feature_stride=hp.feature_stride)
         return VLA(config)
 
     # ------------------------------------------------------------------ behaviour cloning
@@ -182,7 +191,7 @@ class VLALearner:
             if hooks.on_steps is not None and (i % 10 == 0 or i == budget):
                 hooks.on_steps(i)
             if i % 100 == 0 or i == budget:
-                record["bc"].append({"update": i, "loss": loss})
+                record["bc"].append({"update": i, "loss": loss, "keypoint_std": keypoint_spread(policy, demos, rng)})
             if i % hooks.checkpoint_every == 0 or i == budget:
                 record["seconds"] = round(spent + time.perf_counter() - started, 1)
                 saved = self._checkpoint(run, i, policy, optimizer, rng, record)

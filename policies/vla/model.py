@@ -15,6 +15,7 @@ from a local directory, which is also how a user brings a checkpoint trained els
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,8 @@ class VLAConfig:
     text_dim: int = 384
     hidden: int = 256
     layers: int = 2
-    architecture: str = "workbench-vla-v1"
+    feature_stride: int = 2  # the second conv's stride: 1 keeps a finer keypoint map (slower)
+    architecture: str = "workbench-vla-v2"
     text_encoder: str = "all-MiniLM-L6-v2"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -73,10 +75,13 @@ class VLA(nn.Module):
     def __init__(self, config: VLAConfig):
         super().__init__()
         self.config = c = config
+        # GroupNorm + GELU: with plain ReLUs every unit of the second conv died within 10k BC updates
+        # (lr 1e-3), the keypoints went constant and the policy was blind (3% success)
+        groups = math.gcd(8, c.channels)
         self.encoder = nn.Sequential(
-            nn.Conv2d(3, c.channels, 5, stride=2, padding=2), nn.ReLU(),
-            nn.Conv2d(c.channels, c.channels, 3, stride=2, padding=1), nn.ReLU(),
-            nn.Conv2d(c.channels, c.keypoints, 3, padding=1), SpatialSoftmax())
+            nn.Conv2d(3, c.channels, 5, stride=2, padding=2), nn.GroupNorm(groups, c.channels), nn.GELU(),
+            nn.Conv2d(c.channels, c.channels, 3, stride=c.feature_stride, padding=1), nn.GroupNorm(groups, c.channels),
+            nn.GELU(), nn.Conv2d(c.channels, c.keypoints, 3, padding=1), SpatialSoftmax())
         self.text = nn.Sequential(nn.Linear(c.text_dim, c.hidden), nn.ReLU())
         trunk: list[nn.Module] = []
         width = 2 * c.keypoints + c.proprio_dim + c.hidden
