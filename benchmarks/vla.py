@@ -118,7 +118,7 @@ def main() -> None:
         print(f"| {learner} | {len(group)} | {_fmt(success)} | {', '.join(_fmt([s]) for s in success)} | "
               f"{throughput} |")
     instructions = sorted({t for r in rows for t in (r["per_instruction"] or {})})
-    print("\n| instruction | " + " | ".join(("vla_bc", "grape", "srpo")) + " |")
+    print("\n\n| instruction | " + " | ".join(("vla_bc", "grape", "srpo")) + " |")
     print("|---|---|---|---|")
     for text in instructions:
         cells = []
