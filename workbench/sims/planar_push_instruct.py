@@ -69,6 +69,10 @@ SPLITS = ("train", "heldout", "all")
 
 def instructions(split: str = "all") -> list[tuple[str, str]]:
     """(instruction, goal name) pairs of a split, in a fixed order."""
+    return _split(split)
+
+
+def _split(split: str) -> list[tuple[str, str]]:
     if split not in SPLITS:
         raise ValueError(f"instructions={split!r}: one of {', '.join(SPLITS)}")
     out = []
@@ -94,7 +98,7 @@ class PlanarPushInstructEnv(PlanarPushEnv):
             raise ValueError(f"instructions={instructions!r}: one of {', '.join(SPLITS)}")
         if not 16 <= int(image_size) <= 256:
             raise ValueError(f"image_size={image_size}: between 16 and 256 pixels")
-        self._pairs = globals()["instructions"](instructions)
+        self._pairs = _split(instructions)  # the parameter shadows the module's instructions()
         self._image_size = int(image_size)
         self._goal_jitter = float(goal_jitter)
         self.instruction, self._goal_name = self._pairs[0]
@@ -119,7 +123,7 @@ class PlanarPushInstructEnv(PlanarPushEnv):
             seed = None
         wanted = (options or {}).get("instruction")
         if wanted is not None:
-            known = dict(instructions("all"))
+            known = dict(_split("all"))
             if wanted not in known:
                 raise ValueError(f"unknown instruction {wanted!r}; known: {sorted(known)}")
             self.instruction, self._goal_name = wanted, known[wanted]
