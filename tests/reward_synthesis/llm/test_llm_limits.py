@@ -3,7 +3,7 @@ huge, broken or endless answers (they test our limits, they do not stand in for 
 
 from __future__ import annotations
 
-import _thread
+import signal
 import sys
 import threading
 import time
@@ -247,7 +247,9 @@ def test_interrupted_request_is_logged_and_hangs_up(tmp_path: Path) -> None:
 
     with MisbehavingServer(slow) as srv:
         client = _client(srv.url, tmp_path, timeout_s=30)
-        timer = threading.Timer(0.5, _thread.interrupt_main)
+        # a real SIGINT, as Ctrl-C sends: it interrupts the main thread's blocking socket read
+        # (_thread.interrupt_main only sets a flag, which a read looping in C may not check for 30 s)
+        timer = threading.Timer(0.5, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT))
         timer.start()
         with pytest.raises(KeyboardInterrupt):
             client.chat(MSG)
