@@ -75,6 +75,14 @@ def _autocast(device: torch.device) -> Any:
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
+def device_record(device: torch.device) -> dict[str, Any]:
+    """Where a fit ran, and on a GPU its peak memory (what the run.json of a GPU run should say)."""
+    if device.type != "cuda":
+        return {"device": device.type}
+    return {"device": device.type, "gpu": torch.cuda.get_device_name(device),
+            "peak_gpu_memory_mb": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)}
+
+
 @torch.no_grad()
 def keypoint_spread(policy: VLAPolicy, demos: Demos, rng: np.random.Generator, n: int = 32) -> float:
     """How much the image keypoints vary across demonstration frames: a blind encoder (dead units,
@@ -130,26 +138,33 @@ class VLALearner:
     # ------------------------------------------------------------------ behaviour cloning
     def clone(self, policy: VLAPolicy, optimizer: torch.optim.Optimizer, demos: Demos, hp: VLAHyperparams,
               rng: np.random.Generator, start: int, stop: int,
-              after: Callable[[int, float], None] | None = None) -> float:
-        """BC updates ``start`` .. ``stop``; ``after(step, loss)`` after each."""
+              after: Callable[[int, torch.Tensor], None] | None = None) -> float:
+        """BC updates ``start`` .. ``stop``; ``after(step, loss)`` after each (``loss`` stays a tensor:
+        reading it waits for the GPU, so a caller reads it only when it records it)."""
         net, device = policy.net, policy.device
         text = torch.as_tensor(policy.instructions(demos.texts), device=device)
-        loss_value = float("nan")
+        # The demonstrations go to the device once (a few hundred MB of uint8 images at most) and
+        # batches are gathered there: a per-batch host-to-GPU copy would bound a GPU's throughput.
+        # On CPU these are views of the arrays, no copy.
+        images, proprio, instruction, actions = (torch.as_tensor(a, device=device) for a in (
+            demos.images if hp.shift <= 0 else np.empty(0, np.uint8), demos.proprio, demos.instruction,
+            demos.actions))
+        loss = torch.tensor(float("nan"))
         net.train()
         for step in range(start + 1, stop + 1):
             idx = rng.integers(0, len(demos), hp.batch_size)
-            image = torch.as_tensor(random_shift(demos.images[idx], hp.shift, rng), device=device)
+            at = torch.as_tensor(idx, device=device)
+            image = (images[at] if hp.shift <= 0
+                     else torch.as_tensor(random_shift(demos.images[idx], hp.shift, rng), device=device))
             with _autocast(device):
-                loss = bc_loss(net, image, torch.as_tensor(demos.proprio[idx], device=device),
-                               text[torch.as_tensor(demos.instruction[idx], device=device)],
-                               torch.as_tensor(demos.actions[idx], device=device), hp.label_sigma)
+                loss = bc_loss(net, image, proprio[at], text[instruction[at]], actions[at], hp.label_sigma)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            loss_value = float(loss.detach())
+            loss = loss.detach()
             if after is not None:
-                after(step, loss_value)
-        return loss_value
+                after(step, loss)
+        return float(loss)
 
     # ------------------------------------------------------------------ fit
     def fit(self, spec: TaskSpec, env_fns: Sequence[Callable[[], gym.Env]], budget: int, run: Run, *,
@@ -186,12 +201,13 @@ class VLALearner:
         started, spent = time.perf_counter(), float(record.get("seconds", 0.0))
         next_eval = (step // hooks.eval_every + 1) * hooks.eval_every if hooks.eval_every else 0
 
-        def after(i: int, loss: float) -> None:
+        def after(i: int, loss: torch.Tensor) -> None:
             nonlocal saved, next_eval
             if hooks.on_steps is not None and (i % 10 == 0 or i == budget):
                 hooks.on_steps(i)
             if i % 100 == 0 or i == budget:
-                record["bc"].append({"update": i, "loss": loss, "keypoint_std": keypoint_spread(policy, demos, rng)})
+                record["bc"].append({"update": i, "loss": float(loss),
+                                     "keypoint_std": keypoint_spread(policy, demos, rng)})
             if i % hooks.checkpoint_every == 0 or i == budget:
                 record["seconds"] = round(spent + time.perf_counter() - started, 1)
                 saved = self._checkpoint(run, i, policy, optimizer, rng, record)
@@ -203,7 +219,7 @@ class VLALearner:
             self.clone(policy, optimizer, demos, hp, rng, step, budget, after)
         except KeyboardInterrupt:
             raise TrainingInterrupted(saved) from None
-        write_json(run.subdir("vla") / RECORD_FILE, record)
+        write_json(run.subdir("vla") / RECORD_FILE, record | device_record(policy.device))
         return policy
 
     # ------------------------------------------------------------------ rounds (grape, srpo)
@@ -267,7 +283,7 @@ class VLALearner:
         finally:
             for env in envs:
                 env.close()
-        write_json(run.subdir("vla") / RECORD_FILE, record)
+        write_json(run.subdir("vla") / RECORD_FILE, record | device_record(policy.device))
         return policy
 
     def begin(self, policy: VLAPolicy) -> None:
@@ -310,7 +326,8 @@ class VLALearner:
             return 0, {}
         step, directory = checkpoint
         policy.net.load_state_dict(VLAPolicy.from_pretrained(directory).net.state_dict())
-        state = torch.load(directory / STATE_FILE, weights_only=False)  # our own run's file
+        # our own run's file; a GPU run's optimizer state loads anywhere (load_state_dict moves it)
+        state = torch.load(directory / STATE_FILE, weights_only=False, map_location="cpu")
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         policy.generator.set_state(state["sampler"])
