@@ -34,39 +34,51 @@ from _stats import mean_std  # benchmarks/ is the script directory
 REPO = Path(__file__).resolve().parent.parent
 
 
+def bc_spec(learner: str, seed: int, budget: int, episodes: int, extra: list[str]) -> Any:
+    from workbench.spec import load_task
+
+    name = {"vla_bc": "bc"}.get(learner, learner)
+    return load_task(REPO / "tasks" / "vla" / f"planar_push_{name}.yaml", [
+        f"training.seed={seed}", f"training.total_steps={budget}", f"evaluation.episodes={episodes}",
+        "evaluation.video_episodes=1", *extra])
+
+
+def row(learner: str, seed: int, run: Path, seconds: float | None, batch_size: int) -> dict[str, Any]:
+    record = json.loads((run / "vla" / "vla.json").read_text())
+    info = json.loads((run / "run.json").read_text())
+    evaluation = json.loads((run / "eval.json").read_text())
+    return {"learner": learner, "seed": seed, "seconds": seconds, "success": evaluation["success_rate"],
+            "per_instruction": evaluation.get("per_instruction"), "run": str(run.resolve()),
+            "train_seconds": info.get("train_seconds"), "steps_per_second": info.get("train_steps_per_second"),
+            "rounds": record.get("rounds", []), "batch_size": batch_size,
+            "device": record.get("device"), "peak_gpu_memory_mb": record.get("peak_gpu_memory_mb")}
+
+
 def train(learner: str, seed: int, budget: int, episodes: int, extra: list[str], root: str) -> dict[str, Any]:
     from rich.console import Console
 
     from workbench.pipeline import train_and_evaluate
-    from workbench.spec import load_task
 
-    name = {"vla_bc": "bc"}.get(learner, learner)
-    spec = load_task(REPO / "tasks" / "vla" / f"planar_push_{name}.yaml", [
-        f"training.seed={seed}", f"training.total_steps={budget}", f"evaluation.episodes={episodes}",
-        "evaluation.video_episodes=1", *extra])
+    spec = bc_spec(learner, seed, budget, episodes, extra)
     started = time.perf_counter()
     result = train_and_evaluate(spec, Path(root), quiet=True, console=Console(quiet=True))
-    seconds = time.perf_counter() - started
-    record = json.loads((result.run.path / "vla" / "vla.json").read_text())
-    info = json.loads((result.run.path / "run.json").read_text())
-    return {"learner": learner, "seed": seed, "seconds": seconds, "success": result.evaluation.success_rate,
-            "per_instruction": result.evaluation.per_instruction, "run": str(result.run.path),
-            "train_seconds": info.get("train_seconds"), "steps_per_second": info.get("train_steps_per_second"),
-            "rounds": record.get("rounds", []), "batch_size": spec.learner.hyperparams.get("batch_size", 64),
-            "device": record.get("device"), "peak_gpu_memory_mb": record.get("peak_gpu_memory_mb")}
+    return row(learner, seed, result.run.path, time.perf_counter() - started,
+               spec.learner.hyperparams.get("batch_size", 64))
 
 
-def finished_bc(seed: int, updates: int, root: str) -> dict[str, Any] | None:
-    """A finished BC run of this seed and budget in ``root`` (a rerun of the benchmark keeps it)."""
+def finished_bc(seed: int, updates: int, episodes: int, extra: list[str], root: str) -> dict[str, Any] | None:
+    """A finished BC run in ``root`` of this seed, budget and hyperparameters (a rerun of the benchmark
+    keeps it; one trained with other settings is not reused)."""
+    import yaml
+
+    spec = bc_spec("vla_bc", seed, updates, episodes, extra)
     for run in sorted(Path(root).glob(f"planar_push_vla_bc__vla_bc__s{seed}__*")):
         info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
-        if info.get("status") == "finished" and info.get("steps") == updates and (run / "eval.json").is_file():
-            evaluation = json.loads((run / "eval.json").read_text())
-            return {"learner": "vla_bc", "seed": seed, "seconds": info.get("train_seconds"),
-                    "success": evaluation["success_rate"], "per_instruction": evaluation.get("per_instruction"),
-                    "run": str(run.resolve()), "train_seconds": info.get("train_seconds"),
-                    "steps_per_second": info.get("train_steps_per_second"), "rounds": [], "batch_size": 64,
-                    "device": None, "peak_gpu_memory_mb": None}
+        if info.get("status") != "finished" or info.get("steps") != updates or not (run / "eval.json").is_file():
+            continue
+        saved = yaml.safe_load((run / "task.yaml").read_text()) or {}
+        if (saved.get("learner") or {}).get("hyperparams") == dict(spec.learner.hyperparams):
+            return row("vla_bc", seed, run, info.get("train_seconds"), spec.learner.hyperparams.get("batch_size", 64))
     return None
 
 
@@ -124,7 +136,8 @@ def spec_env(spec: Any) -> Any:
 
 
 def bc_for_seed(seed: int, bc_updates: int, episodes: int, extra: list[str], root: str) -> dict[str, Any]:
-    return finished_bc(seed, bc_updates, root) or train("vla_bc", seed, bc_updates, episodes, extra, root)
+    return finished_bc(seed, bc_updates, episodes, extra, root) or train("vla_bc", seed, bc_updates, episodes, extra,
+                                                                        root)
 
 
 def report(row: dict[str, Any]) -> dict[str, Any]:
@@ -178,7 +191,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     means: dict[str, float] = {}
     for learner in ("vla_bc", "grape", "srpo"):
-        group = [r for r in rows if r["learner"] == learner]
+        group = sorted((r for r in rows if r["learner"] == learner), key=lambda r: r["seed"])
         success = [r["success"] for r in group]
         means[learner] = statistics.fmean([s for s in success if s is not None] or [float("nan")])
         if learner == "vla_bc":

@@ -7,19 +7,21 @@
 #      BC_UPDATES updates at batch BATCH, then GRAPE and SRPO from each with ROLLOUT_STEPS env steps,
 #      all nine runs side by side (one GPU; each rollout learner steps its envs on the CPU).
 # Everything it prints also lands in $OUT/vla_gpu.log (the device tool brings $OUT back).
-#   usage: bash scripts/device/vla_gpu.sh   (env: BC_UPDATES, BATCH, ROLLOUT_STEPS, EPISODES, LIMIT)
+#   usage: bash scripts/device/vla_gpu.sh   (env: BC_UPDATES, BATCH, ROLLOUT_STEPS, EPISODES, LIMIT, THROUGHPUT)
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/vla-gpu}
 mkdir -p "$OUT"
 exec > >(tee "$OUT/vla_gpu.log") 2>&1
 BC_UPDATES=${BC_UPDATES:-20000} BATCH=${BATCH:-256} ROLLOUT_STEPS=${ROLLOUT_STEPS:-32000}
-EPISODES=${EPISODES:-60} LIMIT=${LIMIT:-480}
+EPISODES=${EPISODES:-60} LIMIT=${LIMIT:-480} THROUGHPUT=${THROUGHPUT-64 256 1024 4096}
 started=$(date +%s)
 
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   || exit 3
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 MUJOCO_GL=egl
+# the workbench itself, installed (its package map puts assets/ at workbench.assets, plus entry points)
+python3 -m pip install -q --no-index --no-deps --no-build-isolation --no-compile --upgrade --target /tmp/site . || exit 3
+export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 MUJOCO_GL=egl
 for f in .gl/*.deb; do dpkg -x "$f" /; done
 ldconfig
 vendor=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
@@ -31,9 +33,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 nproc
 
 echo "== 1. render probe"
-python3 - <<'PY' || exit 4
+python3 -P - <<'PY' || exit 4  # -P: the installed workbench, not the checkout
 import gymnasium as gym, numpy as np, torch
-import workbench.sims.planar_push_instruct  # registers the env
+from workbench.sims.planar_push_instruct import register_env
+register_env()
 env = gym.make("workbench/PlanarPushInstruct-v0", instructions="train")
 obs, _ = env.reset(seed=0)
 print("image", obs["image"].shape, "mean", float(obs["image"].mean()), "| torch", torch.__version__,
@@ -41,7 +44,8 @@ print("image", obs["image"].shape, "mean", float(obs["image"].mean()), "| torch"
 PY
 
 echo "== 2. BC throughput (s since start: $(( $(date +%s) - started )))"
-timeout 120 python3 benchmarks/vla.py --seeds --throughput 64 256 1024 4096 --throughput-updates 300
+# shellcheck disable=SC2086  # THROUGHPUT is a list of batch sizes; empty skips this part
+[ -n "$THROUGHPUT" ] && timeout 120 python3 benchmarks/vla.py --seeds --throughput $THROUGHPUT --throughput-updates 300
 
 echo "== 3. held-out success, 3 seeds (s since start: $(( $(date +%s) - started )))"
 left=$(( LIMIT - ($(date +%s) - started) ))
