@@ -1,7 +1,8 @@
-"""VLA policies on the PlanarPush instruction suite: behaviour cloning, then GRAPE or SRPO from the same
-cloned policy at equal rollout budgets, scored on the held-out instructions.
+"""VLA policies on an instruction suite (``--suite``: PlanarPush, the default, or ManiSkill3): behaviour
+cloning, then GRAPE or SRPO from the same cloned policy at equal rollout budgets, scored on the held-out
+instructions.
 
-Per seed: ``tasks/vla/planar_push_bc.yaml`` trains BC for ``--bc-updates`` updates; ``grape`` and
+Per seed: ``tasks/vla/<suite>_bc.yaml`` trains BC for ``--bc-updates`` updates; ``grape`` and
 ``srpo`` each start from that run (``learner.hyperparams.init``) and spend ``--rollout-steps`` env
 steps of their own rollouts (a finished BC run of the same seed and budget in ``--runs-dir`` is reused).
 Every policy is evaluated by ``workbench.pipeline`` on the held-out
@@ -13,8 +14,9 @@ on the task's device and at the first on the CPU, side by side: samples/s, peak 
 device's speed-up over the CPU (``--seeds`` none skips the success table).
 Last line: ``ratio=<best of GRAPE / SRPO mean success over BC's>``.
 
-    .venv/bin/python benchmarks/vla.py [--seeds 0 1 2] [--bc-updates 12000] [--rollout-steps 32000]
-        [--episodes 60] [--jobs 2] [--set key=value ...] [--runs-dir DIR] [--throughput 64 256 1024]
+    .venv/bin/python benchmarks/vla.py [--suite planar_push|maniskill] [--seeds 0 1 2] [--bc-updates 12000]
+        [--rollout-steps 32000] [--episodes 60] [--jobs 2] [--set key=value ...] [--runs-dir DIR]
+        [--throughput 64 256 1024]
 """
 
 from __future__ import annotations
@@ -34,11 +36,11 @@ from _stats import mean_std  # benchmarks/ is the script directory
 REPO = Path(__file__).resolve().parent.parent
 
 
-def bc_spec(learner: str, seed: int, budget: int, episodes: int, extra: list[str]) -> Any:
+def bc_spec(suite: str, learner: str, seed: int, budget: int, episodes: int, extra: list[str]) -> Any:
     from workbench.spec import load_task
 
     name = {"vla_bc": "bc"}.get(learner, learner)
-    return load_task(REPO / "tasks" / "vla" / f"planar_push_{name}.yaml", [
+    return load_task(REPO / "tasks" / "vla" / f"{suite}_{name}.yaml", [
         f"training.seed={seed}", f"training.total_steps={budget}", f"evaluation.episodes={episodes}",
         "evaluation.video_episodes=1", *extra])
 
@@ -54,25 +56,27 @@ def row(learner: str, seed: int, run: Path, seconds: float | None, batch_size: i
             "device": record.get("device"), "peak_gpu_memory_mb": record.get("peak_gpu_memory_mb")}
 
 
-def train(learner: str, seed: int, budget: int, episodes: int, extra: list[str], root: str) -> dict[str, Any]:
+def train(suite: str, learner: str, seed: int, budget: int, episodes: int, extra: list[str],
+          root: str) -> dict[str, Any]:
     from rich.console import Console
 
     from workbench.pipeline import train_and_evaluate
 
-    spec = bc_spec(learner, seed, budget, episodes, extra)
+    spec = bc_spec(suite, learner, seed, budget, episodes, extra)
     started = time.perf_counter()
     result = train_and_evaluate(spec, Path(root), quiet=True, console=Console(quiet=True))
     return row(learner, seed, result.run.path, time.perf_counter() - started,
                spec.learner.hyperparams.get("batch_size", 64))
 
 
-def finished_bc(seed: int, updates: int, episodes: int, extra: list[str], root: str) -> dict[str, Any] | None:
+def finished_bc(suite: str, seed: int, updates: int, episodes: int, extra: list[str],
+                root: str) -> dict[str, Any] | None:
     """A finished BC run in ``root`` of this seed, budget and hyperparameters (a rerun of the benchmark
     keeps it; one trained with other settings is not reused)."""
     import yaml
 
-    spec = bc_spec("vla_bc", seed, updates, episodes, extra)
-    for run in sorted(Path(root).glob(f"planar_push_vla_bc__vla_bc__s{seed}__*")):
+    spec = bc_spec(suite, "vla_bc", seed, updates, episodes, extra)
+    for run in sorted(Path(root).glob(f"{suite}_vla_bc__vla_bc__s{seed}__*")):
         info = json.loads((run / "run.json").read_text()) if (run / "run.json").is_file() else {}
         if info.get("status") != "finished" or info.get("steps") != updates or not (run / "eval.json").is_file():
             continue
@@ -82,7 +86,7 @@ def finished_bc(seed: int, updates: int, episodes: int, extra: list[str], root: 
     return None
 
 
-def throughput(batch_sizes: list[int], updates: int, extra: list[str]) -> None:
+def throughput(suite: str, batch_sizes: list[int], updates: int, extra: list[str]) -> None:
     """BC updates/s of the task's network on its device at each batch size, and on the CPU at the first."""
     import numpy as np
     import torch
@@ -93,7 +97,7 @@ def throughput(batch_sizes: list[int], updates: int, extra: list[str]) -> None:
     from policies.vla.model import VLAPolicy, resolve_device
     from workbench.spec import load_task
 
-    spec = load_task(REPO / "tasks" / "vla" / "planar_push_bc.yaml", extra)
+    spec = load_task(REPO / "tasks" / "vla" / f"{suite}_bc.yaml", extra)
     hp = parse_hyperparams("vla_bc", spec, file=str(spec.source_path))
     demos = load_demos(hp.dataset or "", file=str(spec.source_path), key="learner.hyperparams.dataset")
     env = spec_env(spec)
@@ -135,9 +139,9 @@ def spec_env(spec: Any) -> Any:
     return SIMS.get(spec.sim.name)().make_env(spec.sim)
 
 
-def bc_for_seed(seed: int, bc_updates: int, episodes: int, extra: list[str], root: str) -> dict[str, Any]:
-    return finished_bc(seed, bc_updates, episodes, extra, root) or train("vla_bc", seed, bc_updates, episodes, extra,
-                                                                        root)
+def bc_for_seed(suite: str, seed: int, bc_updates: int, episodes: int, extra: list[str], root: str) -> dict[str, Any]:
+    return (finished_bc(suite, seed, bc_updates, episodes, extra, root)
+            or train(suite, "vla_bc", seed, bc_updates, episodes, extra, root))
 
 
 def report(row: dict[str, Any]) -> dict[str, Any]:
@@ -152,6 +156,8 @@ def _fmt(values: list[float | None], spec: str = ".2f") -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", choices=["planar_push", "maniskill"], default="planar_push",
+                        help="tasks/vla/<suite>_{bc,grape,srpo}.yaml")
     parser.add_argument("--seeds", nargs="*", type=int, default=[0, 1, 2])
     parser.add_argument("--bc-updates", type=int, default=12_000)
     parser.add_argument("--rollout-steps", type=int, default=32_000)
@@ -166,7 +172,7 @@ def main() -> None:
     import torch
 
     if args.throughput:
-        throughput(args.throughput, args.throughput_updates, args.extra)
+        throughput(args.suite, args.throughput, args.throughput_updates, args.extra)
         if not args.seeds:
             return
 
@@ -175,12 +181,13 @@ def main() -> None:
     # spawn, not fork: the parent may hold a CUDA context (the throughput section), which a forked child
     # cannot use. GRAPE and SRPO of a seed start as soon as its BC run is done, side by side.
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        bcs = {pool.submit(bc_for_seed, s, args.bc_updates, args.episodes, args.extra, root): s for s in args.seeds}
+        bcs = {pool.submit(bc_for_seed, args.suite, s, args.bc_updates, args.episodes, args.extra, root): s
+               for s in args.seeds}
         later = []
         for future in as_completed(bcs):
             rows.append(report(future.result()))
             init = f"learner.hyperparams.init={Path(rows[-1]['run']).resolve()}"  # absolute: read from anywhere
-            later += [pool.submit(train, learner, bcs[future], args.rollout_steps, args.episodes,
+            later += [pool.submit(train, args.suite, learner, bcs[future], args.rollout_steps, args.episodes,
                                   [init, *args.extra], root) for learner in ("grape", "srpo")]
         for future in as_completed(later):
             rows.append(report(future.result()))

@@ -50,6 +50,7 @@ DEFAULT_RENDER_SIZE = (224, 224)  # (width, height) px
 VULKAN_HINT = ("SAPIEN needs a Vulkan device even without cameras: `make install-dev` runs "
                "scripts/install_vulkan.sh (apt-get install -t bookworm-backports mesa-vulkan-drivers: "
                "Mesa 25 lavapipe; Debian 12's own lavapipe is rejected by SAPIEN)")
+INSTRUCT_ENV_ID = "ManiSkillInstruct-v0"  # workbench/sims/maniskill_instruct.py
 _EE_STEP = 0.1  # m of end-effector target motion per unit of a pd_ee_delta_pos action
 _WORLD = "world frame"
 _WORLD_DOC = ("World frame: the table top is z = 0, +z up; the robot base is at (-0.615, 0, 0) facing +x; "
@@ -451,44 +452,62 @@ def _check_env_id(env_id: str, registered: dict[str, Any], profiled: list[str]) 
                     hint=f"{hint}profiled ManiSkill envs: {', '.join(profiled)}")
 
 
+def make_task_env(spec: SimSpec, *, render_mode: str | None = None, camera: dict[str, Any] | None = None) -> gym.Env:
+    """One profiled ManiSkill env; ``camera`` overrides the render camera's config (e.g. its pose)."""
+    opts = _options(spec)
+    registered = _registry()
+    _check_env_id(spec.env_id, registered, ManiSkillAdapter().env_ids())
+    if render_mode not in (None, "rgb_array"):
+        raise TaskError(f"render_mode {render_mode!r} is not supported", key="render_mode",
+                        hint="ManiSkill renders offscreen here: use rgb_array")
+    width, height = opts.render_size
+    step_limit = spec.max_episode_steps or registered[spec.env_id].max_episode_steps
+    try:
+        env = gym.make(spec.env_id, obs_mode="state", sim_backend="cpu", render_backend="cpu", num_envs=1,
+                       control_mode=opts.control_mode, reward_mode=opts.reward_mode, render_mode=render_mode,
+                       human_render_camera_configs={"width": width, "height": height, **(camera or {})},
+                       max_episode_steps=step_limit,
+                       # Unseeded resets draw their episode seed from the last seed given, so a
+                       # seeded run is reproducible (by default they use torch's global RNG).
+                       enhanced_determinism=True)
+    except AssertionError as err:  # ManiSkill's own checks, e.g. an unsupported control mode
+        raise TaskError(f"ManiSkill could not make {spec.env_id}: {err}", key="sim.kwargs.control_mode"
+                        if "control" in str(err) else "sim.kwargs",
+                        hint="pick one of the supported modes it lists") from None
+    except RuntimeError as err:
+        text = str(err)
+        if any(s in text.lower() for s in ("vk::", "vulkan", "rendering device")):  # SAPIEN's words
+            raise TaskError(f"SAPIEN found no usable Vulkan device: {text}", key="sim.name",
+                            hint=VULKAN_HINT) from None
+        raise
+    return _cpu_env(env, spec, render_mode)
+
+
 class ManiSkillAdapter:
     """ManiSkill3 (``pip install "rl-workbench[maniskill]"``), imported when an env is made."""
 
     name = "maniskill"
 
     def env_ids(self) -> list[str]:
-        return sorted(_SCENES)
+        return sorted([*_SCENES, INSTRUCT_ENV_ID])
 
     def make_env(self, spec: SimSpec, *, render_mode: str | None = None) -> gym.Env:
-        opts = _options(spec)
-        registered = _registry()
-        _check_env_id(spec.env_id, registered, self.env_ids())
-        if render_mode not in (None, "rgb_array"):
-            raise TaskError(f"render_mode {render_mode!r} is not supported", key="render_mode",
-                            hint="ManiSkill renders offscreen here: use rgb_array")
-        width, height = opts.render_size
-        step_limit = spec.max_episode_steps or registered[spec.env_id].max_episode_steps
-        try:
-            env = gym.make(spec.env_id, obs_mode="state", sim_backend="cpu", render_backend="cpu", num_envs=1,
-                           control_mode=opts.control_mode, reward_mode=opts.reward_mode, render_mode=render_mode,
-                           human_render_camera_configs={"width": width, "height": height},
-                           max_episode_steps=step_limit,
-                           # Unseeded resets draw their episode seed from the last seed given, so a
-                           # seeded run is reproducible (by default they use torch's global RNG).
-                           enhanced_determinism=True)
-        except AssertionError as err:  # ManiSkill's own checks, e.g. an unsupported control mode
-            raise TaskError(f"ManiSkill could not make {spec.env_id}: {err}", key="sim.kwargs.control_mode"
-                            if "control" in str(err) else "sim.kwargs",
-                            hint="pick one of the supported modes it lists") from None
-        except RuntimeError as err:
-            text = str(err)
-            if any(s in text.lower() for s in ("vk::", "vulkan", "rendering device")):  # SAPIEN's words
-                raise TaskError(f"SAPIEN found no usable Vulkan device: {text}", key="sim.name",
-                                hint=VULKAN_HINT) from None
-            raise
-        return _cpu_env(env, spec, render_mode)
+        if spec.env_id == INSTRUCT_ENV_ID:  # the instruction suite: three of the envs below behind one
+            from workbench.sims.maniskill_instruct import InstructOptions, ManiSkillInstructEnv
+
+            _registry()
+            from workbench.spec import validate_sim_kwargs
+
+            opts = validate_sim_kwargs(InstructOptions, spec.kwargs)
+            return ManiSkillInstructEnv(opts.instructions, opts.image_size, render_mode=render_mode,
+                                        max_episode_steps=spec.max_episode_steps or 50)
+        return make_task_env(spec, render_mode=render_mode)
 
     def profile(self, spec: SimSpec, env: gym.Env | None = None) -> TaskProfile:
+        if spec.env_id == INSTRUCT_ENV_ID:
+            from workbench.sims.maniskill_instruct import profile
+
+            return profile()
         opts = _options(spec)
         scene = _SCENES.get(spec.env_id)
         if scene is None:

@@ -37,6 +37,7 @@ def _tiny_reacher() -> tuple[Task, list]:
     return task, samples
 
 
+@pytest.mark.slow  # ~26 s on 2 cores: three live model roles in one loop
 def test_designer_critic_and_analyzer_round_trip(llm_env: dict, tmp_path: Path) -> None:
     task, samples = _tiny_reacher()
     transcript = tmp_path / "transcript.jsonl"

@@ -56,6 +56,7 @@ def test_candidates_are_verified_and_repaired_with_the_exact_reason(llm_env: dic
     assert "x_velocity" in lines[0]["messages"][1]["content"]  # the StateView the model was shown
 
 
+@pytest.mark.slow  # ~12 s on 2 cores; verification and repair stay in the default suite
 def test_source_without_an_encoder_asks_the_llm_and_keeps_every_verdict(llm_env: dict, tmp_path: Path,
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WORKBENCH_RUNS_DIR", str(tmp_path))

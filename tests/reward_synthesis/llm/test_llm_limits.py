@@ -233,7 +233,7 @@ def test_a_url_that_is_not_http_is_refused_up_front() -> None:
             LLMConfig().resolve({"base_url": bad})
 
 
-@pytest.mark.slow  # passes alone, times out late in the full default suite (cause not found yet; see the note)
+@pytest.mark.slow  # passes alone; times out late in the full default suite (tests/conftest.py watches for the cause)
 def test_interrupted_request_is_logged_and_hangs_up(tmp_path: Path) -> None:
     left = threading.Event()
 

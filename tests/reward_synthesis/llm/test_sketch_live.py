@@ -75,7 +75,8 @@ def test_schema_reply_from_the_local_server_parses_and_matches_the_schema(llm_en
         offline.chat(messages, seed=0, json_schema=other, schema_name="reward_sketch")
 
 
-@pytest.mark.parametrize("path", [REACHER, PLANAR_PUSH], ids=["reacher", "planar_push"])
+@pytest.mark.parametrize("path", [REACHER, pytest.param(PLANAR_PUSH, marks=pytest.mark.slow)],
+                         ids=["reacher", "planar_push"])  # planar_push: the same path, ~10 s more
 def test_synthesize_sketch_on_the_local_model_is_accepted_and_replays_offline(
         llm_env: dict, tmp_path: Path, path: Path) -> None:
     from reward_synthesis.language.sketch_synthesis import synthesize_sketch

@@ -29,6 +29,7 @@ def _run(tmp_path: Path, seed: int) -> tuple[subprocess.CompletedProcess[str], P
     return proc, runs, kept
 
 
+@pytest.mark.slow  # ~26 s on 2 cores; the sketch path's synthesis is covered by test_sketch_live.py
 def test_run_with_mode_sketch_synthesizes_a_sketch_then_trains(llm_env: dict, tmp_path: Path) -> None:
     for seed in (1, 3):  # measured: each accepted on a fresh server (replies depend on its history)
         proc, runs, kept = _run(tmp_path, seed)
