@@ -50,7 +50,9 @@ def _model() -> Any:
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # its "Loading weights" bar would land in every run's output
     return SentenceTransformer(str(Path(spec.origin).parent / "model"), device="cpu")
 
 

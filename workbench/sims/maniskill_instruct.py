@@ -12,8 +12,9 @@ base_camera view (above the table's far side, looking back at the robot), goal m
 proprio vector is the Panda's 9 joint positions and the TCP position (m). Actions are ManiSkill's
 ``pd_ee_delta_pos``: (dx, dy, dz, gripper) in [-1, 1], shared by the three tasks. Rewards are the
 active task's ``normalized_dense`` reward; an episode ends on that task's own success or after 50
-steps (``sim.max_episode_steps``). The StateView holds what the three tasks share (TCP, cube, goal, success) plus ``task``; the
-reference policy is the active task's scripted controller from :mod:`workbench.sims.maniskill`.
+steps (``sim.max_episode_steps``). The StateView holds what the three tasks share (TCP, cube, goal,
+success) plus ``task``; the reference policy is the active task's scripted controller from
+:mod:`workbench.sims.maniskill`.
 
 Each task's SAPIEN scene is built the first time an instruction asks for it and kept (three at
 most per env). Rendering needs a Vulkan device, as for every ManiSkill env (lavapipe on CPU).
@@ -31,13 +32,13 @@ from pydantic import BaseModel, ConfigDict
 from pydantic import Field as PydanticField
 
 from workbench.sims.base import SuccessMetric, TaskProfile
+from workbench.sims.instructions import SPLITS, choose_instruction, split_pairs
 from workbench.spec import SimSpec
 from workbench.state import Field, StateSchema
 
 __all__ = ["ENV_ID", "TASKS", "SPLITS", "instructions", "ManiSkillInstructEnv", "InstructOptions", "profile"]
 
 ENV_ID = "ManiSkillInstruct-v0"
-SPLITS = ("train", "heldout", "all")
 MAX_EPISODE_STEPS = 50  # each ManiSkill task's own limit
 INSTRUCTION_LENGTH = 96
 _CHARSET = frozenset("abcdefghijklmnopqrstuvwxyz ,.'-")
@@ -68,13 +69,7 @@ TASKS: dict[str, _Task] = {
 
 def instructions(split: str = "all") -> list[tuple[str, str]]:
     """(instruction, ManiSkill env id) pairs of a split, in a fixed order."""
-    if split not in SPLITS:
-        raise ValueError(f"instructions={split!r}: one of {', '.join(SPLITS)}")
-    out = []
-    for env_id, task in TASKS.items():
-        texts = task.train if split == "train" else task.heldout if split == "heldout" else task.train + task.heldout
-        out.extend((text, env_id) for text in texts)
-    return out
+    return split_pairs(TASKS, split)
 
 
 class InstructOptions(BaseModel):
@@ -102,7 +97,7 @@ class ManiSkillInstructEnv(gym.Env):
                  max_episode_steps: int = MAX_EPISODE_STEPS):
         options = InstructOptions(instructions=instructions, image_size=image_size)
         self._max_steps = int(max_episode_steps)
-        self._pairs = _split(options.instructions)
+        self._pairs = split_pairs(TASKS, options.instructions)
         self._image_size = options.image_size
         self.render_mode = render_mode
         self._envs: dict[str, gym.Env] = {}
@@ -138,16 +133,7 @@ class ManiSkillInstructEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         super().reset(seed=seed)
-        wanted = (options or {}).get("instruction")
-        if wanted is not None:
-            known = dict(_split("all"))
-            if wanted not in known:
-                raise ValueError(f"unknown instruction {wanted!r}; known: {sorted(known)}")
-            self.instruction, self.task = wanted, known[wanted]
-        elif seed is not None:
-            self.instruction, self.task = self._pairs[seed % len(self._pairs)]
-        else:
-            self.instruction, self.task = self._pairs[int(self.np_random.integers(len(self._pairs)))]
+        self.instruction, self.task = choose_instruction(self._pairs, TASKS, options, seed, self.np_random)
         inner_seed = seed if seed is not None else int(self.np_random.integers(2**31 - 1))
         _, info = self._env(self.task).reset(seed=inner_seed)
         return self._obs(), {**info, "instruction": self.instruction, "task": self.task}
@@ -190,12 +176,8 @@ class ManiSkillInstructEnv(gym.Env):
         pass
 
 
-def _split(split: str) -> list[tuple[str, str]]:
-    return instructions(split)
-
-
 def _split_name(pairs: list[tuple[str, str]]) -> str:
-    return next(s for s in SPLITS if _split(s) == pairs)
+    return next(s for s in SPLITS if split_pairs(TASKS, s) == pairs)
 
 
 # ----------------------------------------------------------------------------- StateView

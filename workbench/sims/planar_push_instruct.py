@@ -25,6 +25,7 @@ import numpy as np
 from gymnasium.spaces import Box, Dict, Text
 
 from workbench.sims.base import TaskProfile
+from workbench.sims.instructions import SPLITS, choose_instruction, split_pairs
 from workbench.sims.planar_push import (
     MAX_EPISODE_STEPS,
     PlanarPushEnv,
@@ -64,22 +65,9 @@ GOALS: dict[str, Goal] = {
                       ("put the puck in the distant right corner",)),
 }
 
-SPLITS = ("train", "heldout", "all")
-
-
 def instructions(split: str = "all") -> list[tuple[str, str]]:
     """(instruction, goal name) pairs of a split, in a fixed order."""
-    return _split(split)
-
-
-def _split(split: str) -> list[tuple[str, str]]:
-    if split not in SPLITS:
-        raise ValueError(f"instructions={split!r}: one of {', '.join(SPLITS)}")
-    out = []
-    for name, goal in GOALS.items():
-        texts = goal.train if split == "train" else goal.heldout if split == "heldout" else goal.train + goal.heldout
-        out.extend((text, name) for text in texts)
-    return out
+    return split_pairs(GOALS, split)
 
 
 class PlanarPushInstructEnv(PlanarPushEnv):
@@ -98,7 +86,7 @@ class PlanarPushInstructEnv(PlanarPushEnv):
             raise ValueError(f"instructions={instructions!r}: one of {', '.join(SPLITS)}")
         if not 16 <= int(image_size) <= 256:
             raise ValueError(f"image_size={image_size}: between 16 and 256 pixels")
-        self._pairs = _split(instructions)  # the parameter shadows the module's instructions()
+        self._pairs = split_pairs(GOALS, instructions)  # the parameter shadows the module's instructions()
         self._image_size = int(image_size)
         self._goal_jitter = float(goal_jitter)
         self.instruction, self._goal_name = self._pairs[0]
@@ -121,16 +109,7 @@ class PlanarPushInstructEnv(PlanarPushEnv):
         if seed is not None:  # seed the draw below before MujocoEnv.reset samples the puck
             self._np_random, _ = gymnasium.utils.seeding.np_random(seed)
             seed = None
-        wanted = (options or {}).get("instruction")
-        if wanted is not None:
-            known = dict(_split("all"))
-            if wanted not in known:
-                raise ValueError(f"unknown instruction {wanted!r}; known: {sorted(known)}")
-            self.instruction, self._goal_name = wanted, known[wanted]
-        elif seeded is not None:  # consecutive seeds cycle through the split: evaluations cover it evenly
-            self.instruction, self._goal_name = self._pairs[seeded % len(self._pairs)]
-        else:
-            self.instruction, self._goal_name = self._pairs[int(self.np_random.integers(len(self._pairs)))]
+        self.instruction, self._goal_name = choose_instruction(self._pairs, GOALS, options, seeded, self.np_random)
         obs, info = super().reset(seed=seed, options=options)
         info["instruction"] = self.instruction
         return obs, info
