@@ -682,6 +682,50 @@ def run(
     out.print(result.evaluation.summary())
 
 
+# ----------------------------------------------------------------------------- sweep
+
+
+@app.command()
+@user_errors
+def sweep(
+    sweep_file: Annotated[Path, typer.Argument(help="sweep YAML (sweeps/reacher_rewards.yaml)")],
+    set_: Annotated[Optional[list[str]], typer.Option("--set", help="base task override: key.path=value")] = None,
+    executor: Annotated[Optional[str], typer.Option(help="local (a process pool) [the file's executor]")] = None,
+    jobs: Annotated[Optional[int], typer.Option(help="trials at once [the file's jobs]")] = None,
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="sweep directory [runs/sweeps/NAME]")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no line per trial")] = False,
+) -> None:
+    """Run a sweep: every method (axis values) at every seed, each trial a run directory; prints and
+    writes mean and IQM with 95% bootstrap intervals over seeds. Run it again to finish a killed one."""
+    from rich.table import Table
+
+    from workbench.runs import default_runs_root
+    from workbench.sweep import load_sweep, run_sweep
+
+    spec = load_sweep(sweep_file, executor=executor, jobs=jobs)
+    directory = out_dir or default_runs_root() / "sweeps" / spec.name
+
+    def heard(row: dict) -> None:
+        if not quiet:
+            score = "-" if row.get("score") is None else f"{row['score']:.3f}"
+            out.print(f"  {row['id']} {row['method']} seed {row['seed']}: {row['status']} {spec.metric} {score}"
+                      + (f" ({row['error']})" if row.get("error") else ""))
+
+    result = run_sweep(spec, sweep_file, directory, extra=list(set_ or []), on_trial=heard)
+    table = Table(title=f"{spec.name}: {spec.metric} over seeds (95% bootstrap CI)")
+    for col in ("method", "seeds", "mean [CI]", "IQM [CI]"):
+        table.add_column(col)
+    for entry in result.summary:
+        cells = [f"{entry[k]:.3f} [{entry[k + '_low']:.3f}, {entry[k + '_high']:.3f}]" if k in entry else "-"
+                 for k in ("mean", "iqm")]
+        table.add_row(entry["method"], str(entry["seeds"]), *cells)
+    out.print(table)
+    failed = [r["id"] for r in result.trials if r["status"] == "failed"]
+    out.print(f"[bold green]done[/] {directory}" + (f" ([bold red]failed[/]: {', '.join(failed)})" if failed else ""))
+    if failed:
+        raise typer.Exit(1)
+
+
 # ----------------------------------------------------------------------------- eval
 
 

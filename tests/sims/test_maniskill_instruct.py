@@ -18,7 +18,9 @@ if not _VULKAN:
     pytest.skip(f"no Vulkan device for SAPIEN: {_WHY}", allow_module_level=True)
 
 from workbench.errors import TaskError  # noqa: E402
-from workbench.sims.maniskill_instruct import ENV_ID, TASKS, instructions  # noqa: E402
+from workbench.sims.maniskill import INSTRUCT_ENV_ID as ENV_ID  # noqa: E402
+from workbench.sims.maniskill import INSTRUCT_TASKS as TASKS  # noqa: E402
+from workbench.sims.maniskill import instruction_pairs as instructions  # noqa: E402
 from workbench.spec import SimSpec  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,0 +1,152 @@
+"""`workbench sweep`: every method at every seed as run directories, rliable's statistics over seeds,
+a killed sweep that keeps its finished trials and resumes the rest, and one clear error per
+malformed sweep file."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.stats import trim_mean
+from workbench_testing import REPO, cli
+
+from workbench.sweep import interval, plan_trials, summarize
+
+TINY = """\
+name: tiny
+task: {task}
+set:
+  training.total_steps: {steps}
+  training.n_envs: 2
+  training.checkpoint_every: 256
+  training.eval_every: 0
+  learner.hyperparams: {{n_steps: 64, batch_size: 64, n_epochs: 2}}
+  evaluation: {{episodes: 3, video: false}}
+axes:
+  reward:
+    - {{source: env}}
+    - {{source: code, path: rewards/reacher_precise.py}}
+seeds: {seeds}
+metric: mean_return
+jobs: {jobs}
+"""
+
+
+def _sweep_file(tmp_path: Path, *, steps: int = 512, seeds: str = "[0, 1]", jobs: int = 2) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY.format(task=REPO / "tasks" / "mujoco" / "reacher.yaml", steps=steps, seeds=seeds, jobs=jobs))
+    return path
+
+
+def test_a_sweep_runs_every_method_at_every_seed_and_summarises_them(tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    done = cli("sweep", str(_sweep_file(tmp_path)), "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    record = json.loads((out / "sweep.json").read_text())
+    assert [r["id"] for r in record["results"]] == ["m00-s0", "m00-s1", "m01-s0", "m01-s1"]
+    summary = {m["method"]: m for m in json.loads((out / "summary.json").read_text())["methods"]}
+    assert set(summary) == {"reward=source:env", "reward=source:code,path:rewards/reacher_precise.py"}
+    for row in record["results"]:
+        run = Path(row["run"])
+        assert row["status"] == "finished" and run.parent == out / "trials" / row["id"]
+        assert row["score"] == json.loads((run / "eval.json").read_text())["mean_return"]
+        task = (run / "task.yaml").read_text()
+        assert f"seed: {row['seed']}" in task and ("source: env" in task) == row["id"].startswith("m00")
+    for method, entry in summary.items():
+        scores = [r["score"] for r in record["results"] if r["method"] == method]
+        assert entry["seeds"] == 2 and entry["mean"] == pytest.approx(np.mean(scores))
+        assert entry["mean_low"] <= entry["mean"] <= entry["mean_high"]
+    assert (out / "summary.csv").read_text().count("\n") == 3
+    assert "IQM [CI]" in done.stdout and "m01-s1" in done.stdout
+
+    again = cli("sweep", str(_sweep_file(tmp_path)), "--out", str(out), "--quiet")  # all kept: nothing runs
+    assert again.returncode == 0, again.stderr
+    assert all(r.get("kept") for r in json.loads((out / "sweep.json").read_text())["results"])
+    other = cli("sweep", str(_sweep_file(tmp_path)), "--out", str(out), "--set", "training.total_steps=256")
+    assert other.returncode == 2 and "holds another sweep" in other.stderr
+
+
+def test_the_statistics_are_rliables_iqm_and_mean_with_percentile_bootstrap_intervals() -> None:
+    scores = [1.0, 2.0, 3.0, 10.0, 4.0, 5.0, 6.0, 7.0]
+    point, low, high = interval(scores, lambda x, axis=-1: trim_mean(x, 0.25, axis=axis))
+    assert point == pytest.approx(trim_mean(scores, 0.25)) == pytest.approx(4.5)  # the middle 50%: 3, 4, 5, 6
+    assert low < point < high and low >= 1.0 and high <= 10.0
+    assert interval([2.0, 2.0, 2.0], np.mean) == (2.0, 2.0, 2.0)  # no spread: no interval
+    assert interval([3.0], np.mean) == (3.0, 3.0, 3.0)
+    rows = [{"method": "a", "status": "finished", "score": s} for s in (1.0, 2.0, 3.0)]
+    rows.append({"method": "a", "status": "failed", "score": None})
+    rows.append({"method": "b", "status": "failed", "score": None})
+    (a, b) = summarize(rows, "mean_return")
+    assert a["seeds"] == 3 and a["mean"] == 2.0 and a["iqm"] == pytest.approx(2.0)
+    assert b["seeds"] == 0 and "mean" not in b
+
+
+def test_trials_are_every_combination_of_the_axes_at_every_seed(tmp_path: Path) -> None:
+    from workbench.sweep import load_sweep
+
+    path = tmp_path / "s.yaml"
+    path.write_text(f"name: s\ntask: {REPO / 'tasks' / 'mujoco' / 'reacher.yaml'}\nseeds: [3, 4]\n"
+                    "axes: {learner.hyperparams.gamma: [0.9, 0.99], training.n_envs: [2, 4]}\n")
+    trials = plan_trials(load_sweep(path), ["evaluation.video=false"])
+    assert len(trials) == 8 and len({t.id for t in trials}) == 8
+    first = trials[0]
+    assert first.method == "learner.hyperparams.gamma=0.9 training.n_envs=2" and first.seed == 3
+    assert first.overrides == ("evaluation.video=false", "learner.hyperparams.gamma=0.9", "training.n_envs=2",
+                               "training.seed=3")
+
+
+@pytest.mark.parametrize(("body", "key", "words"), [
+    ("name: x\ntask: TASK\nseeds: [0]\nbogus: 1\n", "bogus", "unknown key"),
+    ("name: x\ntask: TASK\nexecutor: ray\n", "executor", "ray executor is not built yet"),
+    ("name: x\ntask: nowhere.yaml\n", "task", "no task file"),
+    ("name: x\ntask: TASK\naxes: {training.seed: [1, 2]}\n", "axes.training.seed", "seeds have their own key"),
+    ("name: x\ntask: TASK\naxes: {learner.hyperparams.gamma: []}\n", "axes.learner.hyperparams.gamma", "no values"),
+    ("name: x\ntask: TASK\naxes: {learner.hyperparams.bogus_rate: [1]}\n", "bogus_rate", "bogus_rate"),
+    ("name: x\ntask: TASK\nseeds: []\n", "seeds", "at least 1"),
+])
+def test_a_malformed_sweep_file_exits_2_naming_the_key(tmp_path: Path, body: str, key: str, words: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(body.replace("TASK", str(REPO / "tasks" / "mujoco" / "reacher.yaml")))
+    done = cli("sweep", str(path), "--out", str(tmp_path / "out"))
+    assert done.returncode == 2, done.stderr
+    assert key in done.stderr and words in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "out" / "trials").exists()
+
+
+@pytest.mark.slow
+def test_a_killed_sweep_keeps_its_finished_trials_and_resumes_the_one_it_was_training(tmp_path: Path) -> None:
+    out = tmp_path / "sweep"
+    path = _sweep_file(tmp_path, steps=4096, seeds="[0]", jobs=1)
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "sweep", str(path), "--out", str(out), "-q"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline:  # the first trial finished, the second has a checkpoint
+            record = json.loads((out / "sweep.json").read_text()) if (out / "sweep.json").is_file() else {}
+            first_done = any(r["id"] == "m00-s0" and r["status"] == "finished" for r in record.get("results", []))
+            if first_done and list((out / "trials" / "m01-s0").glob("*/checkpoints/step_*")):
+                break
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.2)
+        else:
+            pytest.fail("the sweep never reached its second trial's first checkpoint")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    time.sleep(2.5)  # the orphaned worker notices its parent is gone and ends itself
+    (second,) = list((out / "trials" / "m01-s0").glob("*/run.json"))
+    assert json.loads(second.read_text())["status"] != "finished"
+    first_run = json.loads((out / "sweep.json").read_text())["results"][0]["run"]
+
+    done = cli("sweep", str(path), "--out", str(out), "--quiet")
+    assert done.returncode == 0, done.stderr
+    results = {r["id"]: r for r in json.loads((out / "sweep.json").read_text())["results"]}
+    assert results["m00-s0"]["kept"] and results["m00-s0"]["run"] == first_run
+    assert results["m01-s0"]["status"] == "finished" and Path(results["m01-s0"]["run"]) == second.parent  # resumed
+    assert len(list((out / "trials" / "m01-s0").glob("*/run.json"))) == 1

@@ -1,0 +1,291 @@
+"""Sweeps: one base task, axes of ``--set`` values and seeds, each trial a normal run directory under
+one sweep directory, and the statistics of rliable's protocol over the seeds.
+
+A sweep file (``sweeps/*.yaml``)::
+
+    name: reacher_rewards
+    task: ../tasks/mujoco/reacher.yaml          # relative to the sweep file
+    set: {training.total_steps: 1e5}            # overrides every trial takes
+    axes:                                       # the methods compared: every combination
+      reward: [{source: env}, {source: code, path: rewards/reacher_precise.py}]
+    seeds: [0, 1, 2]                            # training.seed of each method's trials
+    metric: success_rate                        # from each trial's eval.json: success_rate | mean_return
+    jobs: 2                                     # trials at once (processes)
+
+The sweep directory (``--out``, default ``runs/sweeps/<name>``) holds ``sweep.json`` (the trials and
+where they stand), ``trials/<id>/`` (each trial's run directory) and the summary (``summary.csv``,
+``summary.json``). Run the same command again after a kill: finished trials are kept, a trial that
+wrote a checkpoint resumes from it (``workbench run --resume``), the rest start again.
+
+Statistics (Agarwal et al. 2021, rliable): per method, the mean and the interquartile mean (IQM: the
+mean of the middle 50% of seeds' scores) with 95% percentile bootstrap confidence intervals over seeds
+(one task: the stratified bootstrap is the plain one). They are computed with scipy.stats
+(``trim_mean``, ``bootstrap``), which is what rliable's IQM calls; rliable itself does not install
+beside this environment's pandas 3 (it pins arch < 8, whose 7.x releases fail to import with pandas 3).
+
+Executor: ``local`` (:class:`workbench.executor.LocalExecutor`, a process pool). Ray is not built
+yet: a sweep file or ``--executor`` naming it is refused with that message.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from workbench.errors import TaskError, WorkbenchError
+from workbench.executor import LocalExecutor
+from workbench.runs import RUN_FILE, atomic_write, write_json
+from workbench.spec import parse_overrides, parse_yaml, pydantic_error_to_task_error, read_bounded
+
+__all__ = ["SweepSpec", "Trial", "load_sweep", "plan_trials", "run_sweep", "summarize", "SweepResult"]
+
+SWEEP_FILE = "sweep.json"
+MAX_SWEEP_BYTES = 1 << 20
+CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 2000
+
+
+class SweepSpec(BaseModel):
+    """A sweep file's keys (see the module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="the sweep's name (its default directory)")
+    task: str = Field(description="the base task file, relative to the sweep file")
+    set: dict[str, Any] = Field(default_factory=dict, description="overrides every trial takes (key.path: value)")
+    axes: dict[str, list[Any]] = Field(default_factory=dict, description="key.path: [values]; every combination "
+                                       "is a method")
+    seeds: list[int] = Field([0], min_length=1, description="training.seed of each method's trials")
+    metric: Literal["success_rate", "mean_return"] = Field("mean_return", description="the score from eval.json")
+    jobs: int = Field(1, ge=1, le=256, description="trials run at once")
+    executor: Literal["local"] = Field("local", description="local: a process pool (Ray is not built yet)")
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One training run of the sweep: a method (its axis values) at one seed."""
+
+    id: str
+    method: str
+    seed: int
+    overrides: tuple[str, ...]
+
+
+@dataclass
+class SweepResult:
+    directory: Path
+    trials: list[dict[str, Any]]
+    summary: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _override(key: str, value: Any) -> str:
+    return f"{key}={json.dumps(value)}"  # JSON is YAML: parse_overrides reads it back exactly
+
+
+def _label(value: Any) -> str:
+    if isinstance(value, dict):
+        return ",".join(f"{k}:{_label(v)}" for k, v in value.items())
+    return str(value)
+
+
+def load_sweep(path: Path, *, executor: str | None = None, jobs: int | None = None) -> SweepSpec:
+    """Read and check a sweep file: every mistake is one TaskError naming the file and the key."""
+    file = str(path)
+    data = parse_yaml(read_bounded(path, limit=MAX_SWEEP_BYTES, file=file).decode("utf-8", "replace"), file=file)
+    if not isinstance(data, dict):
+        raise TaskError("the top level must be a mapping (name, task, axes, seeds, ...)", file=file,
+                        hint="see sweeps/reacher_rewards.yaml")
+    if executor is not None:
+        data["executor"] = executor
+    if jobs is not None:
+        data["jobs"] = jobs
+    if data.get("executor") == "ray":
+        raise TaskError("the ray executor is not built yet", file=file, key="executor",
+                        hint="executor: local (a process pool on this machine)")
+    try:
+        spec = SweepSpec.model_validate(data)
+    except ValidationError as err:
+        task_error = pydantic_error_to_task_error(err, file=file, model=SweepSpec)
+        raise TaskError(task_error.message, file=file, key=task_error.key,
+                        hint="see 'Sweeps' in README.md, e.g. sweeps/reacher_rewards.yaml") from None
+    for key, values in [*((k, [v]) for k, v in spec.set.items()), *spec.axes.items()]:
+        parse_overrides([_override(key, values[0] if values else None)])  # a bad key path is named now
+        if not values:
+            raise TaskError(f"axis {key!r} has no values", file=file, key=f"axes.{key}",
+                            hint="give it a list of at least one value, or remove it")
+        if key == "training.seed":
+            raise TaskError("seeds have their own key", file=file, key=f"axes.{key}",
+                            hint="write seeds: [0, 1, 2] instead of an axis on training.seed")
+    if not (path.parent / spec.task).is_file():
+        raise TaskError(f"no task file {spec.task!r} next to the sweep file", file=file, key="task",
+                        hint="a task YAML path relative to the sweep file, e.g. ../tasks/mujoco/reacher.yaml")
+    return spec
+
+
+def plan_trials(spec: SweepSpec, extra: list[str] | None = None) -> list[Trial]:
+    """Every method (combination of axis values) at every seed, in a fixed order."""
+    fixed = [_override(k, v) for k, v in spec.set.items()] + list(extra or [])
+    keys = list(spec.axes)
+    combos = list(itertools.product(*(spec.axes[k] for k in keys))) if keys else [()]
+    trials = []
+    for m, combo in enumerate(combos):
+        method = " ".join(f"{k}={_label(v)}" for k, v in zip(keys, combo)) or "base"
+        overrides = [*fixed, *(_override(k, v) for k, v in zip(keys, combo))]
+        for seed in spec.seeds:
+            trials.append(Trial(f"m{m:02d}-s{seed}", method, seed, (*overrides, f"training.seed={seed}")))
+    return trials
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _run_dir(trial_dir: Path) -> Path | None:
+    """The trial's run directory (the newest, if a restart made another)."""
+    runs = sorted((p for p in trial_dir.glob("*") if (p / RUN_FILE).is_file()), key=lambda p: p.stat().st_mtime)
+    return runs[-1] if runs else None
+
+
+def _state(run_dir: Path | None) -> str:
+    if run_dir is None:
+        return "new"
+    info = json.loads((run_dir / RUN_FILE).read_text())
+    if info.get("status") == "finished" and (run_dir / "eval.json").is_file():
+        return "finished"
+    return "resume" if list((run_dir / "checkpoints").glob("step_*")) else "new"
+
+
+def run_trial(task_file: str, trial_dir: str, overrides: list[str]) -> str:
+    """One trial through the one training entry point (``workbench run``, or ``--resume`` where a
+    checkpoint is left); returns its run directory. Runs in a worker process."""
+    from rich.console import Console
+
+    from workbench.pipeline import resume_run, start_run
+
+    quiet = Console(quiet=True)
+    directory = Path(trial_dir)
+    previous = _run_dir(directory)
+    if _state(previous) == "resume":
+        assert previous is not None
+        return str(resume_run(previous, quiet=True, console=quiet).run.path)
+    return str(start_run(Path(task_file), overrides, runs_root=directory, quiet=True, console=quiet).run.path)
+
+
+def _score(run_dir: Path, metric: str) -> float | None:
+    evaluation = json.loads((run_dir / "eval.json").read_text())
+    value = evaluation.get(metric)
+    return None if value is None else float(value)
+
+
+def run_sweep(spec: SweepSpec, sweep_file: Path, out: Path, *, extra: list[str] | None = None,
+              on_trial: Callable[[dict[str, Any]], None] | None = None) -> SweepResult:
+    """Run (or finish) every trial, then summarise. ``on_trial`` hears of each trial as it ends."""
+    trials = plan_trials(spec, extra)
+    task_file = str((sweep_file.parent / spec.task).resolve())
+    plan = {"sweep": spec.model_dump(), "task_file": task_file, "extra": list(extra or []),
+            "trials": [{"id": t.id, "method": t.method, "seed": t.seed, "overrides": list(t.overrides)}
+                       for t in trials]}
+    record_file = out / SWEEP_FILE
+    if record_file.is_file():
+        kept = json.loads(record_file.read_text())
+        if {k: kept.get(k) for k in ("sweep", "task_file", "extra")} != {k: plan[k] for k in ("sweep", "task_file",
+                                                                                              "extra")}:
+            raise WorkbenchError(f"{out} holds another sweep (its sweep.json differs from {sweep_file} and these "
+                                 "--set values)\n  fix: --out another directory, or rerun with the same file and --set")
+    from workbench.spec import load_task
+
+    for t in {t.method: t for t in trials}.values():  # each method's task checks out before any trial runs
+        load_task(task_file, list(t.overrides))
+    out.mkdir(parents=True, exist_ok=True)
+    rows: dict[str, dict[str, Any]] = {
+        t.id: {"id": t.id, "method": t.method, "seed": t.seed, "status": "pending", "run": None, "score": None}
+        for t in trials}
+
+    def save() -> None:
+        write_json(record_file, {**plan, "results": list(rows.values())})
+
+    todo = []
+    for t in trials:
+        run_dir = _run_dir(out / "trials" / t.id)
+        if _state(run_dir) == "finished":
+            assert run_dir is not None
+            rows[t.id].update(status="finished", run=str(run_dir), score=_score(run_dir, spec.metric), kept=True)
+        else:
+            todo.append(t)
+    save()
+    calls = [(task_file, str(out / "trials" / t.id), list(t.overrides)) for t in todo]
+    with LocalExecutor(spec.jobs) as executor:
+        for i, future in executor.map_unordered(run_trial, calls):
+            t = todo[i]
+            try:
+                run_dir = Path(future.result())
+                rows[t.id].update(status="finished", run=str(run_dir), score=_score(run_dir, spec.metric))
+            except Exception as err:  # one trial's failure is recorded; the others go on
+                first = str(err).strip().splitlines()[0][:300] if str(err).strip() else ""
+                rows[t.id].update(status="failed", error=f"{type(err).__name__}: {first}")
+            save()
+            if on_trial is not None:
+                on_trial(rows[t.id])
+    result = SweepResult(out, list(rows.values()), summarize(list(rows.values()), spec.metric))
+    write_json(out / "summary.json", {"metric": spec.metric, "confidence": CONFIDENCE, "methods": result.summary})
+    atomic_write(out / "summary.csv", _csv(result.summary))
+    return result
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def _iqm(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    from scipy.stats import trim_mean
+
+    return np.asarray(trim_mean(x, 0.25, axis=axis))
+
+
+def _mean(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    return np.asarray(np.mean(x, axis=axis))
+
+
+def interval(scores: list[float], statistic: Callable[..., np.ndarray], seed: int = 0) -> tuple[float, float, float]:
+    """(point estimate, low, high): the statistic over the seeds' scores and its 95% percentile
+    bootstrap interval (one score alone: no interval, low = high = the score)."""
+    x = np.asarray(scores, dtype=np.float64)
+    point = float(statistic(x))
+    if len(x) < 2 or np.all(x == x[0]):
+        return point, point, point
+    from scipy.stats import bootstrap
+
+    ci = bootstrap((x,), statistic, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=CONFIDENCE,
+                   method="percentile", rng=np.random.default_rng(seed)).confidence_interval
+    return point, float(ci.low), float(ci.high)
+
+
+def summarize(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """Per method: seeds, mean and IQM with their 95% bootstrap intervals (finished trials only)."""
+    methods: dict[str, list[float]] = {}
+    for row in rows:
+        methods.setdefault(row["method"], [])
+        if row["status"] == "finished" and row["score"] is not None:
+            methods[row["method"]].append(row["score"])
+    out = []
+    for method, scores in methods.items():
+        entry: dict[str, Any] = {"method": method, "metric": metric, "seeds": len(scores), "scores": scores}
+        if scores:
+            for name, fn in (("mean", _mean), ("iqm", _iqm)):
+                point, low, high = interval(scores, fn)
+                entry.update({name: point, f"{name}_low": low, f"{name}_high": high})
+        out.append(entry)
+    return out
+
+
+def _csv(summary: list[dict[str, Any]]) -> str:
+    cols = ["method", "metric", "seeds", "mean", "mean_low", "mean_high", "iqm", "iqm_low", "iqm_high"]
+    lines = [",".join(cols)]
+    for entry in summary:
+        lines.append(",".join(json.dumps(entry.get(c, "")) if c in ("method", "metric") else str(entry.get(c, ""))
+                              for c in cols))
+    return "\n".join(lines) + "\n"
