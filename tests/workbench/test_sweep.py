@@ -110,13 +110,24 @@ def test_trials_are_every_combination_of_the_axes_at_every_seed(tmp_path: Path) 
     ("name: x\ntask: TASK\naxes: {learner.hyperparams.bogus_rate: [1]}\n", "bogus_rate", "bogus_rate"),
     ("name: x\ntask: TASK\nseeds: []\n", "seeds", "at least 1"),
 ])
-def test_a_malformed_sweep_file_exits_2_naming_the_key(tmp_path: Path, body: str, key: str, words: str) -> None:
+def test_a_malformed_sweep_file_is_one_error_naming_the_key(tmp_path: Path, body: str, key: str, words: str) -> None:
+    from workbench.errors import TaskError
+    from workbench.sweep import load_sweep, run_sweep
+
     path = tmp_path / "bad.yaml"
     path.write_text(body.replace("TASK", str(REPO / "tasks" / "mujoco" / "reacher.yaml")))
+    with pytest.raises(TaskError) as info:
+        run_sweep(load_sweep(path), path, tmp_path / "out")  # a bad method's task is found before any trial
+    assert key in str(info.value) and words in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_cli_exits_2_without_a_traceback_on_a_malformed_sweep(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"name: x\ntask: {REPO / 'tasks' / 'mujoco' / 'reacher.yaml'}\nbogus: 1\n")
     done = cli("sweep", str(path), "--out", str(tmp_path / "out"))
-    assert done.returncode == 2, done.stderr
-    assert key in done.stderr and words in done.stderr and "Traceback" not in done.stderr
-    assert not (tmp_path / "out" / "trials").exists()
+    assert done.returncode == 2 and "bogus: unknown key" in done.stderr and "Traceback" not in done.stderr
+    assert "fix: see 'Sweeps' in README.md" in done.stderr
 
 
 @pytest.mark.slow
