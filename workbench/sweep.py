@@ -14,8 +14,9 @@ A sweep file (``sweeps/*.yaml``)::
 
 The sweep directory (``--out``, default ``runs/sweeps/<name>``) holds ``sweep.json`` (the trials and
 where they stand), ``trials/<id>/`` (each trial's run directory) and the summary (``summary.csv``,
-``summary.json``). Run the same command again after a kill: finished trials are kept, a trial that
-wrote a checkpoint resumes from it (``workbench run --resume``), the rest start again.
+``summary.json``, and ``sweep.png``: the intervals and the performance profiles). Run the same
+command again after a kill: finished trials are kept, a trial that wrote a checkpoint resumes from it
+(``workbench run --resume``), the rest start again.
 
 Statistics (Agarwal et al. 2021, rliable): per method, the mean and the interquartile mean (IQM: the
 mean of the middle 50% of seeds' scores) with 95% percentile bootstrap confidence intervals over seeds
@@ -41,12 +42,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from workbench.errors import TaskError, WorkbenchError
 from workbench.executor import LocalExecutor
-from workbench.runs import RUN_FILE, atomic_write, write_json
+from workbench.runs import RUN_FILE, atomic_path, atomic_write, write_json
 from workbench.spec import parse_overrides, parse_yaml, pydantic_error_to_task_error, read_bounded
 
-__all__ = ["SweepSpec", "Trial", "load_sweep", "plan_trials", "run_sweep", "summarize", "SweepResult"]
+__all__ = ["SweepSpec", "Trial", "load_sweep", "plan_trials", "run_sweep", "summarize", "SweepResult", "interval",
+           "performance_profile", "write_sweep_plot", "run_trial"]
 
 SWEEP_FILE = "sweep.json"
+PLOT_FILE = "sweep.png"
 MAX_SWEEP_BYTES = 1 << 20
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 2000
@@ -234,6 +237,7 @@ def run_sweep(spec: SweepSpec, sweep_file: Path, out: Path, *, extra: list[str] 
     result = SweepResult(out, list(rows.values()), summarize(list(rows.values()), spec.metric))
     write_json(out / "summary.json", {"metric": spec.metric, "confidence": CONFIDENCE, "methods": result.summary})
     atomic_write(out / "summary.csv", _csv(result.summary))
+    write_sweep_plot(out / PLOT_FILE, result.summary, title=f"{spec.name}: {spec.metric}")
     return result
 
 
@@ -289,3 +293,49 @@ def _csv(summary: list[dict[str, Any]]) -> str:
         lines.append(",".join(json.dumps(entry.get(c, "")) if c in ("method", "metric") else str(entry.get(c, ""))
                               for c in cols))
     return "\n".join(lines) + "\n"
+
+
+def performance_profile(scores: list[float], thresholds: np.ndarray) -> np.ndarray:
+    """rliable's score distribution: the fraction of runs whose score exceeds each threshold."""
+    x = np.asarray(scores, dtype=np.float64)
+    return (x[None, :] > thresholds[:, None]).mean(axis=1) if len(x) else np.full(len(thresholds), np.nan)
+
+
+def write_sweep_plot(path: Path, summary: list[dict[str, Any]], *, title: str) -> Path | None:
+    """``sweep.png``: per method the mean and IQM with their 95% intervals, and the performance
+    profiles (the fraction of seeds above each score) side by side. None when no trial finished."""
+    methods = [m for m in summary if m["seeds"]]
+    if not methods:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 0.6 * len(methods) + 2.6))
+    for row, name in enumerate(("mean", "iqm")):
+        points = np.array([m[name] for m in methods])
+        errors = np.array([[m[name] - m[f"{name}_low"] for m in methods],
+                           [m[f"{name}_high"] - m[name] for m in methods]])
+        where = np.arange(len(methods)) + (0.15 if row else -0.15)
+        left.errorbar(points, where, xerr=errors, fmt="o", capsize=4, label=name.upper() if row else "mean")
+    left.set_yticks(np.arange(len(methods)), [m["method"][:48] for m in methods], fontsize=8)
+    left.invert_yaxis()
+    left.set_xlabel(f"{methods[0]['metric']} ({int(CONFIDENCE * 100)}% bootstrap CI over seeds)")
+    left.legend(fontsize=8)
+    every = np.concatenate([np.asarray(m["scores"], dtype=np.float64) for m in methods])
+    low, high = float(every.min()), float(every.max())
+    pad = 0.05 * (high - low or 1.0)
+    thresholds = np.linspace(low - pad, high + pad, 200)
+    for m in methods:
+        right.plot(thresholds, performance_profile(m["scores"], thresholds), label=m["method"][:48])
+    right.set_xlabel(f"{methods[0]['metric']} threshold τ")
+    right.set_ylabel("fraction of seeds with score > τ")
+    right.set_ylim(-0.02, 1.02)
+    right.legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    return path

@@ -16,7 +16,7 @@ import pytest
 from scipy.stats import trim_mean
 from workbench_testing import REPO, cli
 
-from workbench.sweep import interval, plan_trials, summarize
+from workbench.sweep import interval, performance_profile, plan_trials, summarize
 
 TINY = """\
 name: tiny
@@ -63,6 +63,7 @@ def test_a_sweep_runs_every_method_at_every_seed_and_summarises_them(tmp_path: P
         assert entry["seeds"] == 2 and entry["mean"] == pytest.approx(np.mean(scores))
         assert entry["mean_low"] <= entry["mean"] <= entry["mean_high"]
     assert (out / "summary.csv").read_text().count("\n") == 3
+    assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "IQM [CI]" in done.stdout and "m01-s1" in done.stdout
 
     again = cli("sweep", str(_sweep_file(tmp_path)), "--out", str(out), "--quiet")  # all kept: nothing runs
@@ -85,6 +86,8 @@ def test_the_statistics_are_rliables_iqm_and_mean_with_percentile_bootstrap_inte
     (a, b) = summarize(rows, "mean_return")
     assert a["seeds"] == 3 and a["mean"] == 2.0 and a["iqm"] == pytest.approx(2.0)
     assert b["seeds"] == 0 and "mean" not in b
+    profile = performance_profile([0.2, 0.5, 0.9], np.array([0.0, 0.2, 0.6, 0.9, 1.0]))
+    np.testing.assert_allclose(profile, [1.0, 2 / 3, 1 / 3, 0.0, 0.0])  # fraction of seeds strictly above τ
 
 
 def test_trials_are_every_combination_of_the_axes_at_every_seed(tmp_path: Path) -> None:
