@@ -42,7 +42,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from workbench.errors import TaskError, WorkbenchError
 from workbench.executor import LocalExecutor
-from workbench.runs import RUN_FILE, atomic_path, atomic_write, write_json
+from workbench.runs import RUN_FILE, TASK_FILE, Run, atomic_path, atomic_write, write_json
 from workbench.spec import parse_overrides, parse_yaml, pydantic_error_to_task_error, read_bounded
 
 __all__ = ["SweepSpec", "Trial", "load_sweep", "plan_trials", "run_sweep", "summarize", "SweepResult", "interval",
@@ -150,17 +150,19 @@ def plan_trials(spec: SweepSpec, extra: list[str] | None = None) -> list[Trial]:
 
 def _run_dir(trial_dir: Path) -> Path | None:
     """The trial's run directory (the newest, if a restart made another)."""
-    runs = sorted((p for p in trial_dir.glob("*") if (p / RUN_FILE).is_file()), key=lambda p: p.stat().st_mtime)
+    runs = sorted((p for p in trial_dir.glob("*") if (p / RUN_FILE).is_file() and (p / TASK_FILE).is_file()),
+                  key=lambda p: p.stat().st_mtime)
     return runs[-1] if runs else None
 
 
 def _state(run_dir: Path | None) -> str:
+    """finished (evaluated), resume (has a checkpoint) or new."""
     if run_dir is None:
         return "new"
-    info = json.loads((run_dir / RUN_FILE).read_text())
-    if info.get("status") == "finished" and (run_dir / "eval.json").is_file():
+    run = Run.open(run_dir)
+    if run.info().get("status") == "finished" and (run_dir / "eval.json").is_file():
         return "finished"
-    return "resume" if list((run_dir / "checkpoints").glob("step_*")) else "new"
+    return "resume" if run.latest_checkpoint() is not None else "new"
 
 
 def run_trial(task_file: str, trial_dir: str, overrides: list[str]) -> str:
@@ -196,8 +198,7 @@ def run_sweep(spec: SweepSpec, sweep_file: Path, out: Path, *, extra: list[str] 
     record_file = out / SWEEP_FILE
     if record_file.is_file():
         kept = json.loads(record_file.read_text())
-        if {k: kept.get(k) for k in ("sweep", "task_file", "extra")} != {k: plan[k] for k in ("sweep", "task_file",
-                                                                                              "extra")}:
+        if any(kept.get(k) != plan[k] for k in ("sweep", "task_file", "extra")):
             raise WorkbenchError(f"{out} holds another sweep (its sweep.json differs from {sweep_file} and these "
                                  "--set values)\n  fix: --out another directory, or rerun with the same file and --set")
     from workbench.spec import load_task
