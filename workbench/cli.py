@@ -11,10 +11,11 @@ here. User mistakes (:class:`WorkbenchError`) print one message and exit 2 witho
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from reward_synthesis.llm import LLMClient
     from reward_synthesis.pixels.perceptual import PerceptualModel
     from reward_synthesis.safety.checks import Preference
+    from workbench.executor import Executor
     from workbench.pipeline import TrainFn
     from workbench.spec import TaskSpec
     from workbench.state import State
@@ -147,7 +149,9 @@ def reward_synth(
     few_shot: Annotated[int, typer.Option(help="examples retrieved from the reward library (0 = zero-shot)")] = 0,
     candidates: Annotated[int, typer.Option(help="Eureka: programs per round (>1 turns the search on)")] = 1,
     rounds: Annotated[int, typer.Option(help="Eureka: rounds of reward reflection")] = 1,
-    workers: Annotated[int, typer.Option(help="Eureka: parallel training processes")] = 1,
+    workers: Annotated[int, typer.Option(help="Eureka: trainings at once")] = 1,
+    executor: Annotated[str, typer.Option(help="Eureka: where trainings run: local (processes) or ray (Ray tasks "
+                                               "on $RAY_ADDRESS's cluster, else a local Ray runtime)")] = "local",
     proxy_steps: Annotated[int, typer.Option(help="Eureka: training steps per candidate and seed")] = 32_768,
     seeds: Annotated[int, typer.Option(help="Eureka: training seeds per candidate (winner on the mean)")] = 2,
     samples: Annotated[int, typer.Option(help="states sampled from the task for the checks")] = 256,
@@ -231,10 +235,11 @@ def reward_synth(
     if candidates > 1 or rounds > 1:
         from workbench.pipeline import train_and_evaluate
 
-        found = run_search_cli(task, goal, client, states, train=train_and_evaluate, candidates=candidates,
-                               rounds=rounds, workers=workers, proxy_steps=proxy_steps, out_dir=out_dir, console=out,
-                               seeds=seeds, seed=seed, attempts=min(attempts, 2), preference=preference,
-                               mode=mode)
+        with _training_executor(executor, workers) as where:
+            found = run_search_cli(task, goal, client, states, train=train_and_evaluate, candidates=candidates,
+                                   rounds=rounds, workers=workers, proxy_steps=proxy_steps, out_dir=out_dir,
+                                   console=out, seeds=seeds, seed=seed, attempts=min(attempts, 2),
+                                   preference=preference, mode=mode, executor=where)
         if found.winner is None:
             raise typer.Exit(1)
         library.add(goal, spec.sim.env_id, found.winner.code)
@@ -279,7 +284,9 @@ def reward_automc(
     attempts: Annotated[int, typer.Option(help="sandbox/pre-flight repairs per round")] = 3,
     proxy_steps: Annotated[int, typer.Option(help="training steps per round's program")] = 20_000,
     seeds: Annotated[int, typer.Option(help="training seeds per round")] = 1,
-    workers: Annotated[int, typer.Option(help="parallel training processes")] = 1,
+    workers: Annotated[int, typer.Option(help="trainings at once")] = 1,
+    executor: Annotated[str, typer.Option(help="where trainings run: local (processes) or ray (Ray tasks on "
+                                               "$RAY_ADDRESS's cluster, else a local Ray runtime)")] = "local",
     eval_episodes: Annotated[int, typer.Option(help="episodes scoring each trained program")] = 10,
     trajectories: Annotated[int, typer.Option(help="episodes watched for the trajectory analyzer")] = 10,
     target_field: Annotated[Optional[str], typer.Option(help="StateView field: distance to the target "
@@ -306,11 +313,12 @@ def reward_automc(
     llm: dict[str, Any] = {k: v for k, v in {"base_url": llm_url, "model": model,
                                               "timeout_s": timeout}.items() if v is not None}
     mode = resolve_mode(mode, llm)  # type: ignore[arg-type]
-    result = run_automc_cli(task_file, train=train_and_evaluate, goal=goal, llm=llm, out_dir=out_dir, rounds=rounds,
-                            critic_rounds=critic_rounds, attempts=attempts, proxy_steps=proxy_steps, seeds=seeds,
-                            workers=workers, eval_episodes=eval_episodes, trajectories=trajectories,
-                            target_field=target_field, samples=samples, seed=seed, offline=offline, console=out,
-                            status=err, initial=initial, mode=mode)
+    with _training_executor(executor, workers) as where:
+        result = run_automc_cli(task_file, train=train_and_evaluate, goal=goal, llm=llm, out_dir=out_dir,
+                                rounds=rounds, critic_rounds=critic_rounds, attempts=attempts, proxy_steps=proxy_steps,
+                                seeds=seeds, workers=workers, eval_episodes=eval_episodes, trajectories=trajectories,
+                                target_field=target_field, samples=samples, seed=seed, offline=offline, console=out,
+                                status=err, initial=initial, mode=mode, executor=where)
     if result.winner is None:
         raise typer.Exit(1)
 
@@ -443,10 +451,26 @@ def _candidate_line(c: Candidate) -> Text:
     return text
 
 
+@contextlib.contextmanager
+def _training_executor(kind: str, workers: int) -> Iterator[Executor | None]:
+    """``--executor``: None for local (the search makes its own pool of ``workers``), or a Ray
+    executor (``workers`` trainings at once) that this command closes."""
+    from workbench.executor import RayOptions, make_executor
+
+    if kind not in ("local", "ray"):
+        raise WorkbenchError(f"--executor {kind!r}: give local or ray")
+    if kind == "local":
+        yield None
+        return
+    with make_executor("ray", workers, RayOptions()) as executor:
+        yield executor
+
+
 def run_search_cli(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[State, np.ndarray]], *,
                    train: TrainFn, candidates: int, rounds: int, workers: int, proxy_steps: int, out_dir: Path,
                    console: Console, seeds: int = 2, seed: int = 0, attempts: int = 2,
-                   preference: Preference | None = None, mode: str = "code") -> EurekaResult:
+                   preference: Preference | None = None, mode: str = "code",
+                   executor: Executor | None = None) -> EurekaResult:
     """:func:`~reward_synthesis.language.eureka.search` with one console line per candidate as it finishes
     and a closing summary. ``result.exit_code`` is 0 with a winner (``out_dir/program.py``), 1 without."""
     from reward_synthesis.language.eureka import search
@@ -459,7 +483,7 @@ def run_search_cli(task: Task, goal: str, client: LLMClient, samples: Sequence[t
 
     result = search(task, goal, client, samples, train=train, candidates=candidates, rounds=rounds, workers=workers,
                     proxy_steps=proxy_steps, seeds=seeds, out_dir=out_dir, seed=seed, attempts=attempts,
-                    preference=preference, on_event=on_event, mode=mode)
+                    preference=preference, on_event=on_event, mode=mode, executor=executor)
     console.print(Text(result.summary(), style="bold green" if result.winner is not None else "bold red"),
                   soft_wrap=True)
     return result
@@ -469,7 +493,7 @@ def run_automc_cli(task_file: Path, *, train: TrainFn, goal: str | None, llm: di
                    rounds: int, critic_rounds: int, attempts: int, proxy_steps: int, seeds: int, workers: int,
                    eval_episodes: int, trajectories: int, target_field: str | None, samples: int, seed: int,
                    offline: bool, console: Any, status: Any, initial: Path | None = None,
-                   mode: str = "code") -> AutoMCResult:
+                   mode: str = "code", executor: Executor | None = None) -> AutoMCResult:
     """``workbench reward automc``: the loop with a line per design and per round on the console
     (``mode``: ``code`` or ``sketch``, resolved already)."""
     import time
@@ -504,7 +528,7 @@ def run_automc_cli(task_file: Path, *, train: TrainFn, goal: str | None, llm: di
                                 critic_rounds=critic_rounds, attempts=attempts, proxy_steps=proxy_steps, seeds=seeds,
                                 workers=workers, eval_episodes=eval_episodes, trajectories=trajectories,
                                 target_field=target_field, seed=seed, preference=preference, console=console,
-                                status=status, initial=initial, mode=mode)
+                                status=status, initial=initial, mode=mode, executor=executor)
     except (WorkbenchError, KeyboardInterrupt):
         status.print(f"the search stopped; what it had (summary.json, round_*/, llm/transcript.jsonl) is in "
                      f"{out_dir}", highlight=False)
@@ -518,7 +542,7 @@ def _automc_cli_loop(task: Task, goal: str, client: LLMClient, states: Any, *, t
                      critic_rounds: int, attempts: int, proxy_steps: int, seeds: int, workers: int,
                      eval_episodes: int, trajectories: int, target_field: str | None, seed: int,
                      preference: Any, console: Any, status: Any, initial: Path | None,
-                     mode: str = "code") -> AutoMCResult:
+                     mode: str = "code", executor: Executor | None = None) -> AutoMCResult:
     from reward_synthesis.language.auto_mc import auto_mc_search
 
     status.print(f"Auto MC-Reward ({mode}) with {client.endpoint} ({client.model}) for: {goal}", highlight=False)
@@ -541,7 +565,7 @@ def _automc_cli_loop(task: Task, goal: str, client: LLMClient, states: Any, *, t
                             critic_rounds=critic_rounds,
                             attempts=attempts, proxy_steps=proxy_steps, seeds=seeds, workers=workers,
                             eval_episodes=eval_episodes, trajectories=trajectories, target_field=target_field,
-                            seed=seed, preference=preference, on_event=on_event, mode=mode,
+                            seed=seed, preference=preference, on_event=on_event, mode=mode, executor=executor,
                             initial=initial.read_text(encoding="utf-8", errors="replace") if initial else None)
     winner = result.winner
     if winner is None:
@@ -690,7 +714,8 @@ def run(
 def sweep(
     sweep_file: Annotated[Path, typer.Argument(help="sweep YAML (sweeps/reacher_rewards.yaml)")],
     set_: Annotated[Optional[list[str]], typer.Option("--set", help="base task override: key.path=value")] = None,
-    executor: Annotated[Optional[str], typer.Option(help="local (a process pool) [the file's executor]")] = None,
+    executor: Annotated[Optional[str], typer.Option(help="local (a process pool) or ray (Ray tasks; the file's "
+                                                        "ray: keys) [the file's executor]")] = None,
     jobs: Annotated[Optional[int], typer.Option(help="trials at once [the file's jobs]")] = None,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="sweep directory [runs/sweeps/NAME]")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no line per trial")] = False,

@@ -24,8 +24,12 @@ mean of the middle 50% of seeds' scores) with 95% percentile bootstrap confidenc
 (``trim_mean``, ``bootstrap``), which is what rliable's IQM calls; rliable itself does not install
 beside this environment's pandas 3 (it pins arch < 8, whose 7.x releases fail to import with pandas 3).
 
-Executor: ``local`` (:class:`workbench.executor.LocalExecutor`, a process pool). Ray is not built
-yet: a sweep file or ``--executor`` naming it is refused with that message.
+Executors (:mod:`workbench.executor`): ``local`` (a process pool, ``jobs`` at once) or ``ray`` (each
+trial a Ray task with ``ray.cpus_per_trial`` / ``ray.gpus_per_trial``, fractions share a GPU, on a local
+Ray runtime or, with ``ray.address: auto``, the cluster ``ray start`` made)::
+
+    executor: ray
+    ray: {address: auto, cpus_per_trial: 1, gpus_per_trial: 0.25}
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from workbench.errors import TaskError, WorkbenchError
-from workbench.executor import LocalExecutor
+from workbench.executor import RayOptions, make_executor
 from workbench.runs import RUN_FILE, TASK_FILE, Run, atomic_path, atomic_write, write_json
 from workbench.spec import parse_overrides, parse_yaml, pydantic_error_to_task_error, read_bounded
 
@@ -53,6 +57,16 @@ PLOT_FILE = "sweep.png"
 MAX_SWEEP_BYTES = 1 << 20
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 2000
+
+
+class RaySettings(BaseModel):
+    """Where a ``ray`` sweep's trials run and with what."""
+
+    model_config = ConfigDict(extra="forbid")
+    address: str | None = Field(None, description="None: a local Ray runtime; auto: join the cluster on this node; "
+                                "or host:port of its head")
+    cpus_per_trial: float = Field(1.0, gt=0, le=1024)
+    gpus_per_trial: float = Field(0.0, ge=0, le=64, description="fractions share a GPU (0.5: two trials per GPU)")
 
 
 class SweepSpec(BaseModel):
@@ -67,7 +81,11 @@ class SweepSpec(BaseModel):
     seeds: list[int] = Field([0], min_length=1, description="training.seed of each method's trials")
     metric: Literal["success_rate", "mean_return"] = Field("mean_return", description="the score from eval.json")
     jobs: int = Field(1, ge=1, le=256, description="trials run at once")
-    executor: Literal["local"] = Field("local", description="local: a process pool (Ray is not built yet)")
+    executor: Literal["local", "ray"] = Field("local", description="local: a process pool; ray: Ray tasks")
+    ray: RaySettings = Field(default_factory=lambda: RaySettings(), description="executor: ray only")
+
+    def ray_options(self) -> RayOptions:
+        return RayOptions(self.ray.address, self.ray.cpus_per_trial, self.ray.gpus_per_trial)
 
 
 @dataclass(frozen=True)
@@ -108,9 +126,6 @@ def load_sweep(path: Path, *, executor: str | None = None, jobs: int | None = No
         data["executor"] = executor
     if jobs is not None:
         data["jobs"] = jobs
-    if data.get("executor") == "ray":
-        raise TaskError("the ray executor is not built yet", file=file, key="executor",
-                        hint="executor: local (a process pool on this machine)")
     try:
         spec = SweepSpec.model_validate(data)
     except ValidationError as err:
@@ -192,13 +207,16 @@ def run_sweep(spec: SweepSpec, sweep_file: Path, out: Path, *, extra: list[str] 
     """Run (or finish) every trial, then summarise. ``on_trial`` hears of each trial as it ends."""
     trials = plan_trials(spec, extra)
     task_file = str((sweep_file.parent / spec.task).resolve())
-    plan = {"sweep": spec.model_dump(), "task_file": task_file, "extra": list(extra or []),
+    plan: dict[str, Any] = {"sweep": spec.model_dump(), "task_file": task_file, "extra": list(extra or []),
             "trials": [{"id": t.id, "method": t.method, "seed": t.seed, "overrides": list(t.overrides)}
                        for t in trials]}
     record_file = out / SWEEP_FILE
     if record_file.is_file():
         kept = json.loads(record_file.read_text())
-        if any(kept.get(k) != plan[k] for k in ("sweep", "task_file", "extra")):
+        where = ("executor", "jobs", "ray")  # how trials run is no part of what they are
+        same = {k: v for k, v in kept.get("sweep", {}).items() if k not in where} == \
+            {k: v for k, v in spec.model_dump().items() if k not in where}
+        if not same or any(kept.get(k) != plan[k] for k in ("task_file", "extra")):
             raise WorkbenchError(f"{out} holds another sweep (its sweep.json differs from {sweep_file} and these "
                                  "--set values)\n  fix: --out another directory, or rerun with the same file and --set")
     from workbench.spec import load_task
@@ -223,7 +241,7 @@ def run_sweep(spec: SweepSpec, sweep_file: Path, out: Path, *, extra: list[str] 
             todo.append(t)
     save()
     calls = [(task_file, str(out / "trials" / t.id), list(t.overrides)) for t in todo]
-    with LocalExecutor(spec.jobs) as executor:
+    with make_executor(spec.executor, spec.jobs, spec.ray_options()) as executor:
         for i, future in executor.map_unordered(run_trial, calls):
             t = todo[i]
             try:

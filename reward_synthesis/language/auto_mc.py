@@ -78,6 +78,7 @@ from workbench.runs import atomic_write, write_json
 if TYPE_CHECKING:
     from reward_synthesis.llm import LLMClient
     from reward_synthesis.safety.checks import Preference
+    from workbench.executor import Executor
     from workbench.pipeline import TrainFn
     from workbench.state import State
     from workbench.task import Task
@@ -414,7 +415,8 @@ def auto_mc_search(task: Task, goal: str, client: LLMClient, samples: Sequence[t
                    trajectories: int = 10, target_field: str | None = None, seed: int = 0,
                    preference: Preference | None = None, initial: str | None = None,
                    on_event: Callable[[str, RoundRecord], None] | None = None, mode: str = "code",
-                   top_fields: int | None = TOP_FIELDS, repairs: int = 1) -> AutoMCResult:
+                   top_fields: int | None = TOP_FIELDS, repairs: int = 1,
+                   executor: Executor | None = None) -> AutoMCResult:
     """Run ``rounds`` design -> critique -> check -> train -> analyse rounds; see the module docstring.
 
     ``initial``: a program to start from (round 0 trains it as given, after the checks); the
@@ -455,7 +457,7 @@ def auto_mc_search(task: Task, goal: str, client: LLMClient, samples: Sequence[t
             if record.code is not None:
                 (runs,) = train_programs(train, task, [record.code], proxy_steps=proxy_steps, seeds=seeds,
                                          workers=workers, checkpoints=1, eval_episodes=eval_episodes,
-                                         trajectories=trajectories, trajectory_fields=fields)
+                                         trajectories=trajectories, trajectory_fields=fields, executor=executor)
                 ok = [run for run in runs if run.ok]
                 record.train_error = "; ".join(run.error.splitlines()[0] for run in runs if not run.ok and run.error)
                 if ok:

@@ -2,7 +2,8 @@
 
 Each round asks the LLM for ``candidates`` programs (one request each, distinct seeds; every reply
 goes through Text2Reward's checks and a short repair loop). Every accepted program is trained on a
-short **proxy budget** with ``seeds`` training seeds in ``workers`` spawned worker processes, and
+short **proxy budget** with ``seeds`` training seeds on an executor (``workers`` local processes, or
+Ray: :mod:`workbench.executor`), and
 scored by the task's **success metric** — never by its own reward — with the shared evaluation
 protocol, at a few checkpoints during training and once at the end. The next round's prompt carries
 **reward reflection** (the best program so far, its success curve and the statistics of every
@@ -40,6 +41,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +53,7 @@ from reward_synthesis.language.text2reward import SynthesisResult, build_message
 from reward_synthesis.llm.sources import prompt_template
 from reward_synthesis.program import CodeRewardProgram
 from workbench.errors import RewardRuntimeError, WorkbenchError
+from workbench.executor import Executor, LocalExecutor, WorkerDied
 from workbench.reward import BuiltReward
 from workbench.runs import atomic_write, write_json
 
@@ -225,20 +228,14 @@ def pick_winner(table: Sequence[Candidate]) -> Candidate | None:
 # ----------------------------------------------------------------------------- training jobs
 
 
-def _init_worker() -> None:
-    """Each worker: one torch thread, Ctrl-C left to the parent (which stops the workers)."""
-    import os
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[name] = "1"
+def _one_thread() -> None:
+    """Each training job: one torch thread, so that ``workers`` jobs share the cores evenly."""
     import torch
 
     torch.set_num_threads(1)
     try:
         torch.set_num_interop_threads(1)
-    except RuntimeError:  # already set in this process
+    except RuntimeError:  # already set in this worker (it ran a job before)
         pass
 
 
@@ -258,6 +255,7 @@ def _train_job(train: TrainFn, job: dict[str, Any]) -> dict[str, Any]:
     from workbench.pipeline import RunStopped
 
     started = time.perf_counter()
+    _one_thread()
     try:
         spec: TaskSpec = job["spec"]
         program = CodeRewardProgram(job["code"], name="candidate", filename=job["filename"])
@@ -290,17 +288,17 @@ def _train_job(train: TrainFn, job: dict[str, Any]) -> dict[str, Any]:
 
 
 class _Trainer:
-    """Proxy-training jobs in ``workers`` spawned processes; results as they finish.
+    """Proxy-training jobs on an executor (:mod:`workbench.executor`: the local process pool by
+    default, ``workers`` at once, or Ray); results as they finish.
 
     Each job is one call of the handed-in training entry point (``train``) on the task with the
     proxy budget, a training seed and the candidate's program. A job whose worker process dies (a
-    crash, the OOM killer) takes the pool down with every job in it; those jobs are rerun one at a
-    time in a fresh process each, so only the culprit fails.
+    crash, the OOM killer) fails alone (the executor reruns the others), recorded as a failed seed.
     """
 
     def __init__(self, train: TrainFn, task: Task, *, workers: int, proxy_steps: int, checkpoints: int,
                  eval_episodes: int, checkpoint_episodes: int, trajectories: int = 0,
-                 trajectory_fields: Sequence[str] = ()):
+                 trajectory_fields: Sequence[str] = (), executor: Executor | None = None):
         from workbench.spec import validate_task_data
 
         data = task.spec.resolved_dict()
@@ -318,30 +316,20 @@ class _Trainer:
         self.train = train
         self.base = {"trajectories": int(trajectories), "trajectory_fields": list(trajectory_fields)}
         self.workers = workers
-        self._executor: Any = None
-        self._pending: dict[Any, tuple[Any, dict[str, Any]]] = {}
-        self._crashed: list[tuple[Any, dict[str, Any]]] = []
-
-    def _pool(self, n: int | None = None) -> Any:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        return ProcessPoolExecutor(max_workers=n or self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker)
+        self._given = executor
+        self._executor: Executor | None = executor
+        self._pending: dict[Future[dict[str, Any]], tuple[Any, dict[str, Any]]] = {}
 
     def submit(self, key: Any, code: str, seed: int, filename: str) -> None:
         data = json.loads(json.dumps(self.data))  # a private copy
         data["training"]["seed"] = int(seed)
         job = {**self.base, "spec": self.validate(data, file=self.file), "code": code, "filename": filename}
         if self._executor is None:
-            self._executor = self._pool()
+            self._executor = LocalExecutor(self.workers)
         self._pending[self._executor.submit(_train_job, self.train, job)] = (key, job)
 
     def results(self, *, block: bool) -> Iterator[tuple[Any, SeedRun]]:
         """Finished jobs as ``(key, SeedRun)``; with ``block`` until none is left."""
-        from concurrent.futures import FIRST_COMPLETED, wait
-        from concurrent.futures.process import BrokenProcessPool
-
         while self._pending:
             done, _ = wait(list(self._pending), timeout=None if block else 0, return_when=FIRST_COMPLETED)
             if not done:
@@ -350,43 +338,18 @@ class _Trainer:
                 key, job = self._pending.pop(future)
                 try:
                     out = future.result()
-                except BrokenProcessPool:
-                    self._crashed.append((key, job))
-                    self._discard_pool()
-                    continue
-                except Exception as err:  # noqa: BLE001 - e.g. a result that would not pickle
-                    out = {"seed": job["spec"].training.seed, "ok": False, "error": f"{type(err).__name__}: {err}"}
+                except Exception as err:  # noqa: BLE001 - WorkerDied, or e.g. a result that would not pickle
+                    text = str(err) if isinstance(err, WorkerDied) else f"{type(err).__name__}: {err}"
+                    out = {"seed": job["spec"].training.seed, "ok": False, "error": text}
                 yield key, _seed_run(out)
-        if block:
-            while self._crashed:
-                key, job = self._crashed.pop(0)
-                yield key, self._isolated(job)
-
-    def _isolated(self, job: dict[str, Any]) -> SeedRun:
-        from concurrent.futures.process import BrokenProcessPool
-
-        pool = self._pool(1)
-        try:
-            return _seed_run(pool.submit(_train_job, self.train, job).result())
-        except BrokenProcessPool:
-            return SeedRun(job["spec"].training.seed, False, error="the training process died (crashed or was "
-                                                                   "killed, e.g. out of memory)")
-        finally:
-            pool.shutdown(wait=True)
-
-    def _discard_pool(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
 
     def close(self, *, terminate: bool = False) -> None:
-        if self._executor is None:
-            return
-        if terminate:  # Ctrl-C: the workers ignore SIGINT, so stop them here
-            for process in list(getattr(self._executor, "_processes", {}).values()):
-                process.terminate()
-        self._executor.shutdown(wait=True, cancel_futures=True)
-        self._executor = None
+        if self._executor is not None and self._executor is not self._given:  # a handed-in one is its owner's
+            self._executor.close(terminate=terminate)
+        else:
+            for future in self._pending:  # queued jobs of this search only; the executor goes on
+                future.cancel()
+        self._executor = self._given
         self._pending.clear()
 
 
@@ -408,17 +371,18 @@ def _check_settings(**values: int) -> None:
 def train_programs(train: TrainFn, task: Task, programs: Sequence[str], *, proxy_steps: int,
                    seeds: Sequence[int] | int = 2, workers: int = 1, checkpoints: int = 3, eval_episodes: int = 10,
                    checkpoint_episodes: int = 5, trajectories: int = 0,
-                   trajectory_fields: Sequence[str] = ()) -> list[list[SeedRun]]:
+                   trajectory_fields: Sequence[str] = (), executor: Executor | None = None) -> list[list[SeedRun]]:
     """Train each program with each seed on the proxy budget in ``workers`` processes, each job one
     call of ``train`` (the workbench's training entry point, handed in); returns the
     runs per program, in seed order. (What the search does with every accepted candidate.)
     ``trajectories`` > 0 also watches that many episodes of each trained policy, following
-    ``trajectory_fields`` of the StateView (what Auto MC-Reward's analyzer reads)."""
+    ``trajectory_fields`` of the StateView (what Auto MC-Reward's analyzer reads). ``executor``: where the
+    jobs run (:mod:`workbench.executor`; default: a local pool of ``workers`` processes)."""
     seed_list = list(range(task.spec.training.seed, task.spec.training.seed + seeds)) \
         if isinstance(seeds, int) else list(seeds)
     trainer = _Trainer(train, task, workers=workers, proxy_steps=proxy_steps, checkpoints=checkpoints,
                        eval_episodes=eval_episodes, checkpoint_episodes=checkpoint_episodes,
-                       trajectories=trajectories, trajectory_fields=trajectory_fields)
+                       trajectories=trajectories, trajectory_fields=trajectory_fields, executor=executor)
     out: list[list[SeedRun]] = [[] for _ in programs]
     try:
         for i, code in enumerate(programs):
@@ -587,7 +551,7 @@ def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[Sta
            seed: int = 0, on_event: Callable[[str, Candidate], None] | None = None, attempts: int = 2,
            checkpoints: int = 3, eval_episodes: int = 10, checkpoint_episodes: int = 5,
            preference: Preference | None = None, mode: str = "code",
-           top_fields: int | None = TOP_FIELDS) -> EurekaResult:
+           top_fields: int | None = TOP_FIELDS, executor: Executor | None = None) -> EurekaResult:
     """Run the Eureka search; see the module docstring. ``samples`` (and ``preference``, the
     good-vs-bad episodes of :func:`~reward_synthesis.safety.checks.check_inputs`) feed the pre-flight checks.
     ``train``: the workbench's training entry point (:func:`workbench.pipeline.train_and_evaluate`),
@@ -603,6 +567,8 @@ def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[Sta
     ``mode``: ``"code"`` asks for programs; ``"sketch"`` for reward sketches under the task's schema
     (offering the ``top_fields`` fields most related to the goal), compiled, and the reflection
     shows the best sketch: the search then picks among plausible sketches by proxy training.
+    ``executor``: where proxy trainings run (:mod:`workbench.executor`, e.g. a RayExecutor on a
+    cluster; default: a local pool of ``workers`` processes).
     """
     if mode not in ("code", "sketch"):
         raise WorkbenchError(f"Eureka mode {mode!r}: give code or sketch")
@@ -630,7 +596,7 @@ def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[Sta
     table: list[Candidate] = []
     by_sha: dict[str, Candidate] = {}
     trainer = _Trainer(train, task, workers=workers, proxy_steps=proxy_steps, checkpoints=checkpoints,
-                       eval_episodes=eval_episodes, checkpoint_episodes=checkpoint_episodes)
+                       eval_episodes=eval_episodes, checkpoint_episodes=checkpoint_episodes, executor=executor)
 
     def collect(block: bool) -> None:
         for c, run in trainer.results(block=block):

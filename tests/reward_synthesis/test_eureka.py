@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from reward_synthesis.language.eureka import Candidate, SeedRun, pick_winner, reflection_text, search
+from reward_synthesis.language.eureka import Candidate, SeedRun, pick_winner, reflection_text, search, train_programs
 from reward_synthesis.safety.checks import check_inputs, collect_samples
 from workbench.cli import run_search_cli
 from workbench.errors import WorkbenchError
@@ -315,3 +315,17 @@ def test_sketch_mode_searches_over_sketches_and_reflects_on_the_best(tmp_path: P
     assert json.loads((out / "sketch.json").read_text()) == winner.sketch
     assert (out / "program.py").read_text() == winner.code and "def compute_reward_batch" in winner.code
     assert json.loads((out / "candidates.json").read_text())["settings"]["mode"] == "sketch"
+
+
+def test_proxy_training_runs_on_the_ray_executor_too(tmp_path: Path) -> None:
+    """The same jobs as Ray tasks (a local runtime the executor starts and shuts down)."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+    from workbench.executor import RayExecutor, RayOptions
+
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    with RayExecutor(RayOptions(cpus=1), 2) as executor:
+        (runs,) = train_programs(train_and_evaluate, _task(tmp_path / "tiny.yaml"), [GOOD], proxy_steps=256, seeds=2,
+                                 checkpoints=1, eval_episodes=2, executor=executor)
+    assert not ray.is_initialized()
+    assert [run.ok for run in runs] == [True, True], [run.error for run in runs]
+    assert [run.steps for run in runs] == [256, 256] and all(run.success is not None for run in runs)

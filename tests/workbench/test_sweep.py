@@ -106,7 +106,9 @@ def test_trials_are_every_combination_of_the_axes_at_every_seed(tmp_path: Path) 
 
 @pytest.mark.parametrize(("body", "key", "words"), [
     ("name: x\ntask: TASK\nseeds: [0]\nbogus: 1\n", "bogus", "unknown key"),
-    ("name: x\ntask: TASK\nexecutor: ray\n", "executor", "ray executor is not built yet"),
+    ("name: x\ntask: TASK\nexecutor: spark\n", "executor", "'local' or 'ray'"),
+    ("name: x\ntask: TASK\nexecutor: ray\nray: {gpus_per_trial: -1}\n", "ray.gpus_per_trial", "greater than or equal"),
+    ("name: x\ntask: TASK\nray: {adress: auto}\n", "ray.adress", "unknown key"),
     ("name: x\ntask: nowhere.yaml\n", "task", "no task file"),
     ("name: x\ntask: TASK\naxes: {training.seed: [1, 2]}\n", "axes.training.seed", "seeds have their own key"),
     ("name: x\ntask: TASK\naxes: {learner.hyperparams.gamma: []}\n", "axes.learner.hyperparams.gamma", "no values"),

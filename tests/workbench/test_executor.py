@@ -1,0 +1,84 @@
+"""The executors behind sweeps and reward searches: a job's own error is its result, a job whose
+worker dies fails alone (WorkerDied) while the others finish, on the local pool and on a local Ray
+runtime (127.0.0.1 only); a sweep runs its trials as Ray tasks and resumes on either executor."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from workbench_testing import REPO
+
+from workbench.executor import Executor, LocalExecutor, RayExecutor, RayOptions, WorkerDied, make_executor
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+
+
+@pytest.fixture(scope="module")
+def ray_runtime() -> Iterator[None]:
+    """One local Ray runtime for the module (RayExecutor joins a runtime that is already up)."""
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield
+    ray.shutdown()
+
+
+def _outcomes(executor: Executor) -> list[object]:
+    with executor:
+        futures = [executor.submit(pow, 2, 3), executor.submit(os._exit, 3), executor.submit(math.sqrt, -1.0),
+                   executor.submit(pow, 3, 2)]
+        out: list[object] = []
+        for future in futures:
+            try:
+                out.append(future.result(timeout=120))
+            except Exception as err:  # noqa: BLE001 - the outcome under test
+                out.append(err)
+    return out
+
+
+def _check(outcomes: list[object]) -> None:
+    assert outcomes[0] == 8 and outcomes[3] == 9  # the jobs beside the crash finish
+    assert isinstance(outcomes[1], WorkerDied) and "died" in str(outcomes[1])
+    assert isinstance(outcomes[2], ValueError) and "math domain error" in str(outcomes[2])
+
+
+def test_a_local_job_whose_worker_dies_fails_alone() -> None:
+    _check(_outcomes(LocalExecutor(2)))
+
+
+def test_a_ray_job_whose_worker_dies_fails_alone(ray_runtime: None) -> None:
+    executor = make_executor("ray", 2, RayOptions(cpus=1))
+    assert isinstance(executor, RayExecutor) and executor.jobs == 2
+    _check(_outcomes(executor))
+    assert ray.is_initialized()  # it joined the runtime it found, and leaves it up
+
+
+def test_a_ray_job_asking_for_more_gpus_than_the_cluster_has_is_refused(ray_runtime: None) -> None:
+    from workbench.errors import WorkbenchError
+
+    with pytest.raises(WorkbenchError, match="gpus_per_trial: 0"):
+        RayExecutor(RayOptions(gpus=0.5), 1)
+
+
+def test_a_sweep_runs_its_trials_as_ray_tasks_and_a_local_rerun_keeps_them(ray_runtime: None, tmp_path: Path) -> None:
+    from test_sweep import TINY
+
+    from workbench.sweep import load_sweep, run_sweep
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY.format(task=REPO / "tasks" / "mujoco" / "reacher.yaml", steps=256, seeds="[0]", jobs=2)
+                    + "executor: ray\nray: {cpus_per_trial: 1}\n")
+    out = tmp_path / "sweep"
+    result = run_sweep(load_sweep(path), path, out)
+    assert [r["status"] for r in result.trials] == ["finished", "finished"]
+    for row in result.trials:
+        run = Path(row["run"])
+        assert run.parent == out / "trials" / row["id"]
+        assert row["score"] == json.loads((run / "eval.json").read_text())["mean_return"]
+        assert "default_worker.py" in " ".join(json.loads((run / "run.json").read_text())["command"])  # a Ray worker
+    again = run_sweep(load_sweep(path, executor="local", jobs=1), path, out)  # how trials run is no part of them
+    assert all(r.get("kept") for r in again.trials)
+
