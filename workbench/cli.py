@@ -702,7 +702,9 @@ def run(
         if seed is not None:
             overrides.append(f"training.seed={seed}")
         result = start_run(task_file, overrides, runs_root=runs_dir, quiet=quiet, console=out)
-    out.print(f"[bold green]done[/] {result.run.path}")
+    from workbench.report import write_report
+
+    out.print(f"[bold green]done[/] {result.run.path} (report: {write_report(result.run.path)})")
     out.print(result.evaluation.summary())
 
 
@@ -746,9 +748,28 @@ def sweep(
         table.add_row(entry["method"], str(entry["seeds"]), *cells)
     out.print(table)
     failed = [r["id"] for r in result.trials if r["status"] == "failed"]
-    out.print(f"[bold green]done[/] {directory}" + (f" ([bold red]failed[/]: {', '.join(failed)})" if failed else ""))
+    from workbench.report import write_report
+
+    out.print(f"[bold green]done[/] {directory} (report: {write_report(directory)})"
+              + (f" ([bold red]failed[/]: {', '.join(failed)})" if failed else ""))
     if failed:
         raise typer.Exit(1)
+
+
+# ----------------------------------------------------------------------------- report
+
+
+@app.command()
+@user_errors
+def report(
+    directory: Annotated[Path, typer.Argument(help="a run directory (workbench run) or a sweep directory "
+                                                   "(workbench sweep)")],
+) -> None:
+    """Write DIRECTORY/report.html: one self-contained page (task, reward, curves, evaluation, per-term
+    statistics, videos; for a sweep the comparison, its plot and every trial's page)."""
+    from workbench.report import write_report
+
+    out.print(f"[bold green]wrote[/] {write_report(directory)}")
 
 
 # ----------------------------------------------------------------------------- eval

@@ -82,3 +82,9 @@ def test_a_sweep_runs_its_trials_as_ray_tasks_and_a_local_rerun_keeps_them(ray_r
     again = run_sweep(load_sweep(path, executor="local", jobs=1), path, out)  # how trials run is no part of them
     assert all(r.get("kept") for r in again.trials)
 
+    from workbench.report import write_report
+
+    page = write_report(out).read_text()  # the sweep's page links each trial's own page
+    assert '<table id="summary">' in page and page.count('/report.html">m0') == 2
+    assert all((Path(r["run"]) / "report.html").is_file() for r in again.trials)
+
