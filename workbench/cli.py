@@ -747,6 +747,8 @@ def sweep(
                  for k in ("mean", "iqm")]
         table.add_row(entry["method"], str(entry["seeds"]), *cells)
     out.print(table)
+    if result.best is not None:
+        out.print(f"[bold]best[/] {result.best['method']}", highlight=False)
     failed = [r["id"] for r in result.trials if r["status"] == "failed"]
     from workbench.report import write_report
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -110,11 +111,13 @@ def _short(step: int) -> str:
 
 
 def _interrupt_on_sigterm() -> None:
-    """`kill` (SIGTERM) saves a checkpoint like Ctrl-C does."""
+    """`kill` (SIGTERM) saves a checkpoint like Ctrl-C does. Only a main thread can take signals: a
+    run inside a Ray Tune trial (a thread of its actor) leaves them to Ray."""
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, handler)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
 
 
 def _set_torch_threads(spec: TaskSpec) -> None:

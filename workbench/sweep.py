@@ -30,12 +30,30 @@ Ray runtime or, with ``ray.address: auto``, the cluster ``ray start`` made)::
 
     executor: ray
     ray: {address: auto, cpus_per_trial: 1, gpus_per_trial: 0.25}
+
+A hyperparameter search (RL Zoo-style) replaces the axes with ``search:``: Ray Tune samples
+``samples`` configurations from the space with Optuna's TPE (``algorithm: optuna``, the default) or
+at random, each configuration trains at every seed, and Tune is told the mean of its seeds' metric::
+
+    executor: ray
+    search:
+      samples: 16
+      space:
+        learner.hyperparams.learning_rate: {loguniform: [1.0e-5, 1.0e-3]}
+        learner.hyperparams.n_epochs: {randint: [3, 20]}        # inclusive
+        learner.hyperparams.gamma: {choice: [0.95, 0.99]}
+
+Its trials are ``trials/<tune trial id>-s<seed>/``, Tune's own state is ``tune/``; ``sweep.json`` and
+``summary.json`` name the ``best`` configuration. A rerun after a kill restores Tune's experiment:
+finished trials are kept, the others resume from their run directories.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import signal
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,8 +67,8 @@ from workbench.executor import RayOptions, make_executor
 from workbench.runs import RUN_FILE, TASK_FILE, Run, atomic_path, atomic_write, write_json
 from workbench.spec import parse_overrides, parse_yaml, pydantic_error_to_task_error, read_bounded
 
-__all__ = ["SweepSpec", "Trial", "load_sweep", "plan_trials", "run_sweep", "summarize", "SweepResult", "interval",
-           "performance_profile", "write_sweep_plot", "run_trial"]
+__all__ = ["SweepSpec", "SearchSpec", "Trial", "load_sweep", "plan_trials", "run_sweep", "summarize", "SweepResult",
+           "interval", "performance_profile", "write_sweep_plot", "run_trial"]
 
 SWEEP_FILE = "sweep.json"
 PLOT_FILE = "sweep.png"
@@ -69,6 +87,21 @@ class RaySettings(BaseModel):
     gpus_per_trial: float = Field(0.0, ge=0, le=64, description="fractions share a GPU (0.5: two trials per GPU)")
 
 
+DOMAINS = ("uniform", "loguniform", "randint", "choice")
+
+
+class SearchSpec(BaseModel):
+    """A hyperparameter search: Ray Tune samples ``samples`` configurations from ``space`` with
+    ``algorithm`` (Optuna's TPE, or random); each configuration trains at every seed of the sweep
+    and scores the mean of its seeds' metric."""
+
+    model_config = ConfigDict(extra="forbid")
+    algorithm: Literal["optuna", "random"] = Field("optuna", description="optuna: TPE (Optuna); random")
+    samples: int = Field(8, ge=1, le=100_000, description="configurations tried")
+    space: dict[str, dict[str, list[Any]]] = Field(min_length=1, description="key.path: {uniform|loguniform|"
+                                                   "randint: [low, high]} or {choice: [values]}")
+
+
 class SweepSpec(BaseModel):
     """A sweep file's keys (see the module docstring)."""
 
@@ -83,6 +116,7 @@ class SweepSpec(BaseModel):
     jobs: int = Field(1, ge=1, le=256, description="trials run at once")
     executor: Literal["local", "ray"] = Field("local", description="local: a process pool; ray: Ray tasks")
     ray: RaySettings = Field(default_factory=lambda: RaySettings(), description="executor: ray only")
+    search: SearchSpec | None = Field(None, description="a Ray Tune search instead of axes (needs executor: ray)")
 
     def ray_options(self) -> RayOptions:
         return RayOptions(self.ray.address, self.ray.cpus_per_trial, self.ray.gpus_per_trial)
@@ -103,6 +137,7 @@ class SweepResult:
     directory: Path
     trials: list[dict[str, Any]]
     summary: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] | None = None  # a search's best configuration (highest mean over seeds)
 
 
 def _override(key: str, value: Any) -> str:
@@ -112,6 +147,8 @@ def _override(key: str, value: Any) -> str:
 def _label(value: Any) -> str:
     if isinstance(value, dict):
         return ",".join(f"{k}:{_label(v)}" for k, v in value.items())
+    if isinstance(value, float):
+        return f"{value:.4g}"  # a sampled 0.00012296071107325708 reads as 0.000123
     return str(value)
 
 
@@ -140,10 +177,42 @@ def load_sweep(path: Path, *, executor: str | None = None, jobs: int | None = No
         if key == "training.seed":
             raise TaskError("seeds have their own key", file=file, key=f"axes.{key}",
                             hint="write seeds: [0, 1, 2] instead of an axis on training.seed")
+    if spec.search is not None:
+        _check_search(spec, file)
     if not (path.parent / spec.task).is_file():
         raise TaskError(f"no task file {spec.task!r} next to the sweep file", file=file, key="task",
                         hint="a task YAML path relative to the sweep file, e.g. ../tasks/mujoco/reacher.yaml")
     return spec
+
+
+def _check_search(spec: SweepSpec, file: str) -> None:
+    assert spec.search is not None
+    if spec.axes:
+        raise TaskError("a sweep has axes or a search, not both", file=file, key="search",
+                        hint="move the axes into search.space as {choice: [...]}, or drop search")
+    if spec.executor != "ray":
+        raise TaskError("a search runs on Ray Tune", file=file, key="executor",
+                        hint="executor: ray (a local Ray runtime unless ray.address is set)")
+    for key, domain in spec.search.space.items():
+        where = f"search.space.{key}"
+        if key == "training.seed":
+            raise TaskError("seeds have their own key", file=file, key=where, hint="seeds: [0, 1, 2]")
+        if len(domain) != 1 or next(iter(domain)) not in DOMAINS:
+            raise TaskError(f"{key}: give one of {', '.join(DOMAINS)}", file=file, key=where,
+                            hint="e.g. {loguniform: [1e-5, 1e-3]} or {choice: [64, 128]}")
+        kind, values = next(iter(domain.items()))
+        parse_overrides([_override(key, values[0] if values else None)])
+        if kind == "choice":
+            if not values:
+                raise TaskError(f"{key}: choice has no values", file=file, key=where, hint="{choice: [a, b]}")
+            continue
+        if len(values) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) \
+                or not values[0] < values[1] or (kind == "loguniform" and values[0] <= 0) \
+                or (kind == "randint" and not all(isinstance(v, int) for v in values)):
+            raise TaskError(f"{key}: {kind} needs [low, high] with low < high"
+                            + (" and low > 0" if kind == "loguniform" else "")
+                            + (", whole numbers" if kind == "randint" else ""), file=file, key=where,
+                            hint=f"e.g. {{{kind}: {[1, 8] if kind == 'randint' else [1e-5, 1e-3]}}}")
 
 
 def plan_trials(spec: SweepSpec, extra: list[str] | None = None) -> list[Trial]:
@@ -190,7 +259,10 @@ def run_trial(task_file: str, trial_dir: str, overrides: list[str]) -> str:
     quiet = Console(quiet=True)
     directory = Path(trial_dir)
     previous = _run_dir(directory)
-    if _state(previous) == "resume":
+    state = _state(previous)
+    if state == "finished":  # e.g. a restored Tune trial whose run ended just before the kill
+        return str(previous)
+    if state == "resume":
         assert previous is not None
         return str(resume_run(previous, quiet=True, console=quiet).run.path)
     return str(start_run(Path(task_file), overrides, runs_root=directory, quiet=True, console=quiet).run.path)
@@ -223,6 +295,12 @@ def run_sweep(spec: SweepSpec, sweep_file: Path, out: Path, *, extra: list[str] 
 
     for t in {t.method: t for t in trials}.values():  # each method's task checks out before any trial runs
         load_task(task_file, list(t.overrides))
+    if spec.search is not None:
+        for key, domain in spec.search.space.items():  # every bound of the space is a valid task
+            for value in next(iter(domain.values())):
+                load_task(task_file, [*trials[0].overrides, _override(key, value)])
+        out.mkdir(parents=True, exist_ok=True)
+        return _run_search(spec, task_file, out, plan, on_trial)
     out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, dict[str, Any]] = {
         t.id: {"id": t.id, "method": t.method, "seed": t.seed, "status": "pending", "run": None, "score": None}
@@ -253,11 +331,111 @@ def run_sweep(spec: SweepSpec, sweep_file: Path, out: Path, *, extra: list[str] 
             save()
             if on_trial is not None:
                 on_trial(rows[t.id])
-    result = SweepResult(out, list(rows.values()), summarize(list(rows.values()), spec.metric))
-    write_json(out / "summary.json", {"metric": spec.metric, "confidence": CONFIDENCE, "methods": result.summary})
+    return _finish(spec, out, list(rows.values()))
+
+
+def _finish(spec: SweepSpec, out: Path, rows: list[dict[str, Any]], **extra: Any) -> SweepResult:
+    result = SweepResult(out, rows, summarize(rows, spec.metric), extra.get("best"))
+    write_json(out / "summary.json", {"metric": spec.metric, "confidence": CONFIDENCE, "methods": result.summary,
+                                      **extra})
     atomic_write(out / "summary.csv", _csv(result.summary))
     write_sweep_plot(out / PLOT_FILE, result.summary, title=f"{spec.name}: {spec.metric}")
     return result
+
+
+# ----------------------------------------------------------------------------- search (Ray Tune)
+
+
+def _search_trial(config: dict[str, Any], *, task_file: str, out: str, fixed: list[str], seeds: list[int],
+                  metric: str) -> None:
+    """One Tune trial: the sampled configuration at every seed, each a run directory under
+    ``trials/<tune trial id>-s<seed>/`` (a restored search resumes them from their checkpoints)."""
+    from ray import tune
+
+    trial = tune.get_context().get_trial_id()
+    overrides = [*fixed, *(_override(k, v) for k, v in config.items())]
+    runs, scores = [], []
+    for seed in seeds:
+        run_dir = Path(run_trial(task_file, str(Path(out) / "trials" / f"{trial}-s{seed}"),
+                                 [*overrides, f"training.seed={seed}"]))
+        runs.append(str(run_dir))
+        scores.append(_score(run_dir, metric))
+    finite = [x for x in scores if x is not None]
+    tune.report({"score": float(np.mean(finite)) if finite else float("nan"), "scores": scores, "runs": runs})
+
+
+def _tune_space(search: SearchSpec) -> dict[str, Any]:
+    from ray import tune
+
+    space: dict[str, Any] = {}
+    for key, domain in search.space.items():
+        kind, values = next(iter(domain.items()))
+        if kind == "choice":
+            space[key] = tune.choice(values)
+        elif kind == "randint":  # inclusive of high, as written
+            space[key] = tune.randint(values[0], values[1] + 1)
+        else:
+            space[key] = (tune.uniform if kind == "uniform" else tune.loguniform)(*values)
+    return space
+
+
+def _run_search(spec: SweepSpec, task_file: str, out: Path, plan: dict[str, Any],
+                on_trial: Callable[[dict[str, Any]], None] | None) -> SweepResult:
+    """The search on Ray Tune (``tune/`` holds Tune's experiment state; a rerun restores it: finished
+    trials are kept, unfinished ones resume from their run directories' checkpoints)."""
+    assert spec.search is not None
+    from ray import tune
+    from ray.tune.search import BasicVariantGenerator
+    from ray.tune.search.optuna import OptunaSearch
+
+    from workbench.executor import RayExecutor
+
+    fixed = [_override(k, v) for k, v in spec.set.items()] + list(plan["extra"])
+    trainable = tune.with_resources(
+        tune.with_parameters(_search_trial, task_file=task_file, out=str(out.resolve()), fixed=fixed,
+                             seeds=list(spec.seeds), metric=spec.metric),
+        {"cpu": spec.ray.cpus_per_trial, "gpu": spec.ray.gpus_per_trial})
+    with RayExecutor(spec.ray_options(), spec.jobs):  # the runtime (or cluster) Tune's trials run on
+        state = out / "tune" / "search"
+        if tune.Tuner.can_restore(state):
+            tuner = tune.Tuner.restore(str(state), trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            algorithm = OptunaSearch(metric="score", mode="max", seed=spec.seeds[0]) \
+                if spec.search.algorithm == "optuna" else BasicVariantGenerator(random_state=spec.seeds[0])
+            tuner = tune.Tuner(trainable, param_space=_tune_space(spec.search),
+                               tune_config=tune.TuneConfig(search_alg=algorithm, num_samples=spec.search.samples,
+                                                           max_concurrent_trials=spec.jobs),
+                               run_config=tune.RunConfig(storage_path=str((out / "tune").resolve()), name="search",
+                                                         verbose=0))
+        before = signal.getsignal(signal.SIGINT)
+        try:
+            grid = tuner.fit()
+        finally:  # Tune leaves its own Ctrl-C handler installed after fit
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGINT, before)
+    rows: list[dict[str, Any]] = []
+    for result in (grid[i] for i in range(len(grid))):
+        config = {k: v for k, v in (result.config or {}).items() if k in spec.search.space}
+        method = " ".join(f"{k}={_label(v)}" for k, v in config.items())
+        metrics = result.metrics or {}
+        trial = metrics.get("trial_id") or Path(result.path).name
+        for i, seed in enumerate(spec.seeds):
+            row: dict[str, Any] = {"id": f"{trial}-s{seed}", "method": method, "seed": seed, "config": config}
+            if result.error is None and "runs" in metrics:
+                row.update(status="finished", run=metrics["runs"][i], score=metrics["scores"][i])
+            else:
+                first = str(result.error).strip().splitlines()[-1][:300] if result.error else "no result"
+                row.update(status="failed", run=None, score=None, error=first)
+            rows.append(row)
+            if on_trial is not None:
+                on_trial(row)
+    rows.sort(key=lambda r: (r["id"]))
+    best = max((r for r in rows if r["score"] is not None), default=None,
+               key=lambda r: float(np.mean([x["score"] for x in rows if x["method"] == r["method"]
+                                            and x["score"] is not None])))
+    best_entry = None if best is None else {"method": best["method"], "config": best["config"]}
+    write_json(out / SWEEP_FILE, {**plan, "results": rows, "best": best_entry})
+    return _finish(spec, out, rows, best=best_entry)
 
 
 # ----------------------------------------------------------------------------- statistics

@@ -88,3 +88,31 @@ def test_a_sweep_runs_its_trials_as_ray_tasks_and_a_local_rerun_keeps_them(ray_r
     assert '<table id="summary">' in page and page.count('/report.html">m0') == 2
     assert all((Path(r["run"]) / "report.html").is_file() for r in again.trials)
 
+
+
+def test_a_search_samples_configurations_with_optuna_on_ray_tune(ray_runtime: None, tmp_path: Path) -> None:
+    from test_sweep import TINY
+
+    from workbench.sweep import load_sweep, run_sweep
+
+    body = TINY.format(task=REPO / "tasks" / "mujoco" / "reacher.yaml", steps=256, seeds="[0]", jobs=2)
+    body = body[:body.index("axes:")] + body[body.index("seeds:"):]  # a search has no axes
+    path = tmp_path / "search.yaml"
+    path.write_text(body + "executor: ray\nsearch:\n  samples: 2\n  space:\n"
+                    "    learner.hyperparams.learning_rate: {loguniform: [1.0e-5, 1.0e-3]}\n"
+                    "    learner.hyperparams.n_epochs: {randint: [1, 3]}\n")
+    out = tmp_path / "search"
+    result = run_sweep(load_sweep(path), path, out)
+    assert len(result.trials) == 2 and [r["status"] for r in result.trials] == ["finished"] * 2
+    for row in result.trials:
+        config = row["config"]
+        assert 1e-5 <= config["learner.hyperparams.learning_rate"] <= 1e-3
+        assert config["learner.hyperparams.n_epochs"] in (1, 2, 3)
+        run = Path(row["run"])
+        assert run.parent == out / "trials" / row["id"]
+        assert row["score"] == json.loads((run / "eval.json").read_text())["mean_return"]
+        assert f"n_epochs: {config['learner.hyperparams.n_epochs']}" in (run / "task.yaml").read_text()
+    record = json.loads((out / "sweep.json").read_text())
+    best = max(result.trials, key=lambda r: r["score"])
+    assert record["best"] == {"method": best["method"], "config": best["config"]}
+    assert len(result.summary) == 2  # each configuration is a method with its seeds' statistics

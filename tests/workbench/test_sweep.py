@@ -114,6 +114,16 @@ def test_trials_are_every_combination_of_the_axes_at_every_seed(tmp_path: Path) 
     ("name: x\ntask: TASK\naxes: {learner.hyperparams.gamma: []}\n", "axes.learner.hyperparams.gamma", "no values"),
     ("name: x\ntask: TASK\naxes: {learner.hyperparams.bogus_rate: [1]}\n", "bogus_rate", "bogus_rate"),
     ("name: x\ntask: TASK\nseeds: []\n", "seeds", "at least 1"),
+    ("name: x\ntask: TASK\nexecutor: ray\nsearch: {space: {learner.hyperparams.gamma: {choice: [0.9]}}}\n"
+     "axes: {training.n_envs: [2]}\n", "search", "axes or a search, not both"),
+    ("name: x\ntask: TASK\nsearch: {space: {learner.hyperparams.gamma: {choice: [0.9]}}}\n", "executor",
+     "runs on Ray Tune"),
+    ("name: x\ntask: TASK\nexecutor: ray\nsearch: {space: {learner.hyperparams.learning_rate: {normal: [0, 1]}}}\n",
+     "search.space.learner.hyperparams.learning_rate", "give one of uniform, loguniform, randint, choice"),
+    ("name: x\ntask: TASK\nexecutor: ray\nsearch: {space: {learner.hyperparams.learning_rate: "
+     "{loguniform: [0, 0.1]}}}\n", "search.space.learner.hyperparams.learning_rate", "low > 0"),
+    ("name: x\ntask: TASK\nexecutor: ray\nsearch: {space: {learner.hyperparams.gamma: {uniform: [0.9, 1.5]}}}\n",
+     "gamma", "gamma"),
 ])
 def test_a_malformed_sweep_file_is_one_error_naming_the_key(tmp_path: Path, body: str, key: str, words: str) -> None:
     from workbench.errors import TaskError
@@ -166,3 +176,44 @@ def test_a_killed_sweep_keeps_its_finished_trials_and_resumes_the_one_it_was_tra
     assert results["m00-s0"]["kept"] and results["m00-s0"]["run"] == first_run
     assert results["m01-s0"]["status"] == "finished" and Path(results["m01-s0"]["run"]) == second.parent  # resumed
     assert len(list((out / "trials" / "m01-s0").glob("*/run.json"))) == 1
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_sweep_file_loads_and_its_tasks_check_out(path: Path) -> None:
+    from workbench.spec import load_task
+    from workbench.sweep import load_sweep
+
+    spec = load_sweep(path)
+    for trial in plan_trials(spec):
+        load_task(path.parent / spec.task, list(trial.overrides))
+
+
+@pytest.mark.slow
+def test_a_killed_search_keeps_its_finished_trials_and_finishes_the_rest(tmp_path: Path) -> None:
+    pytest.importorskip("ray", reason="the ray extra is not installed")
+    body = TINY.format(task=REPO / "tasks" / "mujoco" / "reacher.yaml", steps=3072, seeds="[0]", jobs=1)
+    path = tmp_path / "search.yaml"
+    path.write_text(body[:body.index("axes:")] + body[body.index("seeds:"):] + "executor: ray\nsearch:\n"
+                    "  samples: 3\n  space: {learner.hyperparams.learning_rate: {loguniform: [1.0e-5, 1.0e-3]}}\n")
+    out = tmp_path / "search"
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "sweep", str(path), "--out", str(out), "-q"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline:  # one trial evaluated, another one training
+            evaluated = list((out / "trials").glob("*/*/eval.json"))
+            if evaluated and len(list((out / "trials").glob("*"))) >= 2:
+                break
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.2)
+        else:
+            pytest.fail("the search never finished a trial")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    kept = {p.parent for p in (out / "trials").glob("*/*/eval.json")}
+    done = cli("sweep", str(path), "--out", str(out), "--quiet")
+    assert done.returncode == 0, done.stderr
+    results = json.loads((out / "sweep.json").read_text())["results"]
+    assert len(results) == 3 and all(r["status"] == "finished" for r in results)
+    assert kept <= {Path(r["run"]) for r in results}  # a run that had finished is the trial's run, not redone
