@@ -58,6 +58,8 @@ class QDHyperparams(BaseModel):
     line_sigma: float = Field(0.2, ge=0, le=100)
     emitters: int = Field(2, ge=1, le=64)
     workers: int = Field(1, ge=1, le=256)
+    executor: Literal["local", "ray"] = Field("local", description="where rollouts run: local processes, or Ray "
+                                              "tasks ($RAY_ADDRESS's cluster, else a local runtime)")
     # serene
     chunk_evaluations: int = Field(320, ge=2, le=10_000_000,
                                    description="serene: evaluations per chunk of the meta-scheduler")
@@ -118,7 +120,7 @@ class QDHyperparams(BaseModel):
 
 
 # Keys each learner reads (others are refused: a key that does nothing is a mistake).
-_COMMON = {"outcome_grid", "population", "hidden", "init_sigma", "workers"}
+_COMMON = {"outcome_grid", "population", "hidden", "init_sigma", "workers", "executor"}
 KEYS: dict[str, set[str]] = {
     "ns": _COMMON | {"descriptor", "sigma", "k", "novelty_threshold", "parents"},
     "map_elites": _COMMON | {"descriptor", "descriptor_bounds", "descriptor_cells", "sigma", "emitter", "line_sigma"},

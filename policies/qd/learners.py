@@ -25,6 +25,7 @@ from policies.qd.config import QDHyperparams, parse_hyperparams
 from policies.qd.genome import MLPController, MLPPolicy
 from policies.qd.rollout import Evaluator, FrameSpec, Outcome, read_fields
 from workbench.errors import MissingDependency, TaskError, WorkbenchError
+from workbench.executor import RayOptions, make_executor
 from workbench.learner import FitHooks, TrainingInterrupted, TrainingStopped
 from workbench.runs import atomic_path
 
@@ -172,9 +173,10 @@ class QDLearner:
                 state.coverage = ribs.archives.GridArchive(solution_dim=controller.n_params, dims=g.cells,
                                                            ranges=list(zip(g.low, g.high)))
         self.attach(state.algo, run, hp)
+        executor = make_executor("ray", hp.workers, RayOptions()) if hp.executor == "ray" else None
         evaluator = Evaluator(env_fn, controller, descriptor=hp.descriptor,
                               outcome=hp.outcome_grid.fields if hp.outcome_grid else [], seed=spec.training.seed,
-                              workers=hp.workers, frames=self.frame_spec(hp, spec))
+                              workers=hp.workers, frames=self.frame_spec(hp, spec), executor=executor)
         saved_step = checkpoint[0] if checkpoint else 0
         next_eval = (state.steps // hooks.eval_every + 1) * hooks.eval_every if hooks.eval_every else 0
         try:
@@ -199,6 +201,8 @@ class QDLearner:
             raise TrainingStopped(saved_step, err) from None
         finally:
             evaluator.close()
+            if executor is not None:
+                executor.close()
         if state.generation == 0:
             raise TaskError(f"the budget of {budget} steps ran out before the first generation", file=spec.source_path,
                             key="training.total_steps", hint="raise training.total_steps")

@@ -1,5 +1,5 @@
-"""Full-episode rollouts of a population of genomes, in this process (1 worker) or in W worker
-processes that each build their env once from the env factory.
+"""Full-episode rollouts of a population of genomes, in this process (1 worker) or on an executor
+(W local worker processes, or Ray tasks) whose workers each build their env once from the env factory.
 
 An evaluation is identified by its index in the run (0, 1, 2, ...): its episode resets with a seed
 derived from (training seed, index) only, so the outcome of a genome does not depend on which
@@ -14,9 +14,7 @@ frame; an episode that ends early repeats its final frame).
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import signal
-import traceback
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +24,7 @@ import numpy as np
 
 from policies.qd.genome import MLPController
 from workbench.errors import WorkbenchError
+from workbench.executor import Executor, LocalExecutor, WorkerDied
 from workbench.wrappers import TaskWrapper
 
 __all__ = ["Outcome", "Evaluator", "FrameSpec", "episode_seed", "read_fields", "parse_field", "frame_steps"]
@@ -146,105 +145,72 @@ class _Runner:
         self.env.close()
 
 
-def _worker(conn: Any, payload: bytes) -> None:
-    import cloudpickle
+# The runner of each evaluation setup in this worker process (its env built once), by payload digest;
+# a worker of a shared executor keeps at most a few.
+_RUNNERS: dict[str, _Runner] = {}
+KEEP_RUNNERS = 2
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it checkpoints and stops us
-    runner = None
+
+def _evaluate_chunk(key: str, payload: bytes, genomes: np.ndarray, indices: list[int]) -> list[Outcome]:
+    """One executor job: a contiguous chunk of a generation, on this worker's runner for the setup."""
     try:
-        runner = _Runner(*cloudpickle.loads(payload))
-        conn.send(("ready", None))
-        while True:
-            try:
-                msg = conn.recv()
-            except EOFError:  # the parent is gone (killed): end quietly
-                return
-            if msg[0] == "close":
-                return
-            try:
-                conn.send(("ok", runner.run(msg[1], msg[2])))
-            except WorkbenchError as err:  # a user-fixable error (e.g. a reward program's)
-                conn.send(("user_error", f"{type(err).__name__}\n{err}"))
-            except Exception:
-                conn.send(("error", traceback.format_exc()))
-    except Exception:
-        try:
-            conn.send(("error", traceback.format_exc()))
-        except (BrokenPipeError, OSError):
-            pass
-    finally:
-        if runner is not None:
-            runner.close()
-        conn.close()
+        runner = _RUNNERS.get(key)
+        if runner is None:
+            import cloudpickle
+
+            while len(_RUNNERS) >= KEEP_RUNNERS:
+                _RUNNERS.pop(next(iter(_RUNNERS))).close()
+            runner = _RUNNERS[key] = _Runner(*cloudpickle.loads(payload))
+        return runner.run(genomes, indices)
+    except WorkbenchError as err:  # a user-fixable error (e.g. a reward program's): its message crosses over
+        raise WorkbenchError(str(err)) from None
 
 
 class Evaluator:
-    """Evaluates genomes as full episodes with ``workers`` processes (1: in this process)."""
+    """Evaluates genomes as full episodes: in this process (``workers`` 1 and no executor), or as one
+    job per contiguous chunk on an executor (:mod:`workbench.executor`: a local pool of ``workers``
+    processes by default, or Ray), each worker building the env once."""
 
     def __init__(self, env_fn: Callable[..., gym.Env], controller: MLPController, *, descriptor: Sequence[str],
-                 outcome: Sequence[str], seed: int, workers: int = 1, frames: FrameSpec | None = None):
-        self.workers = int(workers)
+                 outcome: Sequence[str], seed: int, workers: int = 1, frames: FrameSpec | None = None,
+                 executor: Executor | None = None):
         self._local: _Runner | None = None
-        self._procs: list[tuple[Any, Any]] = []
-        if self.workers <= 1:
+        self._executor = executor
+        self._owned = False
+        if executor is None and int(workers) <= 1:
+            self.workers = 1
             self._local = _Runner(env_fn, controller, descriptor, outcome, seed, frames)
             return
         import cloudpickle
 
-        payload = cloudpickle.dumps((env_fn, controller, list(descriptor), list(outcome), seed, frames))
-        ctx = mp.get_context("forkserver")
-        try:
-            for _ in range(self.workers):
-                parent, child = ctx.Pipe()
-                proc = ctx.Process(target=_worker, args=(child, payload), daemon=True)
-                proc.start()
-                child.close()
-                self._procs.append((proc, parent))
-            for _, conn in self._procs:
-                self._receive(conn)
-        except BaseException:
-            self.close()
-            raise
-
-    @staticmethod
-    def _receive(conn: Any) -> Any:
-        try:
-            kind, value = conn.recv()
-        except EOFError:
-            raise RuntimeError("a rollout worker died (see its output above)") from None
-        if kind == "user_error":
-            name, _, message = value.partition("\n")
-            raise WorkbenchError(message)
-        if kind == "error":
-            raise RuntimeError(f"a rollout worker failed:\n{value}")
-        return value
+        self._payload = cloudpickle.dumps((env_fn, controller, list(descriptor), list(outcome), seed, frames))
+        self._key = hashlib.sha256(self._payload).hexdigest()
+        if self._executor is None:
+            self._executor = LocalExecutor(int(workers))
+            self._owned = True
+        self.workers = self._executor.jobs
 
     def evaluate(self, genomes: np.ndarray, first_index: int) -> list[Outcome]:
         genomes = np.asarray(genomes, dtype=np.float64)
         indices = list(range(first_index, first_index + len(genomes)))
         if self._local is not None:
             return self._local.run(genomes, indices)
-        chunks = [c for c in np.array_split(np.arange(len(genomes)), len(self._procs)) if len(c)]
-        for (_, conn), chunk in zip(self._procs, chunks):
-            conn.send(("run", genomes[chunk], [indices[i] for i in chunk]))
+        assert self._executor is not None
+        chunks = [c for c in np.array_split(np.arange(len(genomes)), self.workers) if len(c)]
+        futures = [self._executor.submit(_evaluate_chunk, self._key, self._payload, genomes[chunk],
+                                         [indices[i] for i in chunk]) for chunk in chunks]
         results: list[Outcome] = []
-        for (_, conn), _chunk in zip(self._procs, chunks):
-            results.extend(self._receive(conn))
+        for future in futures:
+            try:
+                results.extend(future.result())
+            except WorkerDied as err:
+                raise RuntimeError(f"a rollout worker died: {err}") from None
         return results
 
     def close(self) -> None:
         if self._local is not None:
             self._local.close()
             self._local = None
-        for _proc, conn in self._procs:
-            try:
-                conn.send(("close",))
-            except (BrokenPipeError, OSError):
-                pass
-        for proc, conn in self._procs:
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(timeout=5)
-            conn.close()
-        self._procs = []
+        if self._executor is not None and self._owned:
+            self._executor.close()
+        self._executor = None

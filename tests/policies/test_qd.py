@@ -96,13 +96,16 @@ def test_sigkill_then_resume_continues_from_the_checkpointed_generation(tmp_path
     assert np.array_equal(resumed.data("measures"), uninterrupted.data("measures"))
 
 
-def test_two_workers_give_the_same_archive_as_one(tmp_path: Path) -> None:
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_two_workers_give_the_same_archive_as_one(tmp_path: Path, executor: str) -> None:
     from workbench.pipeline import train_and_evaluate
 
+    if executor == "ray":
+        pytest.importorskip("ray", reason="the ray extra is not installed")
     found = []
-    for workers in (1, 2):
+    for workers, where in ((1, "local"), (2, executor)):  # one in-process evaluator against two workers
         spec = load_task(MAZE, [*TINY, f"training.total_steps={2 * GEN}", f"learner.hyperparams.workers={workers}",
-                                "evaluation.episodes=1"])
+                                "evaluation.episodes=1", f"learner.hyperparams.executor={where}"])
         result = train_and_evaluate(spec, tmp_path / f"w{workers}")
         with open(result.run.path / "qd" / "novelty_archive.pkl", "rb") as fh:
             archive = pickle.load(fh)
