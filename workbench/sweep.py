@@ -68,7 +68,7 @@ from workbench.runs import RUN_FILE, TASK_FILE, Run, atomic_path, atomic_write, 
 from workbench.spec import parse_overrides, parse_yaml, pydantic_error_to_task_error, read_bounded
 
 __all__ = ["SweepSpec", "SearchSpec", "Trial", "load_sweep", "plan_trials", "run_sweep", "summarize", "SweepResult",
-           "interval", "performance_profile", "write_sweep_plot", "run_trial"]
+           "interval", "performance_profile", "profile_band", "write_sweep_plot", "run_trial"]
 
 SWEEP_FILE = "sweep.json"
 PLOT_FILE = "sweep.png"
@@ -498,6 +498,21 @@ def performance_profile(scores: list[float], thresholds: np.ndarray) -> np.ndarr
     return (x[None, :] > thresholds[:, None]).mean(axis=1) if len(x) else np.full(len(thresholds), np.nan)
 
 
+def profile_band(scores: list[float], thresholds: np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The performance profile's 95% percentile bootstrap band over seeds (rliable draws its
+    profiles with this band): each resample of the seeds gives a profile; the band holds the middle
+    95% of them at every threshold."""
+    x = np.asarray(scores, dtype=np.float64)
+    if len(x) < 2:
+        point = performance_profile(scores, thresholds)
+        return point, point
+    rng = np.random.default_rng(seed)
+    draws = x[rng.integers(0, len(x), size=(BOOTSTRAP_RESAMPLES, len(x)))]  # (resamples, seeds)
+    profiles = (draws[:, None, :] > thresholds[None, :, None]).mean(axis=2)  # (resamples, thresholds)
+    tail = (1 - CONFIDENCE) / 2 * 100
+    return np.percentile(profiles, tail, axis=0), np.percentile(profiles, 100 - tail, axis=0)
+
+
 def write_sweep_plot(path: Path, summary: list[dict[str, Any]], *, title: str) -> Path | None:
     """``sweep.png``: per method the mean and IQM with their 95% intervals, and the performance
     profiles (the fraction of seeds above each score) side by side. None when no trial finished."""
@@ -525,9 +540,11 @@ def write_sweep_plot(path: Path, summary: list[dict[str, Any]], *, title: str) -
     pad = 0.05 * (high - low or 1.0)
     thresholds = np.linspace(low - pad, high + pad, 200)
     for m in methods:
-        right.plot(thresholds, performance_profile(m["scores"], thresholds), label=m["method"][:48])
+        line, = right.plot(thresholds, performance_profile(m["scores"], thresholds), label=m["method"][:48])
+        low_band, high_band = profile_band(m["scores"], thresholds)
+        right.fill_between(thresholds, low_band, high_band, color=line.get_color(), alpha=0.2, linewidth=0)
     right.set_xlabel(f"{methods[0]['metric']} threshold τ")
-    right.set_ylabel("fraction of seeds with score > τ")
+    right.set_ylabel(f"fraction of seeds with score > τ ({int(CONFIDENCE * 100)}% band)")
     right.set_ylim(-0.02, 1.02)
     right.legend(fontsize=7)
     fig.suptitle(title)

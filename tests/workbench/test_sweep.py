@@ -16,7 +16,7 @@ import pytest
 from scipy.stats import trim_mean
 from workbench_testing import REPO, cli
 
-from workbench.sweep import interval, performance_profile, plan_trials, summarize
+from workbench.sweep import interval, performance_profile, plan_trials, profile_band, summarize
 
 TINY = """\
 name: tiny
@@ -88,6 +88,13 @@ def test_the_statistics_are_rliables_iqm_and_mean_with_percentile_bootstrap_inte
     assert b["seeds"] == 0 and "mean" not in b
     profile = performance_profile([0.2, 0.5, 0.9], np.array([0.0, 0.2, 0.6, 0.9, 1.0]))
     np.testing.assert_allclose(profile, [1.0, 2 / 3, 1 / 3, 0.0, 0.0])  # fraction of seeds strictly above τ
+    taus = np.linspace(0.0, 1.0, 21)
+    scores = [0.2, 0.5, 0.9, 0.4, 0.7]
+    low, high = profile_band(scores, taus)
+    point = performance_profile(scores, taus)
+    assert np.all(low <= point) and np.all(point <= high) and np.any(low < high)  # the band holds the profile
+    assert np.all(np.diff(low) <= 0) and np.all(np.diff(high) <= 0)  # and falls with τ, like it
+    assert low[0] == high[0] == 1.0 and low[-1] == high[-1] == 0.0  # every resample agrees at the ends
 
 
 def test_trials_are_every_combination_of_the_axes_at_every_seed(tmp_path: Path) -> None:
