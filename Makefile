@@ -65,7 +65,7 @@ bench: install-dev
 	$(BIN)/python benchmarks/vla.py --seeds 0 1 2  # BC vs BC+GRAPE vs BC+SRPO on held-out instructions: ~1 h per seed here
 	$(BIN)/workbench data collect tasks/vla/maniskill_bc.yaml --policy reference --episodes 600 --out maniskill_instruct-demos-v0 --force
 	$(BIN)/python benchmarks/vla.py --suite maniskill --seeds 0 1 --bc-updates 4000 --rollout-steps 9600
-	$(BIN)/python benchmarks/sweep_overhead.py     # a 4-trial sweep: plain loop vs the local executor
+	$(BIN)/python benchmarks/sweep_overhead.py     # a 4-trial sweep: plain loop vs the local pool vs Ray
 
 clean:
 	rm -rf $(VENV) *.egg-info

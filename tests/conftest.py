@@ -7,6 +7,7 @@ import os
 import signal
 import tempfile
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -71,3 +72,14 @@ def tiny_task(tmp_path: Path) -> Path:
         "evaluation: {episodes: 3, video: false}\n"
     )
     return path
+
+
+@pytest.fixture(scope="session")
+def ray_runtime() -> Iterator[None]:
+    """One local Ray runtime (127.0.0.1, 2 CPUs) for every test that uses Ray: a RayExecutor joins a
+    runtime that is already up and leaves it running; this shuts it down at the end of the session."""
+    ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             _node_ip_address="127.0.0.1")
+    yield
+    ray.shutdown()

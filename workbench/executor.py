@@ -109,11 +109,12 @@ class LocalExecutor(Executor):
             pool = self._pool
             inner = pool.submit(fn, *args)
         inner.add_done_callback(lambda done: self._settle(outer, done, pool, fn, args))
+        outer.add_done_callback(lambda done: done.cancelled() and inner.cancel())  # cancelled: not run if queued
         return outer
 
     def _settle(self, outer: Future[T], inner: Future[T], pool: ProcessPoolExecutor,
                 fn: Callable[..., T], args: tuple[Any, ...]) -> None:
-        if inner.cancelled():
+        if inner.cancelled() or outer.done():  # outer.done(): the caller cancelled it
             outer.cancel()
             return
         error = inner.exception()
@@ -132,6 +133,8 @@ class LocalExecutor(Executor):
 
     def _rerun_alone(self, outer: Future[T], fn: Callable[..., T], args: tuple[Any, ...]) -> None:
         with self._lock:
+            if outer.done():  # the caller cancelled it
+                return
             if self._closed:
                 outer.set_exception(WorkerDied("the executor was closed before the job could rerun"))
                 return
@@ -192,11 +195,12 @@ class RayExecutor(Executor):
         ray = _ray()
         self.options = options
         self._started = not ray.is_initialized()
-        if self._started:
+        if self._started:  # a local runtime listens on 127.0.0.1 only: nothing of it is reachable from outside
+            address = options.address or os.environ.get("RAY_ADDRESS") or "local"
+            local = {"num_cpus": os.cpu_count(), "_node_ip_address": "127.0.0.1"} if address == "local" else {}
             try:
-                address = options.address or os.environ.get("RAY_ADDRESS") or "local"
-                ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                         configure_logging=False, **({"num_cpus": os.cpu_count()} if address == "local" else {}))
+                ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                         **local)
             except ConnectionError as err:
                 raise WorkbenchError(f"no Ray cluster at address {address!r}: {err}\n"
                                      "  fix: start one (`ray start --head` on the head node), or drop "
@@ -238,6 +242,8 @@ class RayExecutor(Executor):
 
         def settle(done: Future[Any]) -> None:
             self._slots.release()
+            if outer.done():  # the caller cancelled it
+                return
             error = done.exception()
             if error is None:
                 outer.set_result(done.result())
@@ -250,6 +256,7 @@ class RayExecutor(Executor):
                 outer.set_exception(error)
 
         ref.future().add_done_callback(settle)
+        outer.add_done_callback(lambda done: done.cancelled() and ray.cancel(ref))
 
     def close(self, *, terminate: bool = False) -> None:
         ray = _ray()

@@ -97,11 +97,12 @@ def test_sigkill_then_resume_continues_from_the_checkpointed_generation(tmp_path
 
 
 @pytest.mark.parametrize("executor", ["local", "ray"])
-def test_two_workers_give_the_same_archive_as_one(tmp_path: Path, executor: str) -> None:
+def test_two_workers_give_the_same_archive_as_one(tmp_path: Path, executor: str,
+                                                  request: pytest.FixtureRequest) -> None:
     from workbench.pipeline import train_and_evaluate
 
     if executor == "ray":
-        pytest.importorskip("ray", reason="the ray extra is not installed")
+        request.getfixturevalue("ray_runtime")  # the session's local Ray runtime
     found = []
     for workers, where in ((1, "local"), (2, executor)):  # one in-process evaluator against two workers
         spec = load_task(MAZE, [*TINY, f"training.total_steps={2 * GEN}", f"learner.hyperparams.workers={workers}",

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,14 +15,6 @@ from workbench_testing import REPO
 from workbench.executor import Executor, LocalExecutor, RayExecutor, RayOptions, WorkerDied, make_executor
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
-
-
-@pytest.fixture(scope="module")
-def ray_runtime() -> Iterator[None]:
-    """One local Ray runtime for the module (RayExecutor joins a runtime that is already up)."""
-    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    yield
-    ray.shutdown()
 
 
 def _outcomes(executor: Executor) -> list[object]:

@@ -10,6 +10,7 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from reward_synthesis.llm.sources import make_client
@@ -30,6 +31,7 @@ evaluation: {episodes: 3, video: false}
 """
 
 
+@pytest.mark.slow  # ~13 s on 2 cores; the default suite runs the search end to end in test_eureka.py
 def test_eureka_search_with_the_local_model(llm_env: dict, tmp_path: Path) -> None:
     (tmp_path / "tiny.yaml").write_text(TINY)
     spec = load_task(tmp_path / "tiny.yaml")

@@ -101,6 +101,7 @@ def test_run_with_a_text2reward_task_synthesizes_then_trains_or_reports(llm_env:
         assert (kept / "llm" / "transcript.jsonl").is_file() and (kept / "reward" / "synthesis.json").is_file()
 
 
+@pytest.mark.slow  # ~17 s on 2 cores; the refine prompt is checked in test_text2reward.py, the live repair loop here
 def test_refine_makes_the_next_version_or_reports(llm_env: dict, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     trained = subprocess.run(
