@@ -739,13 +739,15 @@ def sweep(
                       + (f" ({row['error']})" if row.get("error") else ""))
 
     result = run_sweep(spec, sweep_file, directory, extra=list(set_ or []), on_trial=heard)
-    table = Table(title=f"{spec.name}: {spec.metric} over seeds (95% bootstrap CI)")
-    for col in ("method", "seeds", "mean [CI]", "IQM [CI]"):
+    several = len(spec.task_files()) > 1
+    table = Table(title=f"{spec.name}: {spec.metric} over seeds (95% bootstrap CI"
+                  + ("; all tasks: stratified)" if several else ")"))
+    for col in (["task"] if several else []) + ["method", "seeds", "mean [CI]", "IQM [CI]"]:
         table.add_column(col)
     for entry in result.summary:
         cells = [f"{entry[k]:.3f} [{entry[k + '_low']:.3f}, {entry[k + '_high']:.3f}]" if k in entry else "-"
                  for k in ("mean", "iqm")]
-        table.add_row(entry["method"], str(entry["seeds"]), *cells)
+        table.add_row(*([entry.get("task", "")] if several else []), entry["method"], str(entry["seeds"]), *cells)
     out.print(table)
     if result.best is not None:
         out.print(f"[bold]best[/] {result.best['method']}", highlight=False)

@@ -213,7 +213,8 @@ def sweep_report(sweep: Path) -> str:
     summary = _read_json(sweep / "summary.json") or {}
     metric = summary.get("metric") or (record.get("sweep") or {}).get("metric", "score")
     confidence = int(100 * float(summary.get("confidence", 0.95)))
-    sections = [f"<p>{len(record.get('results', []))} trials of <code>{_esc(record.get('task_file', '?'))}</code>; "
+    files = record.get("task_files") or [record.get("task_file", "?")]
+    sections = [f"<p>{len(record.get('results', []))} trials of <code>{_esc(', '.join(files))}</code>; "
                 f"metric <b>{_esc(metric)}</b>, {confidence}% bootstrap intervals over seeds.</p>"]
     methods = summary.get("methods") or []
     if methods:
@@ -221,9 +222,9 @@ def sweep_report(sweep: Path) -> str:
             return f"{m[k]:.3f} [{m[k + '_low']:.3f}, {m[k + '_high']:.3f}]" if k in m else "-"
 
         sections.append("<h2>Comparison</h2>")
-        sections.append(_table(["method", "seeds", "mean [CI]", "IQM [CI]"],
-                               [[m["method"], m["seeds"], cell(m, "mean"), cell(m, "iqm")] for m in methods],
-                               table_id="summary"))
+        sections.append(_table(["task", "method", "seeds", "mean [CI]", "IQM [CI]"],
+                               [[m.get("task", ""), m["method"], m["seeds"], cell(m, "mean"), cell(m, "iqm")]
+                                for m in methods], table_id="summary"))
     if (sweep / "sweep.png").is_file():
         sections.append(f'<img alt="intervals and performance profiles" '
                         f'src="{_data_uri(sweep / "sweep.png", "image/png")}">')
@@ -235,10 +236,10 @@ def sweep_report(sweep: Path) -> str:
             link = _Html(f'<a href="{_esc((run / REPORT_FILE).relative_to(sweep))}">{_esc(row["id"])}</a>')
         else:
             link = _Html(_esc(row["id"]))
-        rows.append([link, row.get("method"), row.get("seed"), row.get("status"),
+        rows.append([link, row.get("task", ""), row.get("method"), row.get("seed"), row.get("status"),
                      row.get("score") if row.get("score") is not None else "-", row.get("error", "")])
     sections.append("<h2>Trials</h2>")
-    sections.append(_table(["trial", "method", "seed", "status", metric, "error"], rows, table_id="trials"))
+    sections.append(_table(["trial", "task", "method", "seed", "status", metric, "error"], rows, table_id="trials"))
     name = (record.get("sweep") or {}).get("name", sweep.name)
     return _page(f"Sweep {name}", sections)
 

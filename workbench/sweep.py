@@ -12,6 +12,10 @@ A sweep file (``sweeps/*.yaml``)::
     metric: success_rate                        # from each trial's eval.json: success_rate | mean_return
     jobs: 2                                     # trials at once (processes)
 
+Several tasks: ``tasks: [a.yaml, b.yaml]`` instead of ``task:`` runs every method on each (trial ids
+``t<task>-m<method>-s<seed>``); the statistics are per task and method, and with ``success_rate``
+(one scale on every task) also over all tasks per method, by rliable's stratified bootstrap.
+
 The sweep directory (``--out``, default ``runs/sweeps/<name>``) holds ``sweep.json`` (the trials and
 where they stand), ``trials/<id>/`` (each trial's run directory) and the summary (``summary.csv``,
 ``summary.json``, and ``sweep.png``: the intervals and the performance profiles). Run the same
@@ -20,9 +24,10 @@ command again after a kill: finished trials are kept, a trial that wrote a check
 
 Statistics (Agarwal et al. 2021, rliable): per method, the mean and the interquartile mean (IQM: the
 mean of the middle 50% of seeds' scores) with 95% percentile bootstrap confidence intervals over seeds
-(one task: the stratified bootstrap is the plain one). They are computed with scipy.stats
-(``trim_mean``, ``bootstrap``), which is what rliable's IQM calls; rliable itself does not install
-beside this environment's pandas 3 (it pins arch < 8, whose 7.x releases fail to import with pandas 3).
+(per task the plain bootstrap; over several tasks the stratified one, resampling seeds within each
+task). They are computed with scipy.stats (``trim_mean``, ``bootstrap``), ``trim_mean`` being what
+rliable's IQM calls; rliable itself does not install beside this environment's pandas 3 (it pins
+arch < 8, whose 7.x releases fail to import with pandas 3).
 
 Executors (:mod:`workbench.executor`): ``local`` (a process pool, ``jobs`` at once) or ``ray`` (each
 trial a Ray task with ``ray.cpus_per_trial`` / ``ray.gpus_per_trial``, fractions share a GPU, on a local
@@ -68,7 +73,7 @@ from workbench.runs import RUN_FILE, TASK_FILE, Run, atomic_path, atomic_write, 
 from workbench.spec import parse_overrides, parse_yaml, pydantic_error_to_task_error, read_bounded
 
 __all__ = ["SweepSpec", "SearchSpec", "Trial", "load_sweep", "plan_trials", "run_sweep", "summarize", "SweepResult",
-           "interval", "performance_profile", "profile_band", "write_sweep_plot", "run_trial"]
+           "interval", "stratified_interval", "performance_profile", "profile_band", "write_sweep_plot", "run_trial"]
 
 SWEEP_FILE = "sweep.json"
 PLOT_FILE = "sweep.png"
@@ -107,7 +112,9 @@ class SweepSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="the sweep's name (its default directory)")
-    task: str = Field(description="the base task file, relative to the sweep file")
+    task: str | None = Field(None, description="the base task file, relative to the sweep file")
+    tasks: list[str] | None = Field(None, min_length=1, description="several base tasks (instead of task): "
+                                    "every method runs on each; statistics per task and over all tasks")
     set: dict[str, Any] = Field(default_factory=dict, description="overrides every trial takes (key.path: value)")
     axes: dict[str, list[Any]] = Field(default_factory=dict, description="key.path: [values]; every combination "
                                        "is a method")
@@ -118,18 +125,24 @@ class SweepSpec(BaseModel):
     ray: RaySettings = Field(default_factory=lambda: RaySettings(), description="executor: ray only")
     search: SearchSpec | None = Field(None, description="a Ray Tune search instead of axes (needs executor: ray)")
 
+    def task_files(self) -> list[str]:
+        """The base task files, as written (relative to the sweep file)."""
+        return list(self.tasks) if self.tasks else [self.task] if self.task else []
+
     def ray_options(self) -> RayOptions:
         return RayOptions(self.ray.address, self.ray.cpus_per_trial, self.ray.gpus_per_trial)
 
 
 @dataclass(frozen=True)
 class Trial:
-    """One training run of the sweep: a method (its axis values) at one seed."""
+    """One training run of the sweep: a method (its axis values) on a task at one seed."""
 
     id: str
     method: str
     seed: int
     overrides: tuple[str, ...]
+    task: str = ""        # the task file as the sweep names it
+    task_label: str = ""  # its name in tables (the file's stem)
 
 
 @dataclass
@@ -177,16 +190,27 @@ def load_sweep(path: Path, *, executor: str | None = None, jobs: int | None = No
         if key == "training.seed":
             raise TaskError("seeds have their own key", file=file, key=f"axes.{key}",
                             hint="write seeds: [0, 1, 2] instead of an axis on training.seed")
+    if (spec.task is None) == (spec.tasks is None):
+        raise TaskError("give the base task as task: FILE, or several as tasks: [FILE, ...] (one of the two)",
+                        file=file, key="task", hint="task: ../tasks/mujoco/reacher.yaml")
     if spec.search is not None:
         _check_search(spec, file)
-    if not (path.parent / spec.task).is_file():
-        raise TaskError(f"no task file {spec.task!r} next to the sweep file", file=file, key="task",
-                        hint="a task YAML path relative to the sweep file, e.g. ../tasks/mujoco/reacher.yaml")
+    key = "task" if spec.task is not None else "tasks"
+    for task in spec.task_files():
+        if not (path.parent / task).is_file():
+            raise TaskError(f"no task file {task!r} next to the sweep file", file=file, key=key,
+                            hint="a task YAML path relative to the sweep file, e.g. ../tasks/mujoco/reacher.yaml")
+    if len({Path(t).stem for t in spec.task_files()}) < len(spec.task_files()):
+        raise TaskError("two tasks share a file name (the name is the task's label in the tables)", file=file,
+                        key="tasks", hint="give each task file its own name")
     return spec
 
 
 def _check_search(spec: SweepSpec, file: str) -> None:
     assert spec.search is not None
+    if spec.tasks and len(spec.tasks) > 1:
+        raise TaskError("a search tunes one task", file=file, key="tasks",
+                        hint="task: FILE (one search per task)")
     if spec.axes:
         raise TaskError("a sweep has axes or a search, not both", file=file, key="search",
                         hint="move the axes into search.space as {choice: [...]}, or drop search")
@@ -216,16 +240,21 @@ def _check_search(spec: SweepSpec, file: str) -> None:
 
 
 def plan_trials(spec: SweepSpec, extra: list[str] | None = None) -> list[Trial]:
-    """Every method (combination of axis values) at every seed, in a fixed order."""
+    """Every method (combination of axis values) on every task at every seed, in a fixed order.
+    Trial ids: ``m<method>-s<seed>``, prefixed ``t<task>-`` when the sweep has several tasks."""
     fixed = [_override(k, v) for k, v in spec.set.items()] + list(extra or [])
     keys = list(spec.axes)
     combos = list(itertools.product(*(spec.axes[k] for k in keys))) if keys else [()]
+    tasks = spec.task_files()
     trials = []
-    for m, combo in enumerate(combos):
-        method = " ".join(f"{k}={_label(v)}" for k, v in zip(keys, combo)) or "base"
-        overrides = [*fixed, *(_override(k, v) for k, v in zip(keys, combo))]
-        for seed in spec.seeds:
-            trials.append(Trial(f"m{m:02d}-s{seed}", method, seed, (*overrides, f"training.seed={seed}")))
+    for t, task in enumerate(tasks):
+        prefix = f"t{t:02d}-" if len(tasks) > 1 else ""
+        for m, combo in enumerate(combos):
+            method = " ".join(f"{k}={_label(v)}" for k, v in zip(keys, combo)) or "base"
+            overrides = [*fixed, *(_override(k, v) for k, v in zip(keys, combo))]
+            for seed in spec.seeds:
+                trials.append(Trial(f"{prefix}m{m:02d}-s{seed}", method, seed, (*overrides, f"training.seed={seed}"),
+                                    task, Path(task).stem))
     return trials
 
 
@@ -278,24 +307,27 @@ def run_sweep(spec: SweepSpec, sweep_file: Path, out: Path, *, extra: list[str] 
               on_trial: Callable[[dict[str, Any]], None] | None = None) -> SweepResult:
     """Run (or finish) every trial, then summarise. ``on_trial`` hears of each trial as it ends."""
     trials = plan_trials(spec, extra)
-    task_file = str((sweep_file.parent / spec.task).resolve())
-    plan: dict[str, Any] = {"sweep": spec.model_dump(), "task_file": task_file, "extra": list(extra or []),
-            "trials": [{"id": t.id, "method": t.method, "seed": t.seed, "overrides": list(t.overrides)}
-                       for t in trials]}
+    files = {task: str((sweep_file.parent / task).resolve()) for task in spec.task_files()}
+    plan: dict[str, Any] = {"sweep": spec.model_dump(), "task_files": list(files.values()),
+                            "extra": list(extra or []),
+                            "trials": [{"id": t.id, "task": t.task_label, "method": t.method, "seed": t.seed,
+                                        "overrides": list(t.overrides)} for t in trials]}
     record_file = out / SWEEP_FILE
     if record_file.is_file():
         kept = json.loads(record_file.read_text())
         where = ("executor", "jobs", "ray")  # how trials run is no part of what they are
         same = {k: v for k, v in kept.get("sweep", {}).items() if k not in where} == \
             {k: v for k, v in spec.model_dump().items() if k not in where}
-        if not same or any(kept.get(k) != plan[k] for k in ("task_file", "extra")):
+        kept_files = kept.get("task_files") or [kept.get("task_file")]  # task_file: sweeps before several tasks
+        if not same or kept_files != plan["task_files"] or kept.get("extra") != plan["extra"]:
             raise WorkbenchError(f"{out} holds another sweep (its sweep.json differs from {sweep_file} and these "
                                  "--set values)\n  fix: --out another directory, or rerun with the same file and --set")
     from workbench.spec import load_task
 
-    for t in {t.method: t for t in trials}.values():  # each method's task checks out before any trial runs
-        load_task(task_file, list(t.overrides))
+    for t in {(t.task, t.method): t for t in trials}.values():  # every task x method checks out first
+        load_task(files[t.task], list(t.overrides))
     if spec.search is not None:
+        (task_file,) = files.values()
         for key, domain in spec.search.space.items():  # every bound of the space is a valid task
             for value in next(iter(domain.values())):
                 load_task(task_file, [*trials[0].overrides, _override(key, value)])
@@ -303,8 +335,8 @@ def run_sweep(spec: SweepSpec, sweep_file: Path, out: Path, *, extra: list[str] 
         return _run_search(spec, task_file, out, plan, on_trial)
     out.mkdir(parents=True, exist_ok=True)
     rows: dict[str, dict[str, Any]] = {
-        t.id: {"id": t.id, "method": t.method, "seed": t.seed, "status": "pending", "run": None, "score": None}
-        for t in trials}
+        t.id: {"id": t.id, "task": t.task_label, "method": t.method, "seed": t.seed, "status": "pending", "run": None,
+               "score": None} for t in trials}
 
     def save() -> None:
         write_json(record_file, {**plan, "results": list(rows.values())})
@@ -318,7 +350,7 @@ def run_sweep(spec: SweepSpec, sweep_file: Path, out: Path, *, extra: list[str] 
         else:
             todo.append(t)
     save()
-    calls = [(task_file, str(out / "trials" / t.id), list(t.overrides)) for t in todo]
+    calls = [(files[t.task], str(out / "trials" / t.id), list(t.overrides)) for t in todo]
     with make_executor(spec.executor, spec.jobs, spec.ray_options()) as executor:
         for i, future in executor.map_unordered(run_trial, calls):
             t = todo[i]
@@ -420,7 +452,8 @@ def _run_search(spec: SweepSpec, task_file: str, out: Path, plan: dict[str, Any]
         metrics = result.metrics or {}
         trial = metrics.get("trial_id") or Path(result.path).name
         for i, seed in enumerate(spec.seeds):
-            row: dict[str, Any] = {"id": f"{trial}-s{seed}", "method": method, "seed": seed, "config": config}
+            row: dict[str, Any] = {"id": f"{trial}-s{seed}", "task": Path(task_file).stem, "method": method,
+                                   "seed": seed, "config": config}
             if result.error is None and "runs" in metrics:
                 row.update(status="finished", run=metrics["runs"][i], score=metrics["scores"][i])
             else:
@@ -465,30 +498,66 @@ def interval(scores: list[float], statistic: Callable[..., np.ndarray], seed: in
     return point, float(ci.low), float(ci.high)
 
 
+ALL_TASKS = "all tasks"
+
+
+def stratified_interval(groups: list[list[float]], statistic: Callable[..., np.ndarray],
+                        seed: int = 0) -> tuple[float, float, float]:
+    """rliable's stratified bootstrap over several tasks: each resample draws every task's seeds
+    with replacement within that task, then takes the statistic over all of them together;
+    (point estimate, low, high) with the 95% percentile interval."""
+    groups = [list(g) for g in groups if len(g)]
+    pooled = np.concatenate([np.asarray(g, dtype=np.float64) for g in groups])
+    point = float(statistic(pooled))
+    if len(pooled) < 2 or np.all(pooled == pooled[0]):
+        return point, point, point
+    rng = np.random.default_rng(seed)
+    draws = np.concatenate([np.asarray(g, dtype=np.float64)[rng.integers(0, len(g), size=(BOOTSTRAP_RESAMPLES, len(g)))]
+                            for g in groups], axis=1)  # (resamples, all seeds of all tasks)
+    values = statistic(draws, axis=-1)
+    tail = (1 - CONFIDENCE) / 2 * 100
+    return point, float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+
+
 def summarize(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
-    """Per method: seeds, mean and IQM with their 95% bootstrap intervals (finished trials only)."""
-    methods: dict[str, list[float]] = {}
+    """Per task and method: seeds, mean and IQM with their 95% bootstrap intervals (finished trials
+    only). With several tasks and ``success_rate`` (one scale on every task), each method also gets an
+    ``all tasks`` entry: the statistics over every task's seeds, intervals by stratified bootstrap.
+    (``mean_return`` is on each task's own scale, so it is not pooled.)"""
+    cells: dict[tuple[str, str], list[float]] = {}
     for row in rows:
-        methods.setdefault(row["method"], [])
+        cells.setdefault((row.get("task", ""), row["method"]), [])
         if row["status"] == "finished" and row["score"] is not None:
-            methods[row["method"]].append(row["score"])
+            cells[(row.get("task", ""), row["method"])].append(row["score"])
     out = []
-    for method, scores in methods.items():
-        entry: dict[str, Any] = {"method": method, "metric": metric, "seeds": len(scores), "scores": scores}
+    for (task, method), scores in cells.items():
+        entry: dict[str, Any] = {"task": task, "method": method, "metric": metric, "seeds": len(scores),
+                                 "scores": scores}
         if scores:
             for name, fn in (("mean", _mean), ("iqm", _iqm)):
                 point, low, high = interval(scores, fn)
                 entry.update({name: point, f"{name}_low": low, f"{name}_high": high})
         out.append(entry)
+    tasks = list(dict.fromkeys(task for task, _ in cells))
+    if len(tasks) > 1 and metric == "success_rate":
+        for method in dict.fromkeys(m for _, m in cells):
+            groups = [cells.get((task, method), []) for task in tasks]
+            entry = {"task": ALL_TASKS, "method": method, "metric": metric, "seeds": sum(map(len, groups)),
+                     "scores": [x for g in groups for x in g], "tasks": sum(1 for g in groups if g)}
+            if entry["seeds"]:
+                for name, fn in (("mean", _mean), ("iqm", _iqm)):
+                    point, low, high = stratified_interval(groups, fn)
+                    entry.update({name: point, f"{name}_low": low, f"{name}_high": high})
+            out.append(entry)
     return out
 
 
 def _csv(summary: list[dict[str, Any]]) -> str:
-    cols = ["method", "metric", "seeds", "mean", "mean_low", "mean_high", "iqm", "iqm_low", "iqm_high"]
+    cols = ["task", "method", "metric", "seeds", "mean", "mean_low", "mean_high", "iqm", "iqm_low", "iqm_high"]
     lines = [",".join(cols)]
     for entry in summary:
-        lines.append(",".join(json.dumps(entry.get(c, "")) if c in ("method", "metric") else str(entry.get(c, ""))
-                              for c in cols))
+        lines.append(",".join(json.dumps(entry.get(c, "")) if c in ("task", "method", "metric")
+                              else str(entry.get(c, "")) for c in cols))
     return "\n".join(lines) + "\n"
 
 
@@ -519,6 +588,8 @@ def write_sweep_plot(path: Path, summary: list[dict[str, Any]], *, title: str) -
     methods = [m for m in summary if m["seeds"]]
     if not methods:
         return None
+    several = len({m.get("task", "") for m in methods}) > 1
+    names = [(f"{m.get('task', '')}: " if several else "") + m["method"] for m in methods]
     import matplotlib
 
     matplotlib.use("Agg")  # files only, never a window
@@ -531,7 +602,7 @@ def write_sweep_plot(path: Path, summary: list[dict[str, Any]], *, title: str) -
                            [m[f"{name}_high"] - m[name] for m in methods]])
         where = np.arange(len(methods)) + (0.15 if row else -0.15)
         left.errorbar(points, where, xerr=errors, fmt="o", capsize=4, label=name.upper() if row else "mean")
-    left.set_yticks(np.arange(len(methods)), [m["method"][:48] for m in methods], fontsize=8)
+    left.set_yticks(np.arange(len(methods)), [name[:56] for name in names], fontsize=8)
     left.invert_yaxis()
     left.set_xlabel(f"{methods[0]['metric']} ({int(CONFIDENCE * 100)}% bootstrap CI over seeds)")
     left.legend(fontsize=8)
@@ -539,8 +610,8 @@ def write_sweep_plot(path: Path, summary: list[dict[str, Any]], *, title: str) -
     low, high = float(every.min()), float(every.max())
     pad = 0.05 * (high - low or 1.0)
     thresholds = np.linspace(low - pad, high + pad, 200)
-    for m in methods:
-        line, = right.plot(thresholds, performance_profile(m["scores"], thresholds), label=m["method"][:48])
+    for m, name in zip(methods, names):
+        line, = right.plot(thresholds, performance_profile(m["scores"], thresholds), label=name[:56])
         low_band, high_band = profile_band(m["scores"], thresholds)
         right.fill_between(thresholds, low_band, high_band, color=line.get_color(), alpha=0.2, linewidth=0)
     right.set_xlabel(f"{methods[0]['metric']} threshold τ")

@@ -16,7 +16,14 @@ import pytest
 from scipy.stats import trim_mean
 from workbench_testing import REPO, cli
 
-from workbench.sweep import interval, performance_profile, plan_trials, profile_band, summarize
+from workbench.sweep import (
+    interval,
+    performance_profile,
+    plan_trials,
+    profile_band,
+    stratified_interval,
+    summarize,
+)
 
 TINY = """\
 name: tiny
@@ -121,6 +128,10 @@ def test_trials_are_every_combination_of_the_axes_at_every_seed(tmp_path: Path) 
     ("name: x\ntask: TASK\naxes: {learner.hyperparams.gamma: []}\n", "axes.learner.hyperparams.gamma", "no values"),
     ("name: x\ntask: TASK\naxes: {learner.hyperparams.bogus_rate: [1]}\n", "bogus_rate", "bogus_rate"),
     ("name: x\ntask: TASK\nseeds: []\n", "seeds", "at least 1"),
+    ("name: x\nseeds: [0]\n", "task", "one of the two"),
+    ("name: x\ntask: TASK\ntasks: [TASK]\n", "task", "one of the two"),
+    ("name: x\ntasks: [TASK, TASK]\n", "tasks", "share a file name"),
+    ("name: x\ntasks: [TASK, nowhere.yaml]\n", "tasks", "no task file 'nowhere.yaml'"),
     ("name: x\ntask: TASK\nexecutor: ray\nsearch: {space: {learner.hyperparams.gamma: {choice: [0.9]}}}\n"
      "axes: {training.n_envs: [2]}\n", "search", "axes or a search, not both"),
     ("name: x\ntask: TASK\nsearch: {space: {learner.hyperparams.gamma: {choice: [0.9]}}}\n", "executor",
@@ -192,7 +203,7 @@ def test_every_shipped_sweep_file_loads_and_its_tasks_check_out(path: Path) -> N
 
     spec = load_sweep(path)
     for trial in plan_trials(spec):
-        load_task(path.parent / spec.task, list(trial.overrides))
+        load_task(path.parent / trial.task, list(trial.overrides))
 
 
 @pytest.mark.slow
@@ -224,3 +235,44 @@ def test_a_killed_search_keeps_its_finished_trials_and_finishes_the_rest(tmp_pat
     results = json.loads((out / "sweep.json").read_text())["results"]
     assert len(results) == 3 and all(r["status"] == "finished" for r in results)
     assert kept <= {Path(r["run"]) for r in results}  # a run that had finished is the trial's run, not redone
+
+
+def test_several_tasks_get_statistics_per_task_and_a_stratified_one_over_all() -> None:
+    from scipy.stats import trim_mean
+
+    # Stratified: each resample keeps every task's seed count, so two tasks that each always score
+    # the same give one pooled mean in every resample (a plain bootstrap of the 6 scores would not).
+    assert stratified_interval([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]], np.mean) == (0.5, 0.5, 0.5)
+    point, low, high = stratified_interval([[0.1, 0.3, 0.2], [0.9, 0.7, 0.8, 1.0]],
+                                           lambda x, axis=-1: trim_mean(x, 0.25, axis=axis))
+    assert point == pytest.approx(trim_mean([0.1, 0.3, 0.2, 0.9, 0.7, 0.8, 1.0], 0.25)) and low <= point <= high
+    rows = [{"task": task, "method": method, "status": "finished", "score": score}
+            for task, method, score in [("a", "m1", 0.2), ("a", "m1", 0.4), ("b", "m1", 0.9), ("b", "m1", 1.0),
+                                        ("a", "m2", 0.1), ("b", "m2", 0.5)]]
+    summary = {(e["task"], e["method"]): e for e in summarize(rows, "success_rate")}
+    assert set(summary) == {("a", "m1"), ("b", "m1"), ("a", "m2"), ("b", "m2"), ("all tasks", "m1"),
+                            ("all tasks", "m2")}
+    pooled = summary[("all tasks", "m1")]
+    assert pooled["seeds"] == 4 and pooled["tasks"] == 2 and pooled["mean"] == pytest.approx(0.625)
+    assert {e["task"] for e in summarize(rows, "mean_return")} == {"a", "b"}  # returns are not pooled across tasks
+
+
+def test_a_sweep_over_two_tasks_runs_each_method_on_each(tmp_path: Path) -> None:
+    from workbench.sweep import load_sweep, run_sweep
+
+    for name, steps in (("short", 30), ("long", 50)):  # two Reacher tasks: episodes of 30 and 50 steps
+        (tmp_path / f"{name}.yaml").write_text(
+            f"name: {name}\nsim: {{env_id: Reacher-v5, max_episode_steps: {steps}}}\nlearner: {{name: ppo}}\n")
+    body = TINY.format(task="TASK", steps=256, seeds="[0]", jobs=2)
+    body = body.replace("task: TASK", "tasks: [short.yaml, long.yaml]")
+    body = body[:body.index("axes:")] + body[body.index("seeds:"):]
+    path = tmp_path / "two.yaml"
+    path.write_text(body.replace("metric: mean_return", "metric: success_rate"))
+    result = run_sweep(load_sweep(path), path, tmp_path / "out")
+    assert [(r["id"], r["task"], r["status"]) for r in result.trials] == [
+        ("t00-m00-s0", "short", "finished"), ("t01-m00-s0", "long", "finished")]
+    for row in result.trials:
+        evaluation = json.loads((Path(row["run"]) / "eval.json").read_text())
+        assert {e["length"] for e in evaluation["per_episode"]} == {30 if row["task"] == "short" else 50}
+    assert [(e["task"], e["seeds"]) for e in result.summary] == [("short", 1), ("long", 1), ("all tasks", 2)]
+    assert (tmp_path / "out" / "summary.csv").read_text().splitlines()[0].startswith("task,method,")
