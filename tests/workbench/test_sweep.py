@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -163,26 +164,33 @@ def test_the_cli_exits_2_without_a_traceback_on_a_malformed_sweep(tmp_path: Path
     assert "fix: see 'Sweeps' in README.md" in done.stderr
 
 
+def _sigkill_sweep_when(ready: Callable[[], bool], path: Path, out: Path, timeout: float, never: str) -> None:
+    """Start `workbench sweep` in a subprocess and SIGKILL it as soon as ``ready()`` holds."""
+    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "sweep", str(path), "--out", str(out), "-q"],
+                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready():
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            if time.monotonic() > deadline:
+                pytest.fail(never)
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
 @pytest.mark.slow
 def test_a_killed_sweep_keeps_its_finished_trials_and_resumes_the_one_it_was_training(tmp_path: Path) -> None:
     out = tmp_path / "sweep"
     path = _sweep_file(tmp_path, steps=4096, seeds="[0]", jobs=1)
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "sweep", str(path), "--out", str(out), "-q"],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    try:
-        while time.monotonic() < deadline:  # the first trial finished, the second has a checkpoint
-            record = json.loads((out / "sweep.json").read_text()) if (out / "sweep.json").is_file() else {}
-            first_done = any(r["id"] == "m00-s0" and r["status"] == "finished" for r in record.get("results", []))
-            if first_done and list((out / "trials" / "m01-s0").glob("*/checkpoints/step_*")):
-                break
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            time.sleep(0.2)
-        else:
-            pytest.fail("the sweep never reached its second trial's first checkpoint")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+
+    def ready() -> bool:  # the first trial finished, the second has a checkpoint
+        record = json.loads((out / "sweep.json").read_text()) if (out / "sweep.json").is_file() else {}
+        first_done = any(r["id"] == "m00-s0" and r["status"] == "finished" for r in record.get("results", []))
+        return first_done and bool(list((out / "trials" / "m01-s0").glob("*/checkpoints/step_*")))
+
+    _sigkill_sweep_when(ready, path, out, 240, "the sweep never reached its second trial's first checkpoint")
     time.sleep(2.5)  # the orphaned worker notices its parent is gone and ends itself
     (second,) = list((out / "trials" / "m01-s0").glob("*/run.json"))
     assert json.loads(second.read_text())["status"] != "finished"
@@ -214,21 +222,11 @@ def test_a_killed_search_keeps_its_finished_trials_and_finishes_the_rest(tmp_pat
     path.write_text(body[:body.index("axes:")] + body[body.index("seeds:"):] + "executor: ray\nsearch:\n"
                     "  samples: 3\n  space: {learner.hyperparams.learning_rate: {loguniform: [1.0e-5, 1.0e-3]}}\n")
     out = tmp_path / "search"
-    proc = subprocess.Popen([sys.executable, "-m", "workbench.cli", "sweep", str(path), "--out", str(out), "-q"],
-                            cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    try:
-        while time.monotonic() < deadline:  # one trial evaluated, another one training
-            evaluated = list((out / "trials").glob("*/*/eval.json"))
-            if evaluated and len(list((out / "trials").glob("*"))) >= 2:
-                break
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            time.sleep(0.2)
-        else:
-            pytest.fail("the search never finished a trial")
-    finally:
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
+
+    def ready() -> bool:  # one trial evaluated, another one training
+        return bool(list((out / "trials").glob("*/*/eval.json"))) and len(list((out / "trials").glob("*"))) >= 2
+
+    _sigkill_sweep_when(ready, path, out, 300, "the search never finished a trial")
     kept = {p.parent for p in (out / "trials").glob("*/*/eval.json")}
     done = cli("sweep", str(path), "--out", str(out), "--quiet")
     assert done.returncode == 0, done.stderr
