@@ -276,7 +276,7 @@ def synthesize_sketch(task: Task, goal: str, client: LLMClient, samples: Sequenc
         start, repaired = list(conversation), 0
         for i in range(attempts):
             reply = client.chat(list(conversation), seed=seed + i, json_schema=schema, schema_name=SCHEMA_NAME)
-            attempt = _judge(i, reply, task, space, samples, preference)
+            attempt = _judge(i, reply, task, space, samples, preference, goal)
             result.attempts.append(attempt)
             if on_attempt is not None:
                 on_attempt(attempt)
@@ -297,7 +297,7 @@ def synthesize_sketch(task: Task, goal: str, client: LLMClient, samples: Sequenc
 
 
 def _judge(index: int, reply: Any, task: Task, space: Any, samples: Sequence[tuple[State, np.ndarray]],
-           preference: Preference | None) -> SketchAttempt:
+           preference: Preference | None, goal: str) -> SketchAttempt:
     common: dict[str, Any] = {"latency_s": reply.latency_s, "cached": reply.cached, "constraint": reply.constraint}
     if reply.truncated or reply.finish_reason == "length":
         return SketchAttempt(index, reply.text, None, None, False,
@@ -310,6 +310,10 @@ def _judge(index: int, reply: Any, task: Task, space: Any, samples: Sequence[tup
     # The decoding schema leaves scales to the workbench; unusable distance thresholds and repeated
     # names, the embedded models' most common slips, are settled the same way (recorded in ``filled``).
     filled: dict[str, Any] = {**fill_scales(data, samples), **fill_thresholds(data, samples), **unique_names(data)}
+    if isinstance(data, dict) and data.get("goal") != goal:  # the sketch states the goal it was asked for: a
+        if data.get("goal"):  # small model often echoes the example's goal, which the program header would show
+            filled["goal"] = f"the reply said {str(data['goal'])[:80]!r}; the task's goal is kept"
+        data["goal"] = goal[:500]
     common["filled"] = filled
     schema = task.profile.schema
     try:

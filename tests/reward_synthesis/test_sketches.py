@@ -778,3 +778,23 @@ def test_the_prompt_shows_the_closest_examples_of_other_environments_never_its_o
     assert all(f'Goal: "{e.goal}"' in prompt for e in picked) and "puck_to_goal_distance\", \"b\"" not in prompt
     fixed = build_sketch_messages(task, goal, action="2 torques")[1]["content"]  # the default: one fixed example
     assert "Push the box onto the pad" in fixed and 'Goal: "' not in fixed
+
+
+def test_a_sketch_states_the_goal_it_was_asked_for_not_the_one_the_model_echoed() -> None:
+    """A small model often copies the prompt example's goal; the compiled program's header would then
+    show another task's goal. The workbench keeps the task's goal and records what the reply said."""
+    from types import SimpleNamespace
+
+    from reward_synthesis.language.sketch_synthesis import _judge
+
+    t = live("reacher")
+    reply = SimpleNamespace(text=json.dumps({"name": "push_box", "goal": "Push the box onto the pad.", "terms": [
+        {"kind": "distance", "name": "reach", "a": "fingertip_pos", "b": "target_pos",
+         "transform": {"kind": "linear"}, "weight": 1.0}]}), latency_s=0.0, cached=False, constraint="json_schema",
+        truncated=False, finish_reason="stop")
+    attempt = _judge(0, reply, SimpleNamespace(profile=t.profile), t.env.action_space, t.samples, t.preference,
+                     "Move the fingertip onto the target.")
+    assert attempt.accepted, attempt.reason
+    assert attempt.sketch is not None and attempt.sketch["goal"] == "Move the fingertip onto the target."
+    assert attempt.code is not None and "# Goal: Move the fingertip onto the target." in attempt.code
+    assert "Push the box" not in attempt.code and "Push the box" in attempt.filled["goal"]
