@@ -12,6 +12,7 @@ here. User mistakes (:class:`WorkbenchError`) print one message and exit 2 witho
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import time
@@ -475,7 +476,8 @@ def run_search_cli(task: Task, goal: str, client: LLMClient, samples: Sequence[t
     and a closing summary. ``result.exit_code`` is 0 with a winner (``out_dir/program.py``), 1 without."""
     from reward_synthesis.language.eureka import search
 
-    console.print(Text(f"Eureka ({mode}s): {rounds} round(s) x {candidates} candidate(s), {seeds} seed(s) x "
+    kind = "sketches" if mode == "sketch" else "programs"
+    console.print(Text(f"Eureka ({kind}): {rounds} round(s) x {candidates} candidate(s), {seeds} seed(s) x "
                        f"{proxy_steps:,} proxy steps each, {workers} worker(s); writing {out_dir}"), soft_wrap=True)
     def on_event(kind: str, c: Candidate) -> None:
         if kind == "finished":
@@ -732,13 +734,23 @@ def sweep(
     spec = load_sweep(sweep_file, executor=executor, jobs=jobs)
     directory = out_dir or default_runs_root() / "sweeps" / spec.name
 
+    from workbench.sweep import plan_trials
+
     def heard(row: dict) -> None:
+        bar.advance(progress)
         if not quiet:
             score = "-" if row.get("score") is None else f"{row['score']:.3f}"
-            out.print(f"  {row['id']} {row['method']} seed {row['seed']}: {row['status']} {spec.metric} {score}"
+            task = f"{row['task']} " if len(spec.task_files()) > 1 else ""
+            out.print(f"  {row['id']} {task}{row['method']} seed {row['seed']}: {row['status']} {spec.metric} {score}"
                       + (f" ({row['error']})" if row.get("error") else ""))
 
-    result = run_sweep(spec, sweep_file, directory, extra=list(set_ or []), on_trial=heard)
+    trials = spec.search.samples * len(spec.seeds) if spec.search else len(plan_trials(spec, list(set_ or [])))
+    record = directory / "sweep.json"  # a rerun keeps the finished trials: the bar starts past them
+    kept = sum(r.get("status") == "finished" for r in json.loads(record.read_text()).get("results", [])) \
+        if record.is_file() and not spec.search else 0
+    with _progress(None if quiet else out) as bar:
+        progress = bar.add_task(f"{spec.name} trials", total=trials, completed=kept)
+        result = run_sweep(spec, sweep_file, directory, extra=list(set_ or []), on_trial=heard)
     several = len(spec.task_files()) > 1
     table = Table(title=f"{spec.name}: {spec.metric} over seeds (95% bootstrap CI"
                   + ("; all tasks: stratified)" if several else ")"))
