@@ -551,7 +551,8 @@ def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[Sta
            seed: int = 0, on_event: Callable[[str, Candidate], None] | None = None, attempts: int = 2,
            checkpoints: int = 3, eval_episodes: int = 10, checkpoint_episodes: int = 5,
            preference: Preference | None = None, mode: str = "code",
-           top_fields: int | None = TOP_FIELDS, executor: Executor | None = None) -> EurekaResult:
+           top_fields: int | None = TOP_FIELDS, executor: Executor | None = None,
+           explore: bool = True) -> EurekaResult:
     """Run the Eureka search; see the module docstring. ``samples`` (and ``preference``, the
     good-vs-bad episodes of :func:`~reward_synthesis.safety.checks.check_inputs`) feed the pre-flight checks.
     ``train``: the workbench's training entry point (:func:`workbench.pipeline.train_and_evaluate`),
@@ -569,6 +570,10 @@ def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[Sta
     shows the best sketch: the search then picks among plausible sketches by proxy training.
     ``executor``: where proxy trainings run (:mod:`workbench.executor`, e.g. a RayExecutor on a
     cluster; default: a local pool of ``workers`` processes).
+    ``explore`` (sketch mode): within a round, candidate ``i > 0`` is not offered the kinds of terms
+    the round's earlier accepted candidates are made of, so the K candidates differ in how they
+    reward (a small model otherwise writes the same kind of term K times, e.g. a distance of every
+    field) and proxy training picks among them.
     """
     if mode not in ("code", "sketch"):
         raise WorkbenchError(f"Eureka mode {mode!r}: give code or sketch")
@@ -586,7 +591,7 @@ def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[Sta
     emit = on_event or (lambda kind, c: None)
     record = _Record(out_dir, {
         "task": task.spec.name, "env_id": task.spec.sim.env_id, "goal": goal, "success_metric": task.success_doc(),
-        "settings": {"mode": mode, "candidates": candidates, "rounds": rounds, "workers": workers,
+        "settings": {"mode": mode, "explore": explore, "candidates": candidates, "rounds": rounds, "workers": workers,
                      "proxy_steps": proxy_steps,
                      "seeds": seeds, "attempts": attempts, "seed": seed, "checkpoints": checkpoints,
                      "eval_episodes": eval_episodes, "checkpoint_episodes": checkpoint_episodes},
@@ -625,8 +630,11 @@ def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[Sta
                 request_seed = seed + (r * candidates + i) * attempts
                 result: SynthesisResult | SketchSynthesis
                 if mode == "sketch":
+                    used = [t.get("kind") for c in table if c.round == r and c.checks == ACCEPTED
+                            and c.sketch is not None for t in c.sketch.get("terms", [])] if explore else []
                     result = synthesize_sketch(task, goal, client, samples, attempts=attempts, seed=request_seed,
-                                               preference=preference, top_fields=top_fields, messages=messages)
+                                               preference=preference, top_fields=top_fields, messages=messages,
+                                               exclude_kinds=[k for k in used if isinstance(k, str)])
                 else:
                     result = synthesize(task, goal, client, samples, attempts=attempts, seed=request_seed,
                                         messages=messages, preference=preference)

@@ -234,15 +234,17 @@ class SketchRequest:
 
 def sketch_request(task: Task, goal: str, *, top_fields: int | None = TOP_FIELDS,
                    samples: Sequence[tuple[State, np.ndarray]] | None = None,
-                   examples: int = EXAMPLES) -> SketchRequest:
+                   examples: int = EXAMPLES, exclude_kinds: Sequence[str] = ()) -> SketchRequest:
     """``samples``: the pre-flight samples; the decoding schema then offers nothing constant on them
     (a term of it could only be rejected as constant). ``workbench validate`` passes the same
-    (seeded) samples as the run, so the offline lookup finds the run's request."""
+    (seeded) samples as the run, so the offline lookup finds the run's request. ``exclude_kinds``:
+    term kinds the decoding schema does not offer (:func:`sketch_schema`)."""
     space, action = _action_space(task)
     ranking = rank_fields(task.profile.schema, goal)
     offered = offered_schema(task.profile.schema, ranking, top_fields)
     return SketchRequest(build_sketch_messages(task, goal, action=action, fields=offered, examples=examples),
-                         sketch_schema(offered, action_space=space, every_key=True, scales=False, samples=samples),
+                         sketch_schema(offered, action_space=space, every_key=True, scales=False, samples=samples,
+                                       exclude_kinds=exclude_kinds),
                          ranking, offered, space)
 
 
@@ -255,7 +257,7 @@ def synthesize_sketch(task: Task, goal: str, client: LLMClient, samples: Sequenc
                       top_fields: int | None = TOP_FIELDS, on_attempt: Any = None,
                       result: SketchSynthesis | None = None,
                       messages: Sequence[dict[str, str]] | None = None, repairs: int = 1,
-                      examples: int = EXAMPLES) -> SketchSynthesis:
+                      examples: int = EXAMPLES, exclude_kinds: Sequence[str] = ()) -> SketchSynthesis:
     """Ask for a sketch under the task's schema, validate, compile and pre-flight it, and repair with
     the exact problems until one is accepted (at most ``attempts`` replies; request ``i`` uses seed
     ``seed + i``, so a re-run replays from the response cache). The prompt and the schema offer the
@@ -265,9 +267,11 @@ def synthesize_sketch(task: Task, goal: str, client: LLMClient, samples: Sequenc
     the task prompt (a search's reflection on an earlier sketch). ``repairs``: rejections sent back
     in a row before the next attempt starts over from the prompt (with its own seed); measured on
     SmolLM2-135M, a repair of a rejected sketch was almost never accepted, a fresh sample often was.
-    ``examples``: example sketches in the prompt (:func:`build_sketch_messages`).
+    ``examples``: example sketches in the prompt (:func:`build_sketch_messages`). ``exclude_kinds``:
+    term kinds the decoding schema does not offer (:func:`sketch_schema`).
     """
-    request = sketch_request(task, goal, top_fields=top_fields, samples=samples, examples=examples)
+    request = sketch_request(task, goal, top_fields=top_fields, samples=samples, examples=examples,
+                             exclude_kinds=exclude_kinds)
     space, schema = request.action_space, request.schema
     conversation = list(messages if messages is not None else request.messages)
     result = result if result is not None else SketchSynthesis(goal=goal)

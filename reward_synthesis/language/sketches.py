@@ -501,7 +501,8 @@ def _term_defs(slots: _Slots, conditions: list[str]) -> dict[str, dict[str, Any]
 
 
 def sketch_schema(schema: StateSchema, *, action_space: Any = None, every_key: bool = False,
-                  scales: bool = True, samples: Sequence[tuple[Any, Any]] | None = None) -> dict[str, Any]:
+                  scales: bool = True, samples: Sequence[tuple[Any, Any]] | None = None,
+                  exclude_kinds: Sequence[str] = ()) -> dict[str, Any]:
     """The JSON schema (draft 2020-12) of a reward sketch for this task's StateView.
 
     Field names are enums, and each slot lists only the fields that fit it: a distance's ``a``
@@ -517,8 +518,10 @@ def sketch_schema(schema: StateSchema, *, action_space: Any = None, every_key: b
     ``samples`` (``(state, action)`` pairs): leave out what is constant on them (fields that never
     change, distances that never change); for decoding, where a term of them could only be rejected
     as constant. Validation keeps them.
+    ``exclude_kinds``: term kinds not offered (a search exploring other kinds of terms than its
+    earlier candidates'); ignored where it would leave no kind. Validation keeps every kind.
     """
-    out = _sketch_schema(schema, action_space, samples)
+    out = _sketch_schema(schema, action_space, samples, exclude_kinds)
     if not scales:
         _drop_scales(out)
     if every_key:
@@ -691,11 +694,19 @@ def _require_every_key(node: Any) -> None:
             _require_every_key(value)
 
 
+def _kinds(definition: dict[str, Any]) -> set[str]:
+    """The term kinds a schema definition admits (its own ``kind`` const, or its variants')."""
+    const = definition.get("properties", {}).get("kind", {}).get("const")
+    return {const} if const else {k for variant in definition.get("anyOf", []) for k in _kinds(variant)}
+
+
 def _sketch_schema(schema: StateSchema, action_space: Any,
-                   samples: Sequence[tuple[Any, Any]] | None = None) -> dict[str, Any]:
+                   samples: Sequence[tuple[Any, Any]] | None = None,
+                   exclude_kinds: Sequence[str] = ()) -> dict[str, Any]:
     slots = _Slots(schema, action_space, samples)
     condition_defs = _condition_defs(slots)
     term_defs = _term_defs(slots, list(condition_defs))
+    term_defs = {name: d for name, d in term_defs.items() if not _kinds(d) <= set(exclude_kinds)} or term_defs
     inner = [{"$ref": f"#/$defs/{name}"} for name in term_defs]
     defs = {**condition_defs, **term_defs}
     outer = list(inner)

@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -272,6 +273,7 @@ class ScriptedSketchLLM(ScriptedLLM):
     def chat(self, messages: list[dict[str, str]], *, seed: int | None = None, **kw: Any) -> SketchReply:
         assert kw.get("json_schema") is not None and kw.get("schema_name") == "reward_sketch"
         self.requests.append((seed, messages))
+        self.schemas = {**getattr(self, "schemas", {}), seed: kw["json_schema"]}
         return SketchReply(self.replies.get(seed, "I cannot help with that."))
 
 
@@ -315,6 +317,14 @@ def test_sketch_mode_searches_over_sketches_and_reflects_on_the_best(tmp_path: P
     assert json.loads((out / "sketch.json").read_text()) == winner.sketch
     assert (out / "program.py").read_text() == winner.code and "def compute_reward_batch" in winner.code
     assert json.loads((out / "candidates.json").read_text())["settings"]["mode"] == "sketch"
+    # Explore: the round's second candidate is not offered the kinds of terms the accepted first one
+    # is made of (distance, action); the first was offered every kind.
+    def kinds(schema: dict[str, Any]) -> set[str]:
+        return set(re.findall(r'"kind": \{"const": "(\w+)"\}', json.dumps(schema["properties"]["terms"])
+                              + json.dumps({k: v for k, v in schema["$defs"].items() if not k.startswith("when")})))
+
+    assert {"distance", "action"} <= kinds(llm.schemas[0])
+    assert not {"distance", "action"} & kinds(llm.schemas[1]) and kinds(llm.schemas[1])
 
 
 def test_proxy_training_runs_on_the_ray_executor_too(tmp_path: Path, ray_runtime: None) -> None:
