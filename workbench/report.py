@@ -225,6 +225,9 @@ def sweep_report(sweep: Path) -> str:
         sections.append(_table(["task", "method", "seeds", "mean [CI]", "IQM [CI]"],
                                [[m.get("task", ""), m["method"], m["seeds"], cell(m, "mean"), cell(m, "iqm")]
                                 for m in methods], table_id="summary"))
+    best = summary.get("best") or record.get("best")
+    if isinstance(best, dict):  # a search's best configuration
+        sections.append(f'<p id="best"><b>best</b>: {_esc(best.get("method", ""))}</p>')
     if (sweep / "sweep.png").is_file():
         sections.append(f'<img alt="intervals and performance profiles" '
                         f'src="{_data_uri(sweep / "sweep.png", "image/png")}">')

@@ -107,3 +107,6 @@ def test_a_search_samples_configurations_with_optuna_on_ray_tune(ray_runtime: No
     best = max(result.trials, key=lambda r: r["score"])
     assert record["best"] == {"method": best["method"], "config": best["config"]}
     assert len(result.summary) == 2  # each configuration is a method with its seeds' statistics
+    from workbench.report import write_report
+
+    assert f'<p id="best"><b>best</b>: {best["method"]}</p>' in write_report(out).read_text()
