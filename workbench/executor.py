@@ -24,7 +24,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -212,7 +212,8 @@ class RayExecutor(Executor):
                                  f"{total.get('GPU', 0.0):g}\n"
                                  "  fix: ray.gpus_per_trial: 0, or join a cluster with GPUs")
         self._slots = threading.BoundedSemaphore(self.jobs)
-        self._refs: list[Any] = []
+        self._refs: set[Any] = set()  # tasks not yet settled (a settled one is let go: its result unpinned)
+        self._outers: set[Future[Any]] = set()
         self._submitter = ThreadPoolExecutor(1, thread_name_prefix="ray-submit")
         self._closed = False
 
@@ -220,6 +221,8 @@ class RayExecutor(Executor):
         if self._closed:
             raise RuntimeError("the executor is closed")
         outer: Future[T] = Future()
+        self._outers.add(outer)
+        outer.add_done_callback(self._outers.discard)
         self._submitter.submit(self._run, outer, fn, args)
         return outer
 
@@ -238,9 +241,10 @@ class RayExecutor(Executor):
             self._slots.release()
             outer.set_exception(err)
             return
-        self._refs.append(ref)
+        self._refs.add(ref)
 
         def settle(done: Future[Any]) -> None:
+            self._refs.discard(ref)
             self._slots.release()
             if outer.done():  # the caller cancelled it
                 return
@@ -262,15 +266,14 @@ class RayExecutor(Executor):
         ray = _ray()
         self._closed = True
         if terminate:
-            for ref in self._refs:
+            for ref in list(self._refs):
                 ray.cancel(ref, force=True)
         self._submitter.shutdown(wait=not terminate, cancel_futures=terminate)
-        if not terminate:
-            for ref in self._refs:
-                try:
-                    ray.wait([ref], timeout=None)
-                except Exception:  # noqa: BLE001 - its future already carries the error
-                    pass
+        if terminate:
+            for outer in list(self._outers):  # dropped before submission, or its task cancelled: not left pending
+                outer.cancel()
+        else:
+            wait(list(self._outers))  # every submitted job settles its future
         if self._started and ray.is_initialized():
             ray.shutdown()
 

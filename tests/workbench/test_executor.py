@@ -110,3 +110,21 @@ def test_a_search_samples_configurations_with_optuna_on_ray_tune(ray_runtime: No
     from workbench.report import write_report
 
     assert f'<p id="best"><b>best</b>: {best["method"]}</p>' in write_report(out).read_text()
+
+
+@pytest.mark.parametrize("kind", ["local", "ray"])
+def test_closing_on_ctrl_c_stops_the_jobs_and_leaves_no_future_pending(kind: str,
+                                                                       request: pytest.FixtureRequest) -> None:
+    import time
+
+    if kind == "ray":
+        request.getfixturevalue("ray_runtime")
+    executor = make_executor(kind, 1, RayOptions(cpus=1))
+    futures = [executor.submit(time.sleep, 60) for _ in range(3)]  # one running, two queued behind it
+    time.sleep(1.0)
+    started = time.monotonic()
+    executor.close(terminate=True)
+    assert time.monotonic() - started < 30  # not the minute the running job would take
+    for future in futures:
+        assert future.done()
+        assert future.cancelled() or isinstance(future.exception(), Exception)
