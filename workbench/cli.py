@@ -734,7 +734,7 @@ def sweep(
     spec = load_sweep(sweep_file, executor=executor, jobs=jobs)
     directory = out_dir or default_runs_root() / "sweeps" / spec.name
 
-    from workbench.sweep import plan_trials
+    from workbench.sweep import SWEEP_FILE, plan_trials
 
     def heard(row: dict) -> None:
         bar.advance(progress)
@@ -745,7 +745,7 @@ def sweep(
                       + (f" ({row['error']})" if row.get("error") else ""))
 
     trials = spec.search.samples * len(spec.seeds) if spec.search else len(plan_trials(spec, list(set_ or [])))
-    record = directory / "sweep.json"  # a rerun keeps the finished trials: the bar starts past them
+    record = directory / SWEEP_FILE  # a rerun keeps the finished trials: the bar starts past them
     kept = sum(r.get("status") == "finished" for r in json.loads(record.read_text()).get("results", [])) \
         if record.is_file() and not spec.search else 0
     with _progress(None if quiet else out) as bar:

@@ -24,11 +24,11 @@ import yaml
 
 from workbench.errors import WorkbenchError
 from workbench.runs import RUN_FILE, TASK_FILE, atomic_write
+from workbench.sweep import PLOT_FILE, SWEEP_FILE
 
 __all__ = ["write_report", "run_report", "sweep_report", "REPORT_FILE"]
 
 REPORT_FILE = "report.html"
-SWEEP_FILE = "sweep.json"  # workbench.sweep's record (not imported: the report reads files only)
 MAX_VIDEOS = 6
 MAX_VIDEO_BYTES = 16 << 20  # a bigger video is linked, not embedded
 
@@ -228,9 +228,9 @@ def sweep_report(sweep: Path) -> str:
     best = summary.get("best") or record.get("best")
     if isinstance(best, dict):  # a search's best configuration
         sections.append(f'<p id="best"><b>best</b>: {_esc(best.get("method", ""))}</p>')
-    if (sweep / "sweep.png").is_file():
+    if (sweep / PLOT_FILE).is_file():
         sections.append(f'<img alt="intervals and performance profiles" '
-                        f'src="{_data_uri(sweep / "sweep.png", "image/png")}">')
+                        f'src="{_data_uri(sweep / PLOT_FILE, "image/png")}">')
     rows = []
     for row in record.get("results", []):
         run = Path(row["run"]) if row.get("run") else None
