@@ -18,7 +18,9 @@ avoids it. The total is the sum of the components.
 ``distance``   ``{a, b}``: closeness of two fields of equal shape and unit (``|a - b|``, the
                Euclidean norm over the last axis), or, with ``b`` null, the magnitude ``|a|`` of
                one field (e.g. ``fingertip_to_target``; a scalar distance such as
-               ``nearest_tree_dist``). A field whose name relates two things (``x_to_y``) is
+               ``nearest_tree_dist``). Only vector fields pair: two scalars of one unit are
+               rarely two points (``x_position`` and ``torso_height`` are both metres); a scalar
+               is used alone or by ``target``. A field whose name relates two things (``x_to_y``) is
                already a difference or distance: it is only ever used alone; a 0/1 or count
                field is a flag, never a distance. A cost: ``transform`` any.
 ``target``     ``{field, target}``: a scalar field driven toward a value; the cost is
@@ -350,8 +352,9 @@ class _Slots:
         self.constant_norms, self.constant_pairs = frozenset(norms), frozenset(pairs)
 
     def partners(self, a: str, group: Sequence[str]) -> list[str]:
-        """The fields ``b`` may name beside ``a`` in a distance."""
-        if a in self.relative:
+        """The fields ``b`` may name beside ``a`` in a distance: none for a scalar (measured: Gemma
+        3 270M paired ``x_position`` with ``torso_height`` for "run forward"), nor for a relative field."""
+        if a in self.relative or self.by_name[a].shape == ():
             return []
         return [n for n in group if n != a and n not in self.relative and frozenset((a, n)) not in self.constant_pairs]
 
@@ -808,6 +811,11 @@ class _TaskCheck:
         fa, fb = self.slots.by_name[a], self.slots.by_name[b]
         if a == b:
             self.fail(where, "b", kind, f"{b!r} is also 'a': the distance would always be 0")
+        elif fa.shape == () or fb.shape == ():
+            scalar = a if fa.shape == () else b
+            self.fail(where, "b", kind, f"{self.slots.describe(scalar)} is a scalar: a distance pairs only two "
+                                        "vector fields (positions); use a scalar alone with b null, or a "
+                                        "'target' term to drive it toward a value")
         elif a in self.slots.relative or b in self.slots.relative:
             rel = a if a in self.slots.relative else b
             self.fail(where, "b", kind, f"{rel!r} is already a difference or distance (its name relates two "

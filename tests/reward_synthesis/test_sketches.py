@@ -582,6 +582,25 @@ def test_a_relative_field_is_used_alone_never_paired() -> None:
     validate_sketch(alone, t.schema, action_space=t.space)
 
 
+def test_two_scalars_are_never_paired() -> None:
+    """``x_position`` and ``torso_height`` are both metres, yet |x_position - torso_height| is no
+    goal (the embedded model wrote it for "run forward" on HalfCheetah): only vector fields pair, in
+    validation and in the schema; a scalar stays usable alone."""
+    cheetah = StateSchema("cheetah", (
+        Field("x_position", (), "m", "forward position"),
+        Field("torso_height", (), "m", "torso height"),
+        Field("x_velocity", (), "m/s", "forward velocity"),
+    ), reader=lambda env: {})
+    paired = {"terms": [{"kind": "distance", "name": "run", "a": "x_position", "b": "torso_height", "weight": 1.0}]}
+    with pytest.raises(SketchInvalid) as err:
+        validate_sketch(paired, cheetah)
+    assert "terms[0] (distance) key 'b': 'x_position' (scalar, unit 'm') is a scalar" in str(err.value)
+    assert "'target' term" in str(err.value)
+    offered = [node for node in _walk_schema(sketch_schema(cheetah))
+               if node.get("properties", {}).get("a", {}).get("const") in ("x_position", "torso_height")]
+    assert offered and all(node["properties"]["b"] == {"type": "null", "default": None} for node in offered)
+    validate_sketch({"terms": [{"kind": "distance", "name": "far", "a": "x_position", "weight": -1.0}]}, cheetah)
+
 def test_the_decoding_schema_requires_every_key_and_validation_keeps_the_defaults() -> None:
     t = live("reacher")
     decoding = sketch_schema(t.schema, action_space=t.space, every_key=True)
