@@ -44,14 +44,20 @@ Sample = tuple[State, np.ndarray]
 
 @dataclass(frozen=True)
 class Preference:
-    """Episodes of the task's scripted reference policy and of random actions: an accepted
-    program must give the reference episodes the higher mean return."""
+    """Episodes of the task's scripted reference policy, of random actions and of one constant
+    (idle) action. An accepted program gives the reference episodes a higher mean return than the
+    random ones (``preference``), and, with the action held fixed, their states a higher score than
+    both the random and the idle episodes' states (``state_dependence``). The idle baseline catches a
+    reward for keeping still (the size of the joint velocities as a cost): random actions thrash, so
+    against them alone such a reward passes. It is judged on states only, so that an action cost
+    (which a constant action never pays) cannot rank standing still first by itself."""
 
     reference: list[list[Sample]]
     random: list[list[Sample]]
+    idle: list[list[Sample]] = field(default_factory=list)
 
     def flat(self) -> list[Sample]:
-        return [s for ep in self.reference + self.random for s in ep]
+        return [s for ep in self.reference + self.random + self.idle for s in ep]
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,9 @@ class CheckResult:
     name: str
     passed: bool
     detail: str
+    # The reward components the check holds responsible (preference: those whose own episode return
+    # ranks random actions above the reference policy), for a synthesis loop to steer away from.
+    blamed: tuple[str, ...] = ()
 
     @property
     def skipped(self) -> bool:
@@ -87,7 +96,8 @@ class CheckReport:
             "program": self.program,
             "sha256": self.sha256,
             "accepted": self.accepted,
-            "results": [{"name": r.name, "passed": r.passed, "detail": r.detail}
+            "results": [{"name": r.name, "passed": r.passed, "detail": r.detail,
+                         **({"blamed": list(r.blamed)} if r.blamed else {})}
                         for r in self.results],
         }
 
@@ -283,27 +293,44 @@ def _check_time_budget(run: IsolatedResult, per_call_budget_s: float) -> CheckRe
     return CheckResult("time_budget", ok, detail)
 
 
-def _episode_returns(totals: np.ndarray, start: int, preference: Preference) -> tuple[np.ndarray, np.ndarray]:
-    """Per-episode returns of the reference and the random episodes, scored from ``totals[start:]``."""
-    returns: dict[str, list[float]] = {"reference": [], "random": []}
+def _episode_returns(totals: np.ndarray, start: int,
+                     preference: Preference) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-episode returns of the reference, the random and the idle episodes, scored from ``totals[start:]``."""
+    returns: dict[str, list[float]] = {"reference": [], "random": [], "idle": []}
     i = start
-    for label, episodes in (("reference", preference.reference), ("random", preference.random)):
+    for label, episodes in (("reference", preference.reference), ("random", preference.random),
+                            ("idle", preference.idle)):
         for ep in episodes:
             returns[label].append(float(np.sum(totals[i:i + len(ep)])))
             i += len(ep)
-    return np.array(returns["reference"]), np.array(returns["random"])
+    return np.array(returns["reference"]), np.array(returns["random"]), np.array(returns["idle"])
+
+
+def _blame(run: IsolatedResult, start: int, preference: Preference, idle: bool) -> tuple[list[str], str]:
+    """The components whose own episode return ranks a baseline (random, and with ``idle`` the
+    constant action) at or above the reference episodes', and the words that name them."""
+    against = []
+    for name, values in run.components.items():
+        ref, rnd, still = _episode_returns(values, start, preference)
+        best = max(rnd.mean(), still.mean() if idle and still.size else -np.inf)
+        if ref.mean() < best:
+            against.append((name, float(ref.mean()), float(best)))
+    words = ("; the terms that rank a baseline above the reference: " + ", ".join(
+        f"{name!r} ({r:.3g} vs {x:.3g})" for name, r, x in against)) if against else ""
+    return [name for name, _, _ in against], words
 
 
 def _check_preference(run: IsolatedResult, start: int, preference: Preference | None) -> CheckResult:
     if preference is None:
         return CheckResult("preference", True, "not run: the task ships no reference policy")
-    ref, rnd = _episode_returns(run.totals, start, preference)
+    ref, rnd, _ = _episode_returns(run.totals, start, preference)
     detail = (f"reference policy {ref.mean():.3g} ± {ref.std():.2g} per episode vs random "
               f"{rnd.mean():.3g} ± {rnd.std():.2g} ({len(ref)} + {len(rnd)} episodes)")
     if ref.mean() > rnd.mean():
         return CheckResult("preference", True, detail)
-    return CheckResult("preference", False, detail + ": the reward prefers random actions to the "
-                                                     "scripted solution")
+    blamed, words = _blame(run, start, preference, idle=False)
+    return CheckResult("preference", False, f"{detail}: the reward prefers random actions to the scripted "
+                                            f"solution{words}", blamed=tuple(blamed))
 
 
 def _check_state_dependence(run: IsolatedResult, n_plain: int, preference: Preference | None) -> CheckResult:
@@ -326,16 +353,23 @@ def _check_state_dependence(run: IsolatedResult, n_plain: int, preference: Prefe
     detail = f"with the action held fixed the {what} still varies over the samples (std {spread:.4g})"
     if preference is None:
         return CheckResult("state_dependence", True, detail)
-    ref, rnd = _episode_returns(run.totals, n_plain, preference)
+    ref, rnd, idle = _episode_returns(run.totals, n_plain, preference)
     margin = _CONSTANT_STD * max(1.0, abs(float(rnd.mean())))
     states = (f"the reference episodes' states score {ref.mean():.3g} per episode vs the random episodes' "
-              f"{rnd.mean():.3g} with the action held fixed")
-    if ref.mean() > rnd.mean() + margin:
+              f"{rnd.mean():.3g}" + (f" and the idle episodes' {idle.mean():.3g}" if idle.size else "") +
+              " with the action held fixed")
+    if ref.mean() > rnd.mean() + margin and (not idle.size or ref.mean() > idle.mean() + margin):
         return CheckResult("state_dependence", True, f"{detail}; {states}")
+    blamed, words = _blame(run, n_plain, preference, idle=True)
+    if idle.size and ref.mean() > rnd.mean() + margin:  # random actions lose; keeping still wins
+        return CheckResult("state_dependence", False, f"{states}: the reward pays more for the states of "
+                                                      "standing still than for the scripted solution's. Reward "
+                                                      f"progress toward the goal, not the absence of motion{words}",
+                           blamed=tuple(blamed))
     return CheckResult("state_dependence", False, f"{states}: what the reward pays for in the state does not "
                                                   "favour the scripted solution, so only the action terms rank it "
                                                   "first. Reward the state fields the goal is about (e.g. the "
-                                                  "distance the goal asks to close)")
+                                                  f"distance the goal asks to close){words}", blamed=tuple(blamed))
 
 
 # -- samples ------------------------------------------------------------------------------------
@@ -376,16 +410,33 @@ def _episode(env: Any, schema: StateSchema, act: Callable[[], Any], seed: int, m
     return episode
 
 
+def idle_action(space: Any) -> Any:
+    """One constant action that does as little as the space allows: the middle of a Box (0 for a
+    symmetric one), the first of a Discrete (Crafter's noop), the first of each MultiDiscrete entry."""
+    from gymnasium import spaces
+
+    if isinstance(space, spaces.Box):
+        low, high = (np.where(np.isfinite(b), b, 0.0) for b in (space.low, space.high))
+        return ((low + high) / 2).astype(space.dtype)
+    if isinstance(space, spaces.Discrete):
+        return space.start
+    if isinstance(space, spaces.MultiDiscrete):
+        return np.asarray(space.start, dtype=space.dtype) if hasattr(space, "start") else np.zeros_like(space.nvec)
+    return space.sample()  # any other space: a sample, held for the whole episode
+
+
 def collect_preference(env: Any, schema: StateSchema, reference: Callable[[Any], Any] | None, *,
                        episodes: int = 4, seed: int = 0, max_steps: int = 200) -> Preference | None:
-    """Episodes of ``reference(env.unwrapped) -> action`` and of random actions from the same
-    seeded starts; None when the task has no reference policy."""
+    """Episodes of ``reference(env.unwrapped) -> action``, of random actions and of one constant
+    action (:func:`idle_action`) from the same seeded starts; None when the task has no reference policy."""
     if reference is None:
         return None
     env.action_space.seed(seed)
     ref = [_episode(env, schema, lambda: reference(env.unwrapped), seed + i, max_steps) for i in range(episodes)]
     rnd = [_episode(env, schema, env.action_space.sample, seed + i, max_steps) for i in range(episodes)]
-    return Preference(ref, rnd)
+    still = idle_action(env.action_space)
+    idle = [_episode(env, schema, lambda: still, seed + i, max_steps) for i in range(episodes)]
+    return Preference(ref, rnd, idle)
 
 
 def check_inputs(env: Any, profile: Any, *, n: int = 256,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from pathlib import Path
@@ -221,7 +222,7 @@ def test_preference_check_needs_a_reference_policy_and_ranks_it_first() -> None:
     from workbench.spec import SimSpec
 
     adapter = MujocoAdapter()
-    for env_id, has_reference in (("Reacher-v5", True), ("HalfCheetah-v5", False)):
+    for env_id, has_reference in (("Reacher-v5", True), ("Hopper-v5", False)):
         spec = SimSpec(env_id=env_id)
         env = adapter.make_env(spec)
         profile = adapter.profile(spec, env)
@@ -240,6 +241,35 @@ def test_preference_check_needs_a_reference_policy_and_ranks_it_first() -> None:
         rejected = preflight(away, samples, preference=preference)
         assert not rejected.accepted and failing(rejected).name == "preference"
         assert "prefers random" in failing(rejected).detail
+
+
+def test_a_reward_for_keeping_still_loses_to_the_idle_baseline_on_half_cheetah() -> None:
+    """Random actions thrash, so "small joint velocities" ranks HalfCheetah's scripted gait above them;
+    a constant action keeps the cheetah still, its states score higher, and the check names the term
+    to blame. Running forward beats both; an action cost (which idling never pays) is no reason to
+    reject: the idle baseline is judged on states only."""
+    from reward_synthesis.safety.checks import check_inputs
+    from workbench.sims.mujoco import MujocoAdapter
+    from workbench.spec import SimSpec
+
+    adapter = MujocoAdapter()
+    spec = SimSpec(env_id="HalfCheetah-v5")
+    env = adapter.make_env(spec)
+    try:
+        samples, preference = check_inputs(env, adapter.profile(spec, env), n=16)
+    finally:
+        env.close()
+    assert preference is not None and len(preference.idle) == len(preference.random) > 0
+    still = ("import numpy as np\ndef compute_reward(state, action):\n"
+             "    return -float(np.linalg.norm(state.qvel)), {'still': -float(np.linalg.norm(state.qvel))}\n")
+    without_idle = preflight(still, samples, preference=dataclasses.replace(preference, idle=[]))
+    assert without_idle.accepted, without_idle.render()
+    rejected = failing(preflight(still, samples, preference=preference))
+    assert rejected.name == "state_dependence" and "standing still" in rejected.detail
+    assert rejected.blamed == ("still",) and "'still' (" in rejected.detail
+    forward = ("import numpy as np\ndef compute_reward(state, action):\n"
+               "    return float(state.x_velocity) - 0.5 * float(np.sum(np.square(action)))\n")
+    assert preflight(forward, samples, preference=preference).accepted
 
 
 # -- state_dependence: a reward only the action moves --------------------------------------------

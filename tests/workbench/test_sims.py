@@ -151,3 +151,18 @@ def test_unknown_mujoco_env_gets_a_clear_error() -> None:
         ADAPTER.make_env(SimSpec(env_id="Reacher-v9"))
     with pytest.raises(TaskError, match="not a MuJoCo env"):
         ADAPTER.make_env(SimSpec(env_id="CartPole-v1"))
+
+
+def test_half_cheetah_reference_gait_solves_the_task() -> None:
+    """The scripted gait the preference check ranks rewards by runs past the success threshold."""
+    env, profile = _make("HalfCheetah-v5")
+    try:
+        assert profile.reference is not None
+        for seed in (0, 1):
+            env.reset(seed=seed)
+            for _ in range(1000):
+                env.step(profile.reference(env.unwrapped))
+            state = profile.schema.read(env.unwrapped)
+            assert profile.success(state), float(state.x_position)
+    finally:
+        env.close()
