@@ -66,7 +66,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -80,8 +80,8 @@ __all__ = ["Sketch", "Transform", "GainTransform", "DistanceTerm", "TargetTerm",
            "FlagTerm", "ActionTerm", "BonusTerm", "StageTerm", "DistanceCondition", "ScalarCondition",
            "AxisCondition", "FlagCondition", "SketchInvalid", "FLAG_UNITS", "MAX_TERMS", "MAX_STAGE_TERMS",
            "WEIGHT_BOUND", "VALUE_BOUND", "SCALE_BOUND", "sketch_schema", "validate_sketch", "compile_sketch",
-           "fill_scales", "fill_thresholds", "unique_names", "THRESHOLD_QUANTILE",
-           "sketch_fields", "named_fields"]
+           "fill_scales", "fill_thresholds", "unique_names", "settle_action_costs", "THRESHOLD_QUANTILE",
+           "sketch_fields", "named_fields", "TermKey", "term_key"]
 
 MAX_TERMS = 12
 MAX_STAGE_TERMS = 8
@@ -283,6 +283,28 @@ def _walk(terms: Sequence[Any], prefix: str = "terms") -> Iterator[tuple[str, An
 # -- which fields fit where -----------------------------------------------------------------------
 
 
+# A term the decoding schema can leave out: ``(kind, field, detail)``. For a distance ``field`` is
+# ``a`` and ``detail`` its partner ``b`` (None: ``|a|``); for a scalar or axis term ``detail`` is the
+# objective (the other one stays offered); for a target or flag term it is None (the field goes).
+TermKey = tuple[str, str, str | None]
+_OBJECTIVES = ("maximize", "minimize")
+
+
+def term_key(term: Mapping[str, Any]) -> TermKey | None:
+    """The key :func:`sketch_schema`'s ``exclude_terms`` takes for one term of a sketch's JSON
+    (None for a kind that names no field: action, bonus, stage)."""
+    kind = term.get("kind")
+    if kind == "distance" and isinstance(term.get("a"), str):
+        b = term.get("b")
+        return ("distance", term["a"], b if isinstance(b, str) else None)
+    if kind in ("scalar", "axis") and isinstance(term.get("field"), str):
+        objective = term.get("objective", "maximize")
+        return (kind, term["field"], objective if objective in _OBJECTIVES else "maximize")
+    if kind in ("target", "flag") and isinstance(term.get("field"), str):
+        return (kind, term["field"], None)
+    return None
+
+
 class _Slots:
     """The task's fields sorted by what a term may do with them."""
 
@@ -420,14 +442,17 @@ def _transform_schema(gain: bool) -> dict[str, Any]:
             "required": []}
 
 
-def _pairs(slots: _Slots, group: Sequence[str], make: Any) -> dict[str, Any] | None:
+def _pairs(slots: _Slots, group: Sequence[str], make: Any,
+           excluded: frozenset[TermKey] = frozenset()) -> dict[str, Any] | None:
     """``make(a_and_b_props)`` for each ``a`` of the group, with ``b`` among its partners or null
     (null only when ``|a|`` is not constant): one variant per ``a`` (anyOf), so a grammar cannot pair
-    a field with itself or a relative field. None when no ``a`` has anything left."""
+    a field with itself or a relative field. ``excluded``: distance term keys left out (either order
+    of a pair). None when no ``a`` has anything left."""
     variants = []
     for a in group:
-        partners = slots.partners(a, group)
-        alone = a not in slots.constant_norms
+        partners = [b for b in slots.partners(a, group)
+                    if ("distance", a, b) not in excluded and ("distance", b, a) not in excluded]
+        alone = a not in slots.constant_norms and ("distance", a, None) not in excluded
         if not partners and not alone:
             continue
         null = {"type": "null"}
@@ -461,7 +486,11 @@ def _condition_defs(slots: _Slots) -> dict[str, dict[str, Any]]:
     return defs
 
 
-def _term_defs(slots: _Slots, conditions: list[str]) -> dict[str, dict[str, Any]]:
+def _term_defs(slots: _Slots, conditions: list[str],
+               excluded: frozenset[TermKey] = frozenset()) -> dict[str, dict[str, Any]]:
+    def kept(kind: str, names: Sequence[str]) -> list[str]:
+        return [n for n in names if (kind, n, None) not in excluded]
+
     def term(kind: str, props: dict[str, Any], required: Sequence[str], description: str,
              weight_default: float = 1.0) -> dict[str, Any]:
         base = {"name": {"type": "string", "pattern": _NAME_PATTERN, "description": "component name"},
@@ -474,27 +503,41 @@ def _term_defs(slots: _Slots, conditions: list[str]) -> dict[str, dict[str, Any]
     for i, group in enumerate(slots.distance_groups):
         pairs = _pairs(slots, group, lambda ab: term("distance", {
             **ab, "transform": _transform_schema(False)}, ["a"],
-            "closeness of a and b (cost |a - b|, or |a| if b is null)"))
+            "closeness of a and b (cost |a - b|, or |a| if b is null)"), excluded)
         if pairs is not None:
             defs[f"distance_{i}"] = pairs
-    if slots.scalars:
-        defs["target"] = term("target", {"field": _enum(slots.scalars), "target": _num(-VALUE_BOUND, VALUE_BOUND),
+    if targets := kept("target", slots.scalars):
+        defs["target"] = term("target", {"field": _enum(targets), "target": _num(-VALUE_BOUND, VALUE_BOUND),
                                          "transform": _transform_schema(False)},
                               ["field", "target"], "a scalar driven toward target (cost |field - target|)")
-        defs["scalar"] = term("scalar", {"field": _enum(slots.scalars),
-                                         "objective": {"type": "string", "enum": ["maximize", "minimize"],
-                                                       "default": "maximize"},
-                                         "transform": _transform_schema(True)},
-                              ["field"], "a scalar maximised or minimised")
+    def objectives(kind: str, names: Sequence[str], make: Any) -> dict[str, Any] | None:
+        """``make(field_enum, objective_enum)`` for the fields with both objectives, plus one
+        variant per field with one objective excluded; None when nothing is left."""
+        groups: dict[tuple[str, ...], list[str]] = {}
+        for n in names:
+            left = tuple(o for o in _OBJECTIVES if (kind, n, o) not in excluded)
+            if left:
+                groups.setdefault(left, []).append(n)
+        variants = [make(fields, list(left)) for left, fields in groups.items()]
+        return None if not variants else variants[0] if len(variants) == 1 else {"anyOf": variants}
+
+    def objective_enum(left: list[str]) -> dict[str, Any]:
+        return {"type": "string", "enum": left, "default": left[0]}
+
+    scalar = objectives("scalar", slots.scalars, lambda fields, left: term(
+        "scalar", {"field": _enum(fields), "objective": objective_enum(left), "transform": _transform_schema(True)},
+        ["field"], "a scalar maximised or minimised"))
+    if scalar is not None:
+        defs["scalar"] = scalar
     for length, names in slots.vector_lengths.items():
-        defs[f"axis_{length}"] = term("axis", {"field": _enum(names),
-                                               "axis": {"type": "integer", "minimum": 0, "maximum": length - 1},
-                                               "objective": {"type": "string", "enum": ["maximize", "minimize"],
-                                                             "default": "maximize"},
-                                               "transform": _transform_schema(True)},
-                                      ["field", "axis"], "one component of a vector maximised or minimised")
-    if slots.flags:
-        defs["flag"] = term("flag", {"field": _enum(slots.flags)}, ["field"], "1 while field > 0.5")
+        axis = objectives("axis", names, lambda fields, left, length=length: term(
+            "axis", {"field": _enum(fields), "axis": {"type": "integer", "minimum": 0, "maximum": length - 1},
+                     "objective": objective_enum(left), "transform": _transform_schema(True)},
+            ["field", "axis"], "one component of a vector maximised or minimised"))
+        if axis is not None:
+            defs[f"axis_{length}"] = axis
+    if flags := kept("flag", slots.flags):
+        defs["flag"] = term("flag", {"field": _enum(flags)}, ["field"], "1 while field > 0.5")
     if slots.action:
         defs["action"] = term("action", {"transform": _transform_schema(False)}, [],
                               "action magnitude (cost sum(action**2))")
@@ -505,7 +548,7 @@ def _term_defs(slots: _Slots, conditions: list[str]) -> dict[str, dict[str, Any]
 
 def sketch_schema(schema: StateSchema, *, action_space: Any = None, every_key: bool = False,
                   scales: bool = True, samples: Sequence[tuple[Any, Any]] | None = None,
-                  exclude_kinds: Sequence[str] = ()) -> dict[str, Any]:
+                  exclude_kinds: Sequence[str] = (), exclude_terms: Collection[TermKey] = ()) -> dict[str, Any]:
     """The JSON schema (draft 2020-12) of a reward sketch for this task's StateView.
 
     Field names are enums, and each slot lists only the fields that fit it: a distance's ``a``
@@ -523,8 +566,10 @@ def sketch_schema(schema: StateSchema, *, action_space: Any = None, every_key: b
     as constant. Validation keeps them.
     ``exclude_kinds``: term kinds not offered (a search exploring other kinds of terms than its
     earlier candidates'); ignored where it would leave no kind. Validation keeps every kind.
+    ``exclude_terms``: terms not offered (:func:`term_key`: a field of one kind, or one distance),
+    e.g. terms the preference check blamed in an earlier reply; conditions keep them.
     """
-    out = _sketch_schema(schema, action_space, samples, exclude_kinds)
+    out = _sketch_schema(schema, action_space, samples, exclude_kinds, frozenset(exclude_terms))
     if not scales:
         _drop_scales(out)
     if every_key:
@@ -686,6 +731,30 @@ def unique_names(data: Any) -> dict[str, str]:
     return renamed
 
 
+def settle_action_costs(data: Any) -> dict[str, Any]:
+    """Make every action cost's weight positive, and keep only the first top-level action cost, in
+    the sketch's JSON, in place. An ``action`` term is a cost already: a negative weight would pay
+    for effort, and the embedded model writes ``"weight": -0.02`` for "a small effort cost"; it also
+    repeats the example's effort term (six action costs in one HalfCheetah reply, Gemma 3 270M),
+    which multiplies the cost by chance. Returns ``{"terms[i].weight": new weight}`` and
+    ``{"terms[i]": "dropped: ..."}`` (indices as in the reply)."""
+    settled: dict[str, Any] = {}
+    if not isinstance(data, dict):
+        return settled
+    for where, term in _json_terms(data.get("terms")):
+        weight = term.get("weight")
+        if term.get("kind") == "action" and isinstance(weight, (int, float)) and weight < 0:
+            term["weight"] = -weight
+            settled[f"{where}.weight"] = -weight
+    terms = data.get("terms")
+    if isinstance(terms, list):
+        actions = [i for i, t in enumerate(terms) if isinstance(t, dict) and t.get("kind") == "action"]
+        for i in actions[1:]:
+            settled[f"terms[{i}]"] = f"dropped: a repeated action cost (terms[{actions[0]}] is kept)"
+        data["terms"] = [t for i, t in enumerate(terms) if i not in actions[1:]]
+    return settled
+
+
 def _require_every_key(node: Any) -> None:
     if isinstance(node, dict):
         if isinstance(node.get("properties"), dict):
@@ -705,10 +774,11 @@ def _kinds(definition: dict[str, Any]) -> set[str]:
 
 def _sketch_schema(schema: StateSchema, action_space: Any,
                    samples: Sequence[tuple[Any, Any]] | None = None,
-                   exclude_kinds: Sequence[str] = ()) -> dict[str, Any]:
+                   exclude_kinds: Sequence[str] = (),
+                   exclude_terms: frozenset[TermKey] = frozenset()) -> dict[str, Any]:
     slots = _Slots(schema, action_space, samples)
     condition_defs = _condition_defs(slots)
-    term_defs = _term_defs(slots, list(condition_defs))
+    term_defs = _term_defs(slots, list(condition_defs), exclude_terms)
     term_defs = {name: d for name, d in term_defs.items() if not _kinds(d) <= set(exclude_kinds)} or term_defs
     inner = [{"$ref": f"#/$defs/{name}"} for name in term_defs]
     defs = {**condition_defs, **term_defs}

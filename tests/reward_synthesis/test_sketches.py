@@ -211,6 +211,8 @@ def test_wrong_sign_term_fails_the_preference_check_on_reacher() -> None:
     failed = [r for r in report.results if not r.passed and not r.skipped]
     assert [r.name for r in failed] == ["preference"], report.render()
     assert "prefers random actions" in failed[0].detail
+    # The check names the term to blame: the distance, not the action cost.
+    assert failed[0].blamed == ("distance",) and "'distance' (" in failed[0].detail
     # The same sketch with the sign the right way round passes.
     right = copy.deepcopy(wrong)
     right["terms"][0]["weight"] = 1.0
@@ -817,3 +819,61 @@ def test_a_sketch_states_the_goal_it_was_asked_for_not_the_one_the_model_echoed(
     assert attempt.sketch is not None and attempt.sketch["goal"] == "Move the fingertip onto the target."
     assert attempt.code is not None and "# Goal: Move the fingertip onto the target." in attempt.code
     assert "Push the box" not in attempt.code and "Push the box" in attempt.filled["goal"]
+
+
+def test_a_term_the_preference_check_blames_is_not_offered_again() -> None:
+    """HalfCheetah, "run forward": |x_position| pursued as a closeness keeps the cheetah at the start.
+    The check blames that term; the synthesis leaves it out of the next reply's schema (the other
+    uses of x_position and every other distance stay), a blamed "minimize x_velocity" leaves
+    "maximize x_velocity" offered, and a term the sketch avoided is not blamed on its field (the
+    other sign may be right)."""
+    from reward_synthesis.language.sketch_synthesis import SketchAttempt, blamed_terms, decoding_schema
+    from reward_synthesis.language.sketches import term_key
+
+    cheetah = StateSchema("cheetah", (
+        Field("x_position", (), "m", "forward position"),
+        Field("x_velocity", (), "m/s", "forward velocity"),
+        Field("p", (3,), "m", "a point"), Field("q", (3,), "m", "another point"),
+    ), reader=lambda env: {})
+    sketch = {"terms": [{"kind": "distance", "name": "reach", "a": "x_position", "weight": 1.0},
+                        {"kind": "distance", "name": "apart", "a": "p", "b": "q", "weight": -1.0},
+                        {"kind": "stage", "name": "s", "weight": 0.0,
+                         "when": {"kind": "scalar", "field": "x_velocity", "op": "above", "value": 1.0},
+                         "terms": [{"kind": "scalar", "name": "slow", "field": "x_velocity",
+                                    "objective": "minimize", "weight": 0.5}]},
+                        {"kind": "action", "name": "effort", "weight": 0.1}]}
+    report = {"results": [{"name": "preference", "passed": False, "detail": "...",
+                           "blamed": ["reach", "apart", "slow", "effort"]}]}
+    attempt = SketchAttempt(0, "", sketch, "", False, "", "preflight", report)
+    blamed = blamed_terms(attempt)
+    assert blamed == [("distance", "x_position", None), ("scalar", "x_velocity", "minimize")]
+    assert term_key(sketch["terms"][1]) == ("distance", "p", "q")
+    schema = decoding_schema(cheetah, None, None, exclude_terms=blamed)
+    distance_as = {v["properties"]["a"]["const"] for name, d in schema["$defs"].items()
+                   if name.startswith("distance_") for v in d.get("anyOf", [d])}
+    assert "x_position" not in distance_as and {"x_velocity", "p", "q"} <= distance_as
+    scalar = {(v["properties"]["field"]["enum"][0], tuple(v["properties"]["objective"]["enum"]))
+              for v in schema["$defs"]["scalar"]["anyOf"]}
+    assert scalar == {("x_position", ("maximize", "minimize")), ("x_velocity", ("maximize",))}
+    assert set(schema["$defs"]["target"]["properties"]["field"]["enum"]) == {"x_position", "x_velocity"}
+    # conditions keep every field: "once x_position > 5" is still a stage
+    assert set(schema["$defs"]["when_scalar"]["properties"]["field"]["enum"]) == {"x_position", "x_velocity"}
+    # a blamed pair leaves the pair out, not either point
+    pair = decoding_schema(cheetah, None, None, exclude_terms=[("distance", "q", "p")])["$defs"]
+    p_variant = next(v for d in pair.values() for v in d.get("anyOf", [d])
+                     if v.get("properties", {}).get("a", {}).get("const") == "p" and "weight" in v["properties"])
+    assert p_variant["properties"]["b"] == {"type": "null", "default": None}
+
+
+def test_a_negative_action_cost_weight_is_settled_positive_and_a_repeated_one_dropped() -> None:
+    from reward_synthesis.language.sketches import settle_action_costs
+
+    data = {"terms": [{"kind": "action", "name": "effort", "weight": -0.02},
+                      {"kind": "distance", "name": "d", "a": "p", "weight": -1.0},
+                      {"kind": "action", "name": "effort_2", "weight": 1.0},
+                      {"kind": "stage", "name": "s", "when": {"kind": "flag", "field": "flag"},
+                       "terms": [{"kind": "action", "name": "calm", "weight": -0.5}]}]}
+    assert settle_action_costs(data) == {"terms[0].weight": 0.02, "terms[3].terms[0].weight": 0.5,
+                                         "terms[2]": "dropped: a repeated action cost (terms[0] is kept)"}
+    assert [t["name"] for t in data["terms"]] == ["effort", "d", "s"]
+    assert data["terms"][0]["weight"] == 0.02 and data["terms"][1]["weight"] == -1.0
