@@ -155,6 +155,9 @@ def reward_synth(
                                                "on $RAY_ADDRESS's cluster, else a local Ray runtime)")] = "local",
     proxy_steps: Annotated[int, typer.Option(help="Eureka: training steps per candidate and seed")] = 32_768,
     seeds: Annotated[int, typer.Option(help="Eureka: training seeds per candidate (winner on the mean)")] = 2,
+    reweigh: Annotated[Optional[list[float]], typer.Option(
+        help="Eureka, mode sketch: a weight factor (repeat it: --reweigh 0.1 --reweigh 10); each round after "
+             "the first also trains the best sketch with one term's weight times each factor")] = None,
     samples: Annotated[int, typer.Option(help="states sampled from the task for the checks")] = 256,
     seed: Annotated[int, typer.Option(help="request seed of the first attempt")] = 0,
     out_dir: Annotated[Optional[Path], typer.Option("--out", help="output directory "
@@ -188,6 +191,10 @@ def reward_synth(
     if mode == "sketch" and few_shot:
         raise WorkbenchError("--few-shot retrieves reward programs as examples: it is for --mode code\n"
                              "  fix: leave out --few-shot, or pass --mode code")
+    if reweigh and (mode != "sketch" or rounds < 2 or any(not 0 < f < float("inf") or f == 1 for f in reweigh)):
+        raise WorkbenchError(f"--reweigh {' '.join(map(str, reweigh))}: it scales a term's weight in the sketch "
+                             "search's later rounds\n  fix: give positive factors other than 1, with --mode "
+                             "sketch and --rounds 2 or more")
     spec = load_task(task_file)
     goal = goal or spec.goal
     if not goal:
@@ -240,7 +247,7 @@ def reward_synth(
             found = run_search_cli(task, goal, client, states, train=train_and_evaluate, candidates=candidates,
                                    rounds=rounds, workers=workers, proxy_steps=proxy_steps, out_dir=out_dir,
                                    console=out, seeds=seeds, seed=seed, attempts=min(attempts, 2),
-                                   preference=preference, mode=mode, executor=where)
+                                   preference=preference, mode=mode, executor=where, reweigh=reweigh or ())
         if found.winner is None:
             raise typer.Exit(1)
         library.add(goal, spec.sim.env_id, found.winner.code)
@@ -471,7 +478,7 @@ def run_search_cli(task: Task, goal: str, client: LLMClient, samples: Sequence[t
                    train: TrainFn, candidates: int, rounds: int, workers: int, proxy_steps: int, out_dir: Path,
                    console: Console, seeds: int = 2, seed: int = 0, attempts: int = 2,
                    preference: Preference | None = None, mode: str = "code",
-                   executor: Executor | None = None) -> EurekaResult:
+                   executor: Executor | None = None, reweigh: Sequence[float] = ()) -> EurekaResult:
     """:func:`~reward_synthesis.language.eureka.search` with one console line per candidate as it finishes
     and a closing summary. ``result.exit_code`` is 0 with a winner (``out_dir/program.py``), 1 without."""
     from reward_synthesis.language.eureka import search
@@ -485,7 +492,7 @@ def run_search_cli(task: Task, goal: str, client: LLMClient, samples: Sequence[t
 
     result = search(task, goal, client, samples, train=train, candidates=candidates, rounds=rounds, workers=workers,
                     proxy_steps=proxy_steps, seeds=seeds, out_dir=out_dir, seed=seed, attempts=attempts,
-                    preference=preference, on_event=on_event, mode=mode, executor=executor)
+                    preference=preference, on_event=on_event, mode=mode, executor=executor, reweigh=reweigh)
     console.print(Text(result.summary(), style="bold green" if result.winner is not None else "bold red"),
                   soft_wrap=True)
     return result

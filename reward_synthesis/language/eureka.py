@@ -48,7 +48,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from reward_synthesis.language.sketch_synthesis import TOP_FIELDS, SketchSynthesis, sketch_request, synthesize_sketch
+from reward_synthesis.language.sketch_synthesis import (
+    TOP_FIELDS,
+    SketchSynthesis,
+    judge_sketch,
+    reweighed,
+    sketch_request,
+    synthesize_sketch,
+)
 from reward_synthesis.language.text2reward import SynthesisResult, build_messages, synthesize
 from reward_synthesis.llm.sources import prompt_template
 from reward_synthesis.program import CodeRewardProgram
@@ -70,7 +77,7 @@ __all__ = ["SeedRun", "Candidate", "EurekaResult", "TABLE_COLUMNS", "search",
            "train_programs", "pick_winner", "policy_feedback", "reflection_text", "reflection_messages"]
 
 # The columns of candidates.csv; ``success_s{seed}`` stands for one column per training seed.
-TABLE_COLUMNS = ("round", "index", "request_seed", "sha256", "checks", "reason", "status", "error",
+TABLE_COLUMNS = ("round", "index", "request_seed", "origin", "sha256", "checks", "reason", "status", "error",
                  "success_s{seed}", "success_mean", "mean_env_return", "mean_return", "train_seconds",
                  "program")
 
@@ -115,6 +122,7 @@ class Candidate:
     runs: list[SeedRun] = field(default_factory=list)
     attempts: list[dict[str, Any]] = field(default_factory=list)
     sketch: dict[str, Any] | None = None  # mode sketch: the sketch ``code`` was compiled from
+    origin: str = "llm"  # "llm", or how the workbench derived it ("r0_c1, terms[0] 'reach' weight 1 -> 0.1")
 
     @property
     def label(self) -> str:
@@ -155,8 +163,8 @@ class Candidate:
         """The table row (flat: one ``success_s{seed}`` column per training seed)."""
         by_seed = {r.seed: r.success for r in self.runs}
         out: dict[str, Any] = {"round": self.round, "index": self.index, "request_seed": self.request_seed,
-                               "sha256": self.sha256, "checks": self.checks, "reason": self.reason,
-                               "status": self.status, "error": self.error}
+                               "origin": self.origin, "sha256": self.sha256, "checks": self.checks,
+                               "reason": self.reason, "status": self.status, "error": self.error}
         for s in seeds:
             out[f"success_s{s}"] = by_seed.get(s)
         out.update(success_mean=self.success_mean, mean_env_return=self.mean_env_return,
@@ -166,9 +174,9 @@ class Candidate:
 
     def detail(self) -> dict[str, Any]:
         return {"round": self.round, "index": self.index, "request_seed": self.request_seed,
-                "sha256": self.sha256, "checks": self.checks, "reason": self.reason, "status": self.status,
-                "error": self.error, "success_mean": self.success_mean, "runs": [asdict(r) for r in self.runs],
-                "attempts": self.attempts}
+                "origin": self.origin, "sha256": self.sha256, "checks": self.checks, "reason": self.reason,
+                "status": self.status, "error": self.error, "success_mean": self.success_mean,
+                "runs": [asdict(r) for r in self.runs], "attempts": self.attempts}
 
 
 @dataclass
@@ -552,7 +560,7 @@ def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[Sta
            checkpoints: int = 3, eval_episodes: int = 10, checkpoint_episodes: int = 5,
            preference: Preference | None = None, mode: str = "code",
            top_fields: int | None = TOP_FIELDS, executor: Executor | None = None,
-           explore: bool = True) -> EurekaResult:
+           explore: bool = True, reweigh: Sequence[float] = ()) -> EurekaResult:
     """Run the Eureka search; see the module docstring. ``samples`` (and ``preference``, the
     good-vs-bad episodes of :func:`~reward_synthesis.safety.checks.check_inputs`) feed the pre-flight checks.
     ``train``: the workbench's training entry point (:func:`workbench.pipeline.train_and_evaluate`),
@@ -574,6 +582,10 @@ def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[Sta
     the round's earlier accepted candidates are made of, so the K candidates differ in how they
     reward (a small model otherwise writes the same kind of term K times, e.g. a distance of every
     field) and proxy training picks among them.
+    ``reweigh`` (sketch mode): factors, e.g. ``(0.1, 10)``; every round after the first also trains the
+    best sketch so far with one term's weight times each factor (:func:`reweighed`; no LLM request,
+    ``request_seed`` -1, ``origin`` says what changed), before the reflection's candidates: the
+    weights a small model writes are the part proxy training judges best.
     """
     if mode not in ("code", "sketch"):
         raise WorkbenchError(f"Eureka mode {mode!r}: give code or sketch")
@@ -591,8 +603,8 @@ def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[Sta
     emit = on_event or (lambda kind, c: None)
     record = _Record(out_dir, {
         "task": task.spec.name, "env_id": task.spec.sim.env_id, "goal": goal, "success_metric": task.success_doc(),
-        "settings": {"mode": mode, "explore": explore, "candidates": candidates, "rounds": rounds, "workers": workers,
-                     "proxy_steps": proxy_steps,
+        "settings": {"mode": mode, "explore": explore, "reweigh": list(reweigh), "candidates": candidates,
+                     "rounds": rounds, "workers": workers, "proxy_steps": proxy_steps,
                      "seeds": seeds, "attempts": attempts, "seed": seed, "checkpoints": checkpoints,
                      "eval_episodes": eval_episodes, "checkpoint_episodes": checkpoint_episodes},
         "train_seeds": train_seeds}, train_seeds)
@@ -615,7 +627,23 @@ def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[Sta
                 record.table(table, pick_winner(table), finished=False)
                 emit("finished", c)
 
+    def queue(c: Candidate, reply: str | None = None) -> None:
+        """Put a checked candidate in the table and its proxy trainings on the executor."""
+        table.append(c)
+        if c.checks == ACCEPTED and c.sha256 in by_sha:
+            c.status, c.error = DUPLICATE, f"same code as {by_sha[c.sha256].label}"
+        record.candidate(c, reply=reply)
+        record.table(table, pick_winner(table), finished=False)
+        emit("checked", c)
+        if c.status == QUEUED:
+            by_sha[c.sha256] = c
+            for s in train_seeds:
+                trainer.submit(c, c.code, s, f"{c.label}.py")
+        else:
+            emit("finished", c)
+
     interrupted = False
+    space: Any = None  # the task's action space, for the sketches the search derives itself
     try:
         for r in range(rounds):
             best = pick_winner(table)
@@ -626,6 +654,18 @@ def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[Sta
                 atomic_write(out_dir / "reflection" / f"round_{r}.txt", messages[-1]["content"])
             elif mode == "code":
                 messages = build_messages(task, goal)
+            derived = 0
+            if reweigh and mode == "sketch" and best is not None and best.sketch is not None:
+                if space is None:
+                    env = task.make_env()
+                    space = env.action_space
+                    env.close()
+                for what, variant in reweighed(best.sketch, reweigh):
+                    attempt = judge_sketch(0, variant, task, space, samples, preference)
+                    c = _candidate(SketchSynthesis(goal=goal, attempts=[attempt]), r, derived, -1)
+                    c.origin = f"{best.label}, {what}"
+                    derived += 1
+                    queue(c)
             for i in range(candidates):
                 request_seed = seed + (r * candidates + i) * attempts
                 result: SynthesisResult | SketchSynthesis
@@ -638,19 +678,7 @@ def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[Sta
                 else:
                     result = synthesize(task, goal, client, samples, attempts=attempts, seed=request_seed,
                                         messages=messages, preference=preference)
-                c = _candidate(result, r, i, request_seed)
-                table.append(c)
-                if c.checks == ACCEPTED and c.sha256 in by_sha:
-                    c.status, c.error = DUPLICATE, f"same code as {by_sha[c.sha256].label}"
-                record.candidate(c, reply=result.attempts[-1].reply)
-                record.table(table, pick_winner(table), finished=False)
-                emit("checked", c)
-                if c.status == QUEUED:
-                    by_sha[c.sha256] = c
-                    for s in train_seeds:
-                        trainer.submit(c, c.code, s, f"{c.label}.py")
-                else:
-                    emit("finished", c)
+                queue(_candidate(result, r, derived + i, request_seed), reply=result.attempts[-1].reply)
                 collect(block=False)  # report what finished while the LLM was answering
             collect(block=True)  # the next round reflects on this one's results
     except BaseException:

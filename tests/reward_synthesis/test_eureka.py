@@ -150,8 +150,8 @@ def test_table_files_and_winner(searched: dict[str, Any]) -> None:
     with open(out / "candidates.csv", newline="") as fh:
         reader = csv.DictReader(fh)
         rows = list(reader)
-    assert reader.fieldnames == ["round", "index", "request_seed", "sha256", "checks", "reason", "status", "error",
-                                 "success_s3", "success_s4", "success_mean", "mean_env_return", "mean_return",
+    assert reader.fieldnames == ["round", "index", "request_seed", "origin", "sha256", "checks", "reason", "status",
+                                 "error", "success_s3", "success_s4", "success_mean", "mean_env_return", "mean_return",
                                  "train_seconds", "program"]
     assert [(r["round"], r["index"]) for r in rows] == [("0", "0"), ("0", "1"), ("0", "2"), ("1", "0"), ("1", "1"),
                                                         ("1", "2")]
@@ -325,6 +325,31 @@ def test_sketch_mode_searches_over_sketches_and_reflects_on_the_best(tmp_path: P
 
     assert {"distance", "action"} <= kinds(llm.schemas[0])
     assert not {"distance", "action"} & kinds(llm.schemas[1]) and kinds(llm.schemas[1])
+
+
+def test_reweigh_trains_the_best_sketch_with_each_term_weight_scaled(tmp_path: Path) -> None:
+    """--reweigh: round 1 first trains the round-0 winner with one term's weight times each factor
+    (derived by the workbench: no LLM request, request_seed -1, the origin says what changed), then
+    asks for the reflection's candidates as usual."""
+    pytest.importorskip("sentence_transformers", reason="sketch synthesis ranks fields with the llm extra")
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    task = _task(tmp_path / "tiny.yaml")
+    llm = ScriptedSketchLLM({0: _sketch(REACH, EFFORT)})  # round 1's reflection (seed 1) gets no sketch
+    result = search(task, GOAL, llm, _samples(task), train=train_and_evaluate, candidates=1, rounds=2, workers=1,
+                    proxy_steps=256, seeds=1, attempts=1, out_dir=tmp_path / "out", mode="sketch",
+                    reweigh=(0.1,))
+    by_label = {c.label: c for c in result.table}
+    assert list(by_label) == ["r0_c0", "r1_c0", "r1_c1", "r1_c2"]
+    assert [s for s, _ in llm.requests] == [0, 1]  # the derived sketches asked nothing
+    reach, effort = by_label["r1_c0"], by_label["r1_c1"]
+    assert reach.origin == "r0_c0, terms[0] 'reach' weight 1 -> 0.1" and reach.request_seed == -1
+    assert effort.origin == "r0_c0, terms[1] 'effort' weight 0.1 -> 0.01"
+    assert [t["weight"] for t in reach.sketch["terms"]] == [0.1, 0.1]
+    assert [t["weight"] for t in effort.sketch["terms"]] == [1.0, 0.01]
+    assert reach.status == effort.status == "trained" and by_label["r1_c2"].origin == "llm"
+    rows = json.loads((tmp_path / "out" / "candidates.json").read_text())["rows"]
+    assert [r["origin"] for r in rows][1] == reach.origin
+    assert json.loads((tmp_path / "out" / "candidates.json").read_text())["settings"]["reweigh"] == [0.1]
 
 
 def test_proxy_training_runs_on_the_ray_executor_too(tmp_path: Path, ray_runtime: None) -> None:
