@@ -12,8 +12,12 @@ the default) and, with ``--gguf``, any other GGUF file served the same way (one 
 the same schema grammar):
 
     .venv/bin/python benchmarks/sketch_acceptance.py [--tasks reacher crafter_wood] [--replies 6]
-        [--models smollm2-135m gemma3-270m] [--gguf NAME=PATH[:CHAT_FORMAT]] [--examples 0 2]
+        [--models smollm2-135m gemma3-270m] [--gguf NAME=PATH[:CHAT_FORMAT]] [--examples 0 2] [--attempts 1]
         [--out acceptance.json]
+
+``--attempts A``: each of the ``--replies`` is a synthesis of up to A replies (fresh starts, as
+``text2reward`` with ``repairs: 0``: the example alternates, blamed terms are left out), counted
+accepted when one of them is; "replies each" is how many it took.
 
 ``--examples``: example sketches of other tasks in the prompt, the closest goals (0: the one fixed
 push-the-box example the prompt had before); "2+ terms" counts accepted sketches with at least two
@@ -98,7 +102,7 @@ def task_inputs(path: str) -> tuple[Any, Any, Any]:
 
 
 def measure(task: Any, samples: Any, preference: Any, goal_fields: set[str], replies: int,
-            cache_dir: Path, examples: int) -> dict[str, Any]:
+            cache_dir: Path, examples: int, attempts: int = 1) -> dict[str, Any]:
     from reward_synthesis.language.sketch_synthesis import synthesize_sketch
     from reward_synthesis.language.sketches import named_fields
     from reward_synthesis.llm import LLMClient, LLMConfig, ResponseCache
@@ -109,12 +113,15 @@ def measure(task: Any, samples: Any, preference: Any, goal_fields: set[str], rep
     terms: list[int] = []  # top-level terms per accepted sketch, the action cost not counted
     stops: Counter[str] = Counter()
     latencies = []
+    used: list[int] = []  # replies each synthesis took
     try:
         for seed in range(replies):
-            result = synthesize_sketch(task, task.spec.goal, client, samples, attempts=1, seed=seed,
-                                       preference=preference, repairs=0, examples=examples)
-            attempt = result.attempts[0]
-            latencies.append(attempt.latency_s)
+            # Syntheses of ``attempts`` replies start at seeds far apart, so they share no request.
+            result = synthesize_sketch(task, task.spec.goal, client, samples, attempts=attempts,
+                                       seed=seed * attempts, preference=preference, repairs=0, examples=examples)
+            attempt = result.accepted or result.attempts[-1]
+            latencies.extend(a.latency_s for a in result.attempts)
+            used.append(len(result.attempts))
             if attempt.accepted:
                 accepted += 1
                 on_topic += bool(set(named_fields(attempt.sketch)) & goal_fields)
@@ -126,7 +133,8 @@ def measure(task: Any, samples: Any, preference: Any, goal_fields: set[str], rep
                 stops[f"{attempt.stage}: {first[:70]}"] += 1
     finally:
         client.close()
-    return {"replies": replies, "accepted": accepted, "on_topic": on_topic, "settled": settled, "model": client.model,
+    return {"replies": replies, "attempts": attempts, "replies_used": round(statistics.mean(used), 2),
+            "accepted": accepted, "on_topic": on_topic, "settled": settled, "model": client.model,
             "terms": round(statistics.mean(terms), 2) if terms else None, "multi_term": sum(t >= 2 for t in terms),
             "s_per_reply": round(statistics.mean(latencies), 1) if latencies else None,
             "rejections": dict(stops.most_common())}
@@ -143,6 +151,9 @@ def main() -> None:
     parser.add_argument("--examples", type=int, nargs="+", default=[2],
                         help="example sketches in the prompt (0: the one fixed example); several values "
                              "compare them side by side, each with every model")
+    parser.add_argument("--attempts", type=int, default=1,
+                        help="replies per synthesis (fresh starts, as text2reward with repairs: 0): with more "
+                             "than 1 each of the --replies counts as accepted when any of its replies was")
     parser.add_argument("--out", type=Path, default=None, help="write the table as JSON here")
     args = parser.parse_args()
 
@@ -174,12 +185,13 @@ def main() -> None:
         with served(embedded, gguf, chat_format), tempfile.TemporaryDirectory() as cache:
             for name, (task, samples, preference) in inputs.items():
                 started = time.perf_counter()
-                row = measure(task, samples, preference, TASKS[name][1], args.replies, Path(cache), examples)
+                row = measure(task, samples, preference, TASKS[name][1], args.replies, Path(cache), examples,
+                              args.attempts)
                 row["seconds"] = round(time.perf_counter() - started, 1)
                 table[model][name] = row
                 print(f"{model:>18} {name:>13}: {row['accepted']}/{row['replies']} accepted, "
                       f"{row['on_topic']} on-topic, {row['settled']} settled, {row['multi_term']} with 2+ terms "
-                      f"(mean {row['terms']}), {row['s_per_reply']} s/reply  "
+                      f"(mean {row['terms']}), {row['s_per_reply']} s/reply, {row['replies_used']} replies each  "
                       f"{row['rejections']}", flush=True)
 
     print(f"\n{'task':>13} " + " ".join(f"{m[0]:>26}" for m in models))
@@ -196,7 +208,8 @@ def main() -> None:
     if args.out:
         from workbench.runs import write_json
 
-        write_json(args.out, {"replies_per_task": args.replies, "examples": args.examples, "table": table})
+        write_json(args.out, {"replies_per_task": args.replies, "attempts": args.attempts, "examples": args.examples,
+                              "table": table})
     first = totals[models[0][0]]
     last = totals[models[-1][0]]
     print(f"ratio={(last[0] / last[1]) / (first[0] / first[1]) if first[0] else float('inf') if last[0] else 1.0:.3f}")
