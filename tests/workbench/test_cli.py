@@ -378,3 +378,13 @@ def test_error_text_never_sends_control_characters_to_the_terminal(tmp_path: Pat
     task.write_text("sim: {env_id: Reacher-v5}\nlearner: {name: ppo}\nlearner: {name: sac}\n")
     proc, elapsed = _cli("validate", str(task))
     _assert_one_user_error(proc, elapsed, "evil\\x1b[2J\\x1b]0;title\\x07\\r.yaml", "duplicate key 'learner'")
+
+
+@pytest.mark.parametrize("extra", [["--mode", "code", "--rounds", "2"], ["--mode", "sketch"],
+                                   ["--mode", "sketch", "--rounds", "2", "--reweigh", "1"]])
+def test_reweigh_outside_a_sketch_search_is_refused_with_the_fix(extra: list[str]) -> None:
+    proc = wb("reward", "synth", "--task", "tasks/mujoco/reacher.yaml", "--reweigh", "0.1", *extra,
+              cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 2, proc.stderr
+    assert "--reweigh" in proc.stderr and "fix: give positive factors other than 1, with --mode sketch and " \
+        "--rounds 2 or more" in proc.stderr and "Traceback" not in proc.stderr
