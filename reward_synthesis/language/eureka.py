@@ -670,7 +670,9 @@ def search(task: Task, goal: str, client: LLMClient, samples: Sequence[tuple[Sta
                 request_seed = seed + (r * candidates + i) * attempts
                 result: SynthesisResult | SketchSynthesis
                 if mode == "sketch":
-                    used = [t.get("kind") for c in table if c.round == r and c.checks == ACCEPTED
+                    # the kinds the round's earlier LLM candidates used (the reweighed ones are the best
+                    # sketch's kinds: excluding them would keep the reflection from revising it)
+                    used = [t.get("kind") for c in table if c.round == r and c.checks == ACCEPTED and c.origin == "llm"
                             and c.sketch is not None for t in c.sketch.get("terms", [])] if explore else []
                     result = synthesize_sketch(task, goal, client, samples, attempts=attempts, seed=request_seed,
                                                preference=preference, top_fields=top_fields, messages=messages,

@@ -266,7 +266,7 @@ def decoding_schema(offered: StateSchema, space: Any, samples: Sequence[tuple[St
 def blamed_terms(attempt: SketchAttempt) -> list[TermKey]:
     """The terms of a rejected sketch that the preference checks blamed (``preference``: random
     actions beat the reference; ``state_dependence``: random or idle states do) and that the sketch pursued
-    (weight > 0): their objective itself ranks random actions above the reference policy, so another
+    (weight > 0): their objective itself ranks a baseline above the reference policy, so another
     weight would not save them (a term it avoided, weight < 0, may be right with the other sign)."""
     if attempt.sketch is None or not attempt.report:
         return []
@@ -320,10 +320,7 @@ def synthesize_sketch(task: Task, goal: str, client: LLMClient, samples: Sequenc
     # example's shape, and no one example fits every goal (measured on Gemma 3 270M: with the fixed
     # push-the-box example every HalfCheetah reply was a distance; with Hopper's sketch the first
     # reply maximised x_velocity; on reaching and pushing tasks the fixed example does better).
-    starts = [conversation]
-    if messages is None:
-        starts.append(build_sketch_messages(task, goal, action=request.action, fields=request.offered,
-                                            examples=0 if examples else 1))
+    starts: list[list[dict[str, str]]] = [list(conversation)]
     try:
         start, repaired, fresh = list(conversation), 0, 0
         for i in range(attempts):
@@ -340,6 +337,9 @@ def synthesize_sketch(task: Task, goal: str, client: LLMClient, samples: Sequenc
                 schema = decoding_schema(request.offered, space, samples, exclude_kinds, excluded)
             if repaired >= repairs:  # start over: a small model repeats its mistake more than it repairs it
                 fresh += 1
+                if messages is None and len(starts) == 1:  # the other example, made when first needed
+                    starts.append(build_sketch_messages(task, goal, action=request.action, fields=request.offered,
+                                                        examples=0 if examples else 1))
                 start = list(starts[fresh % len(starts)])
                 conversation, repaired = list(start), 0
                 continue
@@ -402,8 +402,8 @@ def judge_sketch(index: int, data: Any, task: Task, space: Any, samples: Sequenc
 def reweighed(sketch: dict[str, Any], factors: Sequence[float]) -> list[tuple[str, dict[str, Any]]]:
     """``(what changed, sketch)`` for each top-level term with a nonzero weight and each factor: the
     sketch with that one term's weight times the factor (clipped to the weight bound). What a small
-    model cannot judge and proxy training can: measured on Rocket League TouchBall, one sketch's
-    success went 0.06 -> 0.54 with its distance term's weight at a tenth (PPO, 2e5 steps)."""
+    model cannot judge and proxy training can: measured on Rocket League TouchBall (PPO, 2e5 steps),
+    Gemma's one-term distance sketch went from 0.00 to 0.86 success at a hundredth of its weight."""
     out = []
     for i, term in enumerate(sketch.get("terms", [])):
         weight = float(term.get("weight", 0.0))

@@ -65,8 +65,8 @@ class CheckResult:
     name: str
     passed: bool
     detail: str
-    # The reward components the check holds responsible (preference: those whose own episode return
-    # ranks random actions above the reference policy), for a synthesis loop to steer away from.
+    # The reward components the check holds responsible (preference and state_dependence: those whose
+    # own episode return ranks a baseline above the reference policy), for a synthesis loop to steer away from.
     blamed: tuple[str, ...] = ()
 
     @property
@@ -308,7 +308,7 @@ def _episode_returns(totals: np.ndarray, start: int,
 
 def _blame(run: IsolatedResult, start: int, preference: Preference, idle: bool) -> tuple[list[str], str]:
     """The components whose own episode return ranks a baseline (random, and with ``idle`` the
-    constant action) at or above the reference episodes', and the words that name them."""
+    constant action) above the reference episodes', and the words that name them."""
     against = []
     for name, values in run.components.items():
         ref, rnd, still = _episode_returns(values, start, preference)

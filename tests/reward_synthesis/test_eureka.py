@@ -350,6 +350,10 @@ def test_reweigh_trains_the_best_sketch_with_each_term_weight_scaled(tmp_path: P
     rows = json.loads((tmp_path / "out" / "candidates.json").read_text())["rows"]
     assert [r["origin"] for r in rows][1] == reach.origin
     assert json.loads((tmp_path / "out" / "candidates.json").read_text())["settings"]["reweigh"] == [0.1]
+    # The reflection may still revise the best sketch's kinds of terms: the derived candidates before
+    # it in its round do not count as the round's earlier (explored) candidates.
+    offered = set(re.findall(r'"kind": \{"const": "(\w+)"\}', json.dumps(llm.schemas[1]["$defs"])))
+    assert {"distance", "action"} <= offered
 
 
 def test_proxy_training_runs_on_the_ray_executor_too(tmp_path: Path, ray_runtime: None) -> None:
