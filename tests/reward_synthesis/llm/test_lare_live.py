@@ -77,6 +77,7 @@ def test_source_without_an_encoder_asks_the_llm_and_keeps_every_verdict(llm_env:
     assert built.record["encoder_source"] == "llm"
 
 
+@pytest.mark.slow  # ~14 s, and it xfails while Gemma writes no verifiable sketch encoder in 3 replies
 def test_sketch_mode_encoders_are_sketches_whose_terms_are_the_factors(llm_env: dict, tmp_path: Path) -> None:
     """Mode sketch: each reply is a schema-constrained sketch; an accepted one becomes an encoder
     whose factors are its terms, verified like a written encoder and loadable by LaRe."""
