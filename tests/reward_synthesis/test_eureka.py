@@ -369,3 +369,20 @@ def test_proxy_training_runs_on_the_ray_executor_too(tmp_path: Path, ray_runtime
     assert ray.is_initialized()  # the executor joined the session's runtime and left it up
     assert [run.ok for run in runs] == [True, True], [run.error for run in runs]
     assert [run.steps for run in runs] == [256, 256] and all(run.success is not None for run in runs)
+
+
+def test_fresh_starts_alternate_the_fixed_example_with_the_closest_goals_sketch(tmp_path: Path) -> None:
+    """A rejected reply with no repair left starts over from the other example: the fixed push-the-box
+    sketch first, then the sketch of the closest goal of another environment, then the fixed one again."""
+    pytest.importorskip("sentence_transformers", reason="sketch synthesis ranks fields with the llm extra")
+    from reward_synthesis.language.sketch_synthesis import synthesize_sketch
+
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    task = _task(tmp_path / "tiny.yaml")
+    llm = ScriptedSketchLLM({})  # every reply is rejected (not JSON)
+    result = synthesize_sketch(task, GOAL, llm, _samples(task), attempts=3, repairs=0)
+    assert [a.accepted for a in result.attempts] == [False, False, False]
+    prompts = [messages[-1]["content"] for _, messages in llm.requests]
+    assert "push_box" in prompts[0] and "Example sketches for OTHER tasks" not in prompts[0]
+    assert "Example sketches for OTHER tasks" in prompts[1] and "push_box" not in prompts[1]
+    assert prompts[2] == prompts[0]
