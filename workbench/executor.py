@@ -125,7 +125,8 @@ class LocalExecutor(Executor):
                 if self._closed:
                     outer.set_exception(WorkerDied("the executor was closed while the job ran"))
                     return
-            self._alone.submit(self._rerun_alone, outer, fn, args)
+                # under the lock: close() cannot shut the rerun thread between the check and this
+                self._alone.submit(self._rerun_alone, outer, fn, args)
         elif error is not None:
             outer.set_exception(error)
         else:
@@ -156,9 +157,12 @@ class LocalExecutor(Executor):
             for pool in pools:
                 for process in list((getattr(pool, "_processes", None) or {}).values()):
                     process.terminate()
+        # The reruns first: each shuts its own pool, and two threads shutting one pool at once close
+        # its result pipe twice (EBADF). Queued reruns still run, see the executor closed and fail
+        # with WorkerDied, so no future is left pending.
+        self._alone.shutdown(wait=True)
         for pool in pools:
             pool.shutdown(wait=True, cancel_futures=True)
-        self._alone.shutdown(wait=True, cancel_futures=True)
 
 
 # ----------------------------------------------------------------------------- ray
