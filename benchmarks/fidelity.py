@@ -12,7 +12,7 @@ beside it: for locomotion it is a threshold on forward speed, not a goal reached
 
     .venv/bin/python benchmarks/fidelity.py [--tasks reacher planar_push] [--steps 200000] [--seeds 1]
         [--llm-url URL --model NAME] [--out fidelity.json] [--runs-dir DIR]
-        [--search-rounds R --candidates K --reweigh 0.1 10 --proxy-steps N]
+        [--search-rounds R --candidates K --reweigh 0.1 10 --proxy-steps N] [--sides words]
 
 ``--search-rounds R`` (R >= 2) makes the words side the winner of the Eureka search over sketches
 (``workbench reward synth --mode sketch --candidates K --rounds R --reweigh ... --proxy-steps N
@@ -120,6 +120,8 @@ def main() -> None:
     parser.add_argument("--candidates", type=int, default=2, help="search: LLM sketches per round")
     parser.add_argument("--reweigh", type=float, nargs="*", default=[0.1, 10.0], help="search: weight factors")
     parser.add_argument("--proxy-steps", type=int, default=100_000, help="search: training steps per candidate")
+    parser.add_argument("--sides", nargs="+", default=["words", "expert"], choices=["words", "expert"],
+                        help="which sides to train (one: re-measure it against a table kept from before)")
     parser.add_argument("--runs-dir", type=Path, default=None,
                         help="where the runs go, kept to inspect (default: <runs>/fidelity/<time>)")
     args = parser.parse_args()
@@ -131,13 +133,16 @@ def main() -> None:
         expert = load_task(REPO / TASKS[name])
         result: dict[str, Any] = {"task": name, "env_id": expert.sim.env_id, "goal": expert.goal}
         words: TaskSpec | None = words_spec(expert, llm)
-        if args.search_rounds > 1:
+        if args.search_rounds > 1 and "words" in args.sides:
             words, result["search"] = searched_spec(
                 expert, llm, runs / f"{name}_search", rounds=args.search_rounds, candidates=args.candidates,
                 reweigh=args.reweigh, proxy_steps=args.proxy_steps)
             print(f"{name:<13} search {result['search']}", flush=True)
         sides = {"words": words, "expert": expert}
         for side, spec in sides.items():
+            if side not in args.sides:
+                result[side] = []
+                continue
             result[side] = ([train_side(spec, expert.training.seed + i, args.steps, runs) for i in range(args.seeds)]
                             if spec is not None else [{"seed": None, "success": None, "seconds": 0.0,
                                                        "error": "the search trained no candidate"}])
@@ -147,15 +152,16 @@ def main() -> None:
         words, ref = mean([r["success"] for r in result["words"]]), mean([r["success"] for r in result["expert"]])
         result.update(words_success=words, expert_success=ref,
                       ratio=None if words is None or not ref else round(words / ref, 3),
-                      metric=next((r["metric"] for r in result["expert"] if "metric" in r), "?"))
+                      metric=next((r["metric"] for r in result["expert"] + result["words"] if "metric" in r), "?"))
         rows.append(result)
     print(f"\n{'task':<13} {'synthesized':>11} {'expert':>7} {'ratio':>6}  success metric")
 
-    def show(v: float | None) -> str:
-        return "rejected" if v is None else f"{v:.2f}"
+    def show(r: dict[str, Any], side: str) -> str:
+        v = r[f"{side}_success"]
+        return "not run" if not r[side] else "rejected" if v is None else f"{v:.2f}"
 
     for r in rows:
-        print(f"{r['task']:<13} {show(r['words_success']):>11} {show(r['expert_success']):>7} "
+        print(f"{r['task']:<13} {show(r, 'words'):>11} {show(r, 'expert'):>7} "
               f"{'-' if r['ratio'] is None else r['ratio']:>6}  {r['metric']}")
     hits = sum(1 for r in rows if r["ratio"] is not None and r["ratio"] >= 0.9)
     how = (f", words by the sketch search ({args.search_rounds} rounds x {args.candidates}, reweigh {args.reweigh}, "

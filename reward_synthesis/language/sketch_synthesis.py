@@ -16,7 +16,8 @@ orders the StateView's fields by how close their names and docs are in meaning t
 and the prompt and the decoding schema offer only the ``top_fields`` best, best first. The grammar
 then cannot name a field unrelated to the goal; validation, compilation and the checks still use
 the task's whole StateView. The model writes no transform scales: :func:`fill_scales` sets each to
-its quantity's typical size on the pre-flight samples (metres or thousands of uu alike). A distance
+its quantity's typical size on the pre-flight samples (metres or thousands of uu alike), and
+:func:`fill_gain` multiplies the whole reward by ``1 - gamma`` of the task's learner. A distance
 threshold it gets wrong (``below: 0``) becomes "closer than on 90% of the samples"
 (:func:`fill_thresholds`), a repeated term name gets a suffix (:func:`unique_names`); each attempt
 records what was set in ``filled``.
@@ -49,6 +50,7 @@ from reward_synthesis.language.sketches import (
     SketchInvalid,
     TermKey,
     compile_sketch,
+    fill_gain,
     fill_scales,
     fill_thresholds,
     named_fields,
@@ -365,17 +367,23 @@ def _judge(index: int, reply: Any, task: Task, space: Any, samples: Sequence[tup
         data = json.loads(reply.text, strict=False)  # the grammar lets raw control characters into strings
     except ValueError as err:
         return SketchAttempt(index, reply.text, None, None, False, f"- the reply is not JSON: {err}", "json", **common)
-    # The decoding schema leaves scales to the workbench; unusable distance thresholds, repeated names
-    # and negative action-cost weights, the embedded models' most common slips, are settled the same
-    # way (recorded in ``filled``).
-    filled: dict[str, Any] = {**fill_scales(data, samples), **fill_thresholds(data, samples), **unique_names(data),
-                              **settle_action_costs(data)}
+    # The decoding schema leaves scales and the gain to the workbench; unusable distance thresholds,
+    # repeated names and negative action-cost weights, the embedded models' most common slips, are
+    # settled the same way (recorded in ``filled``).
+    filled: dict[str, Any] = {**fill_scales(data, samples), **fill_gain(data, _discount(task)),
+                              **fill_thresholds(data, samples), **unique_names(data), **settle_action_costs(data)}
     if isinstance(data, dict) and data.get("goal") != goal:  # the sketch states the goal it was asked for: a
         if data.get("goal"):  # small model often echoes the example's goal, which the program header would show
             filled["goal"] = f"the reply said {str(data['goal'])[:80]!r}; the task's goal is kept"
         data["goal"] = goal[:500]
     common["filled"] = filled
     return judge_sketch(index, data, task, space, samples, preference, reply=reply.text, **common)
+
+
+def _discount(task: Task) -> float:
+    """The discount of the task's learner (stable-baselines3's default, 0.99, when unset)."""
+    gamma = task.spec.learner.hyperparams.get("gamma", 0.99)
+    return float(gamma) if isinstance(gamma, (int, float)) and 0 < gamma <= 1 else 0.99
 
 
 def judge_sketch(index: int, data: Any, task: Task, space: Any, samples: Sequence[tuple[State, np.ndarray]],

@@ -23,6 +23,7 @@ from reward_synthesis.language.sketches import (
     Sketch,
     SketchInvalid,
     compile_sketch,
+    fill_gain,
     fill_scales,
     fill_thresholds,
     sketch_fields,
@@ -676,6 +677,35 @@ def test_the_workbench_fills_scales_from_the_samples_and_the_model_writes_none()
         validate_sketch(data, t.schema, action_space=t.space)
 
 
+def test_the_gain_is_set_by_the_workbench_and_scales_every_component() -> None:
+    """The model never writes the gain (the decoding schema has none); fill_gain sets 1 - gamma and
+    keeps a written one; the compiled program multiplies every component by it, the total is their
+    sum, batched equals alone, and the preference checks, which compare returns, still pass."""
+    t = live("planar_push")
+    assert "gain" not in sketch_schema(t.schema, action_space=t.space, every_key=True, scales=False)["properties"]
+    assert "gain" in sketch_schema(t.schema, action_space=t.space)["properties"]  # a user may write it
+    data = copy.deepcopy(PLANAR_PUSH)
+    assert fill_gain(data, 0.98) == {"gain": 0.02} and data["gain"] == 0.02
+    assert fill_gain(data, 0.5) == {} and data["gain"] == 0.02  # written: kept
+    assert fill_gain({"terms": []}, 1.0) == {"gain": 0.001}  # no discount: a floor, never 0
+    plain = load_program(compile_sketch(PLANAR_PUSH, t.schema, action_space=t.space), batched=True)
+    source = compile_sketch(data, t.schema, action_space=t.space)
+    gained = load_program(source, batched=True)
+    state, actions = stack(t.samples)
+    (total, components), (plain_total, plain_components) = gained(state, actions), plain(state, actions)
+    np.testing.assert_allclose(total, 0.02 * plain_total, rtol=1e-12)
+    assert components.keys() == plain_components.keys()
+    for name, values in components.items():
+        np.testing.assert_allclose(values, 0.02 * plain_components[name], rtol=1e-12)
+    np.testing.assert_allclose(total, sum(components.values()), rtol=0, atol=1e-15)
+    one_total, _ = gained(State({n: v[3:4] for n, v in state.items()}), actions[3:4])
+    assert float(one_total[0]) == pytest.approx(float(total[3]), rel=1e-12)
+    report = preflight(source, t.samples, program="gained.py", preference=t.preference)
+    assert report.accepted, report.render()
+    with pytest.raises(SketchInvalid, match="gain"):
+        validate_sketch({**data, "gain": 2.0}, t.schema, action_space=t.space)
+
+
 def test_unusable_distance_thresholds_and_repeated_names_are_settled_and_recorded() -> None:
     """``below: 0`` (never true) becomes the 10% quantile of its distance on the samples, in a
     stage's inner terms too; a valid threshold stays; a repeated name gets a suffix; the result
@@ -815,9 +845,12 @@ def test_a_sketch_states_the_goal_it_was_asked_for_not_the_one_the_model_echoed(
         {"kind": "distance", "name": "reach", "a": "fingertip_pos", "b": "target_pos",
          "transform": {"kind": "linear"}, "weight": 1.0}]}), latency_s=0.0, cached=False, constraint="json_schema",
         truncated=False, finish_reason="stop")
-    attempt = _judge(0, reply, SimpleNamespace(profile=t.profile), t.env.action_space, t.samples, t.preference,
+    task = SimpleNamespace(profile=t.profile, spec=load_task(REPO / TASKS["reacher"][0]))  # gamma 0.9
+    attempt = _judge(0, reply, task, t.env.action_space, t.samples, t.preference,
                      "Move the fingertip onto the target.")
     assert attempt.accepted, attempt.reason
+    assert attempt.filled["gain"] == 0.1 and attempt.sketch["gain"] == 0.1  # 1 - gamma, set by the workbench
+    assert "'reach': 0.1 * r_reach," in attempt.code
     assert attempt.sketch is not None and attempt.sketch["goal"] == "Move the fingertip onto the target."
     assert attempt.code is not None and "# Goal: Move the fingertip onto the target." in attempt.code
     assert "Push the box" not in attempt.code and "Push the box" in attempt.filled["goal"]
