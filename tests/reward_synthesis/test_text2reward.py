@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from workbench_testing import SHIPPED, load_shipped
+from workbench_testing import load_shipped, shipped_params
 
 from reward_synthesis.language.text2reward import build_messages, refine_messages
 from reward_synthesis.llm.sources import extract_code
@@ -39,7 +39,7 @@ def _task(path: Path) -> Task:
     return Task.build(load_task(path), reward=BuiltReward(None, "not needed"))
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=[p.stem for p in SHIPPED])
+@pytest.mark.parametrize("path", shipped_params())
 def test_prompt_is_generated_from_the_task(path: Path, tmp_path: Path) -> None:
     task = Task.build(load_shipped(path, tmp_path), reward=BuiltReward(None, "not needed"))
     system, user = build_messages(task, "do the thing")

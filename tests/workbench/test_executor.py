@@ -81,6 +81,7 @@ def test_a_sweep_runs_its_trials_as_ray_tasks_and_a_local_rerun_keeps_them(ray_r
 
 
 
+@pytest.mark.slow  # 17 s on 2 cores; the Ray sweep above keeps Ray in the default suite
 def test_a_search_samples_configurations_with_optuna_on_ray_tune(ray_runtime: None, tmp_path: Path) -> None:
     from test_sweep import TINY
 
