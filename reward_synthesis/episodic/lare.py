@@ -425,6 +425,8 @@ def synthesize_sketch_encoders(task: Task, goal: str, client: LLMClient, samples
             synthesis = synthesize_sketch(task, goal, client, samples, attempts=1, seed=request_seed,
                                           top_fields=TOP_FIELDS if top_fields is None else top_fields, repairs=0)
             sketch_attempt = synthesis.attempts[0]
+            if sketch_attempt.sketch is not None:  # a reward's gain: the decoder weighs the factors itself
+                sketch_attempt.sketch.pop("gain", None)
             common = {"latency_s": sketch_attempt.latency_s, "cached": sketch_attempt.cached,
                       "sketch": sketch_attempt.sketch}
             if not sketch_attempt.accepted or sketch_attempt.sketch is None:

@@ -1149,7 +1149,7 @@ def compile_sketch(sketch: Sketch | Mapping[str, Any] | str, schema: StateSchema
 
     ``form="encoder"``: the same terms as a LaRe encoder, ``encode_factors(state, action)`` on one
     state, returning ``{component name: float}``: each term one latent factor, which LaRe's decoder
-    weighs itself (the sketch's weights only scale the inputs it normalises).
+    weighs itself (the sketch's weights only scale the inputs it normalises; its ``gain`` does not apply).
     """
     parsed = validate_sketch(sketch, schema, action_space=action_space)
     emitter = _Emitter(_Slots(schema, action_space))
