@@ -587,6 +587,7 @@ def sketch_schema(schema: StateSchema, *, action_space: Any = None, every_key: b
         del out["properties"]["gain"]
     if every_key:
         _require_every_key(out)
+        out["required"] = [key for key in out["required"] if key != "gain"]  # the workbench's, when absent
     return out
 
 

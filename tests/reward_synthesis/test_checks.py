@@ -222,7 +222,7 @@ def test_preference_check_needs_a_reference_policy_and_ranks_it_first() -> None:
     from workbench.spec import SimSpec
 
     adapter = MujocoAdapter()
-    for env_id, has_reference in (("Reacher-v5", True), ("Hopper-v5", False)):
+    for env_id, has_reference in (("Reacher-v5", True), ("Walker2d-v5", False)):
         spec = SimSpec(env_id=env_id)
         env = adapter.make_env(spec)
         profile = adapter.profile(spec, env)
@@ -241,6 +241,28 @@ def test_preference_check_needs_a_reference_policy_and_ranks_it_first() -> None:
         rejected = preflight(away, samples, preference=preference)
         assert not rejected.accepted and failing(rejected).name == "preference"
         assert "prefers random" in failing(rejected).detail
+
+
+def test_a_reward_for_staying_at_the_start_fails_on_hopper_and_moving_forward_passes() -> None:
+    """The embedded model's Hopper sketch, closeness of x_position to 0, passed while Hopper had no
+    reference policy; the linear feedback hop now ranks it below random actions."""
+    from reward_synthesis.safety.checks import check_inputs
+    from workbench.sims.mujoco import MujocoAdapter
+    from workbench.spec import SimSpec
+
+    adapter = MujocoAdapter()
+    spec = SimSpec(env_id="Hopper-v5")
+    env = adapter.make_env(spec)
+    try:
+        samples, preference = check_inputs(env, adapter.profile(spec, env), n=16)
+    finally:
+        env.close()
+    stay = ("def compute_reward(state, action):\n"
+            "    return -abs(float(state.x_position)) / 0.01, {'reach': -abs(float(state.x_position)) / 0.01}\n")
+    rejected = failing(preflight(stay, samples, preference=preference))
+    assert rejected.name == "preference" and "prefers random" in rejected.detail and rejected.blamed == ("reach",)
+    forward = "def compute_reward(state, action):\n    return float(state.x_velocity)\n"
+    assert preflight(forward, samples, preference=preference).accepted
 
 
 def test_a_reward_for_keeping_still_loses_to_the_idle_baseline_on_half_cheetah() -> None:

@@ -131,8 +131,9 @@ def test_the_scripted_reference_with_noise_is_a_medium_policy() -> None:
     assert summary["policy"]["reference_expert"] == "reference"
     assert summary["ref_min_score"] < summary["ref_max_score"]  # the pusher beats random actions
     assert summary["return_mean"] < summary["ref_max_score"]  # the noise costs it
-    hopper = cli("data", "collect", str(HOPPER), "--policy", "reference", "--out", "test/none-v0")
-    assert hopper.returncode == 2 and "no scripted reference policy" in hopper.stderr
+    walker = cli("data", "collect", str(REPO / "tasks" / "offline" / "walker2d_sac.yaml"), "--policy", "reference",
+                 "--out", "test/none-v0")
+    assert walker.returncode == 2 and "no scripted reference policy" in walker.stderr
 
 
 @pytest.mark.slow

@@ -160,6 +160,25 @@ def _half_cheetah_reference(env: Any) -> np.ndarray:
     return np.sin(2 * np.pi * _CHEETAH_GAIT_HZ * float(env.data.time) + _CHEETAH_GAIT_PHASES)
 
 
+# A linear feedback policy for Hopper, action = clip(K @ obs + b) with obs = (qpos[1:], qvel clipped
+# to +-10): its 3 x 11 gains found by random search (ARS, Mania et al. 2018) for forward distance
+# while upright. Measured over seeds 0-11: 1.3-5.5 m before it falls (x >= 3 m on 7 of 12), about
+# 0.3 m in the first 200 steps, where random actions fall within a few dozen.
+_HOPPER_K = np.array([
+    [5.501, -11.31, -4.587, 5.863, -0.2951, -0.6246, 0.1439, -0.1348, -0.1767, 0.02035, -0.02948],
+    [-0.688, 5.758, -3.808, -0.136, -2.14, 0.5591, -0.7878, -0.1717, 0.184, 0.1755, -0.1089],
+    [7.539, 3.814, -1.539, -1.238, 2.209, -2.375, -0.3647, 0.2892, 0.0696, 0.1922, -0.1395]])
+_HOPPER_B = np.array([-7.533, 1.101, -8.968])
+
+
+def _hopper_reference(env: Any) -> np.ndarray:
+    """Scripted Hopper solution: the linear feedback hop above. It stays upright and moves forward
+    where random actions fall, so a reward for staying at the start ranks it below them and fails
+    the preference check."""
+    obs = np.concatenate([env.data.qpos[1:], np.clip(env.data.qvel, -10, 10)])
+    return np.clip(_HOPPER_K @ obs + _HOPPER_B, -1.0, 1.0)
+
+
 def _swimmer() -> TaskProfile:
     fields = (
         Field("x_position", (), "m", "forward position of the front tip", "world frame"),
@@ -243,7 +262,7 @@ _PROFILES: dict[str, Callable[[], TaskProfile]] = {
     "HalfCheetah-v5": lambda: _locomotion("HalfCheetah-v5", 9, 9, planar=True, distance=20.0,
                                           reference=_half_cheetah_reference,
                                           doc="A planar cheetah running along +x."),
-    "Hopper-v5": lambda: _locomotion("Hopper-v5", 6, 6, planar=True, distance=3.0,
+    "Hopper-v5": lambda: _locomotion("Hopper-v5", 6, 6, planar=True, distance=3.0, reference=_hopper_reference,
                                      doc="A planar one-legged hopper moving along +x; falls end the episode."),
     "Walker2d-v5": lambda: _locomotion("Walker2d-v5", 9, 9, planar=True, distance=3.0,
                                        doc="A planar biped walking along +x; falls end the episode."),
