@@ -303,7 +303,7 @@ def test_sketch_mode_searches_over_sketches_and_reflects_on_the_best(tmp_path: P
         "trained", "not trained", "trained", "not trained"]
     assert by_label["r0_c1"].reason.startswith("state_dependence"), by_label["r0_c1"].reason
     assert by_label["r1_c1"].reason.startswith("the reply is not JSON")
-    assert by_label["r0_c0"].sketch == json.loads(_sketch(REACH, EFFORT))
+    assert by_label["r0_c0"].sketch == {**json.loads(_sketch(REACH, EFFORT)), "gain": 0.01}  # 1 - gamma, filled
     out = tmp_path / "out"
     assert json.loads((out / "candidates" / "r0_c0.sketch.json").read_text()) == by_label["r0_c0"].sketch
     # Round 1 starts from the sketch prompt, the best sketch as the model's answer, then the reflection.
