@@ -243,20 +243,25 @@ def test_preference_check_needs_a_reference_policy_and_ranks_it_first() -> None:
         assert "prefers random" in failing(rejected).detail
 
 
-def test_a_reward_for_staying_at_the_start_fails_on_hopper_and_moving_forward_passes() -> None:
-    """The embedded model's Hopper sketch, closeness of x_position to 0, passed while Hopper had no
-    reference policy; the linear feedback hop now ranks it below random actions."""
+def _mujoco_check_inputs(env_id: str) -> tuple[list, Any]:
+    """16 random-action samples and the preference episodes of a MuJoCo env, as the pre-flight makes them."""
     from reward_synthesis.safety.checks import check_inputs
     from workbench.sims.mujoco import MujocoAdapter
     from workbench.spec import SimSpec
 
     adapter = MujocoAdapter()
-    spec = SimSpec(env_id="Hopper-v5")
+    spec = SimSpec(env_id=env_id)
     env = adapter.make_env(spec)
     try:
-        samples, preference = check_inputs(env, adapter.profile(spec, env), n=16)
+        return check_inputs(env, adapter.profile(spec, env), n=16)
     finally:
         env.close()
+
+
+def test_a_reward_for_staying_at_the_start_fails_on_hopper_and_moving_forward_passes() -> None:
+    """The embedded model's Hopper sketch, closeness of x_position to 0, passed while Hopper had no
+    reference policy; the linear feedback hop now ranks it below random actions."""
+    samples, preference = _mujoco_check_inputs("Hopper-v5")
     stay = ("def compute_reward(state, action):\n"
             "    return -abs(float(state.x_position)) / 0.01, {'reach': -abs(float(state.x_position)) / 0.01}\n")
     rejected = failing(preflight(stay, samples, preference=preference))
@@ -270,17 +275,7 @@ def test_a_reward_for_keeping_still_loses_to_the_idle_baseline_on_half_cheetah()
     a constant action keeps the cheetah still, its states score higher, and the check names the term
     to blame. Running forward beats both; an action cost (which idling never pays) is no reason to
     reject: the idle baseline is judged on states only."""
-    from reward_synthesis.safety.checks import check_inputs
-    from workbench.sims.mujoco import MujocoAdapter
-    from workbench.spec import SimSpec
-
-    adapter = MujocoAdapter()
-    spec = SimSpec(env_id="HalfCheetah-v5")
-    env = adapter.make_env(spec)
-    try:
-        samples, preference = check_inputs(env, adapter.profile(spec, env), n=16)
-    finally:
-        env.close()
+    samples, preference = _mujoco_check_inputs("HalfCheetah-v5")
     assert preference is not None and len(preference.idle) == len(preference.random) > 0
     still = ("import numpy as np\ndef compute_reward(state, action):\n"
              "    return -float(np.linalg.norm(state.qvel)), {'still': -float(np.linalg.norm(state.qvel))}\n")
