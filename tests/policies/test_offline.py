@@ -154,7 +154,10 @@ def hopper_data() -> str:
     return "test/hopper-tiny-v0"
 
 
-@pytest.mark.parametrize("learner", ["bc", "mopo", "morec"])
+# MOREC in the default suite (it carries MOPO's model and rollouts, and a killed MOPO run resumes below);
+# its two baselines, about 10 s each, in make test-slow.
+@pytest.mark.parametrize("learner", [pytest.param("bc", marks=pytest.mark.slow),
+                                     pytest.param("mopo", marks=pytest.mark.slow), "morec"])
 def test_each_learner_trains_evaluates_and_reports_the_normalised_score(learner: str, hopper_data: str,
                                                                         tmp_path: Path) -> None:
     extra = ["learner.hyperparams.adversarial_steps=40", "learner.hyperparams.snapshot_every=10",
